@@ -1,0 +1,140 @@
+"""Actors: a trio task that owns a bounded mailbox, reached through an ActorRef.
+
+The mailbox outlives the actor object: a supervisor that restarts a child keeps
+its channel, so every ActorRef handed out stays valid across restarts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Generic, TypeVar
+
+import trio
+
+from ._errors import ActorCrashed, ActorTimeout, MailboxClosed, MailboxFull
+
+M = TypeVar("M")
+
+DEFAULT_MAILBOX = 256
+DEFAULT_ASK_TIMEOUT = 10.0
+
+
+class _Ask:
+    """A request waiting for one reply; cheaper than a channel per ask."""
+
+    __slots__ = ("msg", "event", "value", "error")
+
+    def __init__(self, msg: object) -> None:
+        self.msg = msg
+        self.event = trio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def reply(self, value: object) -> None:
+        if not self.event.is_set():
+            self.value = value
+            self.event.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.event.is_set():
+            self.error = error
+            self.event.set()
+
+
+class ActorRef(Generic[M]):
+    """The address of an actor: `tell` to send, `ask` to request a reply."""
+
+    __slots__ = ("name", "_send")
+
+    def __init__(self, name: str, send: trio.MemorySendChannel[Any]) -> None:
+        self.name = name
+        self._send = send
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self.name}>"
+
+    async def tell(self, msg: M) -> None:
+        """Send and forget; waits while the mailbox is full (back-pressure)."""
+        try:
+            await self._send.send(msg)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise MailboxClosed(self.name) from None
+
+    def tell_nowait(self, msg: M) -> None:
+        """Send without waiting, for callers that must never block (callbacks, threads)."""
+        try:
+            self._send.send_nowait(msg)
+        except trio.WouldBlock:
+            raise MailboxFull(self.name) from None
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise MailboxClosed(self.name) from None
+
+    async def ask(self, msg: M, timeout: float = DEFAULT_ASK_TIMEOUT) -> Any:
+        """Send and wait for the reply; the actor's error is raised here."""
+        req = _Ask(msg)
+        with trio.move_on_after(timeout) as scope:
+            try:
+                await self._send.send(req)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise MailboxClosed(self.name) from None
+            await req.event.wait()
+        if scope.cancelled_caught:
+            raise ActorTimeout(self.name, msg, timeout)
+        if req.error is not None:
+            raise req.error
+        return req.value
+
+
+class Actor:
+    """Base class: override `handle`; optionally `on_start` and `on_stop`.
+
+    `handle` returns the reply to an `ask` (ignored for a `tell`). An exception
+    that is an `ActorError` (a domain error, see `is_reply_error`) goes back to
+    the asker and the actor carries on; any other exception crashes the actor,
+    so its supervisor can restart it with fresh state.
+    """
+
+    name: str = "actor"
+    mailbox_size: int = DEFAULT_MAILBOX
+
+    async def on_start(self, nursery: trio.Nursery) -> None:
+        """Called once per (re)start, before the first message."""
+
+    async def on_stop(self) -> None:
+        """Called when the actor ends normally or is cancelled (shielded, keep it short)."""
+
+    async def handle(self, msg: Any) -> Any:
+        raise NotImplementedError
+
+    def is_reply_error(self, exc: BaseException) -> bool:
+        """Errors that answer one request rather than break the actor."""
+        return getattr(exc, "reply_error", False) is True
+
+    async def run(self, inbox: trio.MemoryReceiveChannel[Any]) -> None:
+        async with trio.open_nursery() as nursery:
+            try:
+                await self.on_start(nursery)
+                async for item in inbox:
+                    if type(item) is _Ask:
+                        try:
+                            item.reply(await self.handle(item.msg))
+                        except Exception as exc:
+                            if self.is_reply_error(exc):
+                                item.fail(exc)
+                                continue
+                            item.fail(ActorCrashed(self.name, exc))
+                            raise
+                    else:
+                        await self.handle(item)
+                nursery.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await self.on_stop()
+
+
+def open_mailbox(name: str, size: int = DEFAULT_MAILBOX) -> tuple[ActorRef[Any], trio.MemoryReceiveChannel[Any]]:
+    """A mailbox and its address; size 0 means unbuffered, math.inf is refused."""
+    if size == math.inf:
+        raise ValueError("mailboxes are bounded")
+    send, recv = trio.open_memory_channel[Any](size)
+    return ActorRef(name, send), recv

@@ -1,0 +1,210 @@
+"""The registry: which apps exist, what state each is in, and their actors.
+
+It turns scans into app actors (one per valid app, under the `apps`
+supervisor) and keeps a read model of every app, fed by the events the app
+actors publish, so one ask answers the dashboard's whole app list. What must
+survive a restart (the app's folder, type, manifest digest, whether the user
+left it running) is written atomically, and only when it changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from ..errors import BadRequest, UnknownApp
+from ..manifest import Manifest
+from ..messages import (
+    AppConfigError,
+    AppCrashed,
+    AppHealthChanged,
+    AppInstalled,
+    AppInstallFailed,
+    ApplyManifest,
+    ApplyScan,
+    AppQuarantined,
+    AppStarted,
+    AppStateChanged,
+    AppStopped,
+    GetApp,
+    ListApps,
+    PortAssigned,
+    StartApp,
+    StopApp,
+)
+from ..storage import atomic_write_json, read_json
+from . import Actor, ActorError, Broadcast, ChildSpec, Supervisor
+
+log = logging.getLogger(__name__)
+
+AppFactory = Callable[[Manifest], Actor]
+_PERSISTED = ("name", "type", "folder", "digest", "desired", "port")
+
+
+@attrs.define
+class AppRecord:
+    id: str
+    name: str
+    type: str
+    folder: str
+    digest: str
+    version: str = ""
+    description: str = ""
+    state: str = "stopped"
+    port: int | None = None
+    healthy: bool | None = None
+    health_detail: str = ""
+    last_error: str | None = None
+    desired: str = "stopped"  # what the user last asked for: running | stopped
+    disk_bytes: int | None = None
+    ttl: float | None = None
+    ui: str | None = None
+    manifest: Manifest | None = attrs.field(default=None, repr=False, eq=False)
+
+    def to_json(self) -> dict[str, Any]:
+        data = attrs.asdict(self, filter=lambda a, v: a.name != "manifest")
+        data["has_ui"] = self.type == "streamlit" or self.ui is not None
+        return data
+
+    def persisted(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in _PERSISTED}
+
+
+class Registry(Actor):
+    name = "registry"
+
+    def __init__(self, apps: Supervisor, factory: AppFactory, bus: Broadcast, state_file: Path | None) -> None:
+        self.apps = apps
+        self.factory = factory
+        self.bus = bus
+        self.state_file = state_file
+        self.records: dict[str, AppRecord] = {}
+        self.invalid: dict[str, tuple[str, ...]] = {}
+        self.saved: dict[str, Any] = (read_json(state_file, {}) if state_file else {}) or {}
+        self.first_scan = True
+
+    async def on_start(self, nursery: trio.Nursery) -> None:
+        sub = self.bus.subscribe(maxlen=4096, accept=lambda e: getattr(e, "app_id", None) in self.records)
+        nursery.start_soon(self._follow, sub)
+
+    async def on_stop(self) -> None:
+        self._save()
+
+    async def handle(self, msg: Any) -> Any:
+        match msg:
+            case ApplyScan(manifests, invalid):
+                await self._apply_scan(manifests, dict(invalid))
+            case ListApps():
+                apps = [r.to_json() for r in sorted(self.records.values(), key=lambda r: r.id)]
+                apps += [{"id": folder, "folder": folder, "state": "invalid", "errors": list(errs), "type": None}
+                         for folder, errs in sorted(self.invalid.items())]
+                return apps
+            case GetApp(app_id):
+                if app_id in self.records:
+                    return self.records[app_id].to_json()
+                if app_id in self.invalid:
+                    return {"id": app_id, "folder": app_id, "state": "invalid", "errors": list(self.invalid[app_id])}
+                raise UnknownApp(app_id)
+            case _:
+                raise BadRequest(f"registry: unknown message {type(msg).__name__}")
+
+    async def _apply_scan(self, manifests: tuple[Manifest, ...], invalid: dict[str, tuple[str, ...]]) -> None:
+        self.invalid = invalid
+        found = {m.id: m for m in manifests}
+        for app_id in self.records.keys() - found.keys():
+            await self._remove(app_id)
+        boot: list[str] = []
+        for app_id, m in found.items():
+            rec = self.records.get(app_id)
+            if rec is not None and rec.type != m.type:
+                await self._remove(app_id)
+                rec = None
+            if rec is None:
+                saved = self.saved.get(app_id, {})
+                rec = AppRecord(app_id, m.name, m.type, m.path.name, m.digest,
+                                desired=saved.get("desired", "stopped"), port=saved.get("port"))
+                self._fill(rec, m)
+                self.records[app_id] = rec
+                self.apps.start_child(ChildSpec(app_id, lambda i=app_id: self.factory(self.records[i].manifest)))
+                if m.type == "service" and (rec.desired == "running" or (self.first_scan and m.autostart)):
+                    boot.append(app_id)
+            elif rec.digest != m.digest or rec.manifest != m:
+                self._fill(rec, m)
+                rec.digest = m.digest
+                await self._tell(app_id, ApplyManifest(m))
+        self.first_scan = False
+        self._save()
+        for app_id in boot:  # bring back what was running before (adopted if still up)
+            await self._tell(app_id, StartApp(app_id, reason="boot"))
+
+    @staticmethod
+    def _fill(rec: AppRecord, m: Manifest) -> None:
+        rec.manifest, rec.name, rec.folder = m, m.name, m.path.name
+        rec.version, rec.description, rec.ui = m.version, m.description, m.ui
+        rec.ttl = m.ttl if m.type == "streamlit" else None
+
+    async def _remove(self, app_id: str) -> None:
+        """A folder went away: stop its app, then its actor."""
+        if app_id in self.apps:
+            with trio.move_on_after(15):
+                try:
+                    await self.apps.ref(app_id).ask(StopApp(app_id, reason="removed"), timeout=15)
+                except Exception as exc:  # a stop that fails must not keep a removed app registered
+                    log.info("stopping removed app %s: %s", app_id, exc)
+            await self.apps.stop_child(app_id)
+        self.records.pop(app_id, None)
+
+    async def _tell(self, app_id: str, msg: Any) -> None:
+        try:
+            await self.apps.ref(app_id).tell(msg)
+        except ActorError as exc:
+            log.warning("cannot reach %s: %s", app_id, exc)
+
+    async def _follow(self, sub: Any) -> None:
+        """Mirror the app actors' events into the records (events come up, not asks)."""
+        with sub:
+            while True:
+                for ev in await sub.receive_batch():
+                    rec = self.records.get(ev.app_id)
+                    if rec is not None:
+                        self._update(rec, ev)
+
+    def _update(self, rec: AppRecord, ev: Any) -> None:
+        before = rec.persisted()
+        match ev:
+            case AppStateChanged(state=state):
+                rec.state = state
+                if state in ("stopped", "install_failed", "config_error"):
+                    rec.healthy = None
+            case AppStarted(port=port, reason=reason):
+                rec.port = port if port is not None else rec.port
+                rec.last_error = None
+                if reason in ("user", "boot", "api"):
+                    rec.desired = "running"
+            case AppStopped(reason=reason):
+                rec.healthy = None
+                if reason == "user":
+                    rec.desired = "stopped"
+            case AppHealthChanged(healthy=healthy, detail=detail):
+                rec.healthy, rec.health_detail = healthy, detail
+            case PortAssigned(port=port):
+                rec.port = port
+            case AppInstalled(disk_bytes=disk):
+                rec.disk_bytes = disk
+            case AppCrashed(exit_status=status, log_tail=tail):
+                rec.last_error = f"exited with status {status}" + (f": {tail.splitlines()[-1]}" if tail else "")
+            case AppConfigError(error=error) | AppInstallFailed(error=error) | AppQuarantined(error=error):
+                rec.last_error = error
+        if rec.type == "service" and rec.persisted() != before:
+            self._save()
+
+    def _save(self) -> None:
+        data = {app_id: rec.persisted() for app_id, rec in sorted(self.records.items())}
+        if data != self.saved and self.state_file is not None:
+            atomic_write_json(self.state_file, data)
+            self.saved = data

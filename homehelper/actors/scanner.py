@@ -1,0 +1,93 @@
+"""The scanner: reads apps/ at start and on Rescan, reports what changed.
+
+Each folder is judged alone: a broken manifest marks that one app invalid and
+the scan carries on. The file reads run in a worker thread so a slow SD card
+never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ..errors import BadRequest, ManifestError
+from ..manifest import MANIFEST_NAME, Manifest, load_manifest
+from ..messages import AppChanged, AppDiscovered, AppInvalid, AppRemoved, ApplyScan, Rescan
+from . import Actor, ActorRef
+
+log = logging.getLogger(__name__)
+
+
+def scan_folder(apps_dir: Path) -> tuple[list[Manifest], dict[str, tuple[str, ...]]]:
+    """Every valid manifest under `apps_dir`, and the errors of each invalid folder."""
+    manifests: list[Manifest] = []
+    invalid: dict[str, tuple[str, ...]] = {}
+    by_id: dict[str, str] = {}
+    try:
+        entries = sorted(apps_dir.iterdir())
+    except FileNotFoundError:
+        return manifests, invalid
+    for folder in entries:
+        if folder.name.startswith((".", "_")) or not folder.is_dir():
+            continue
+        if not (folder / MANIFEST_NAME).exists() and not (folder / MANIFEST_NAME).is_symlink():
+            continue  # not an app (yet): a folder being copied in, say
+        try:
+            manifest = load_manifest(folder, apps_dir)
+        except ManifestError as exc:
+            invalid[folder.name] = tuple(exc.errors)
+            continue
+        if manifest.id in by_id:
+            invalid[folder.name] = (f"id: {manifest.id!r} is already used by {by_id[manifest.id]}/",)
+            continue
+        by_id[manifest.id] = folder.name
+        manifests.append(manifest)
+    return manifests, invalid
+
+
+class Scanner(Actor):
+    name = "scanner"
+
+    def __init__(self, apps_dir: Path, registry: ActorRef[Any], emit: Any) -> None:
+        self.apps_dir = apps_dir
+        self.registry = registry
+        self.emit = emit
+        self.known: dict[str, Manifest] = {}
+        self.invalid: dict[str, tuple[str, ...]] = {}
+
+    async def on_start(self, nursery: trio.Nursery) -> None:
+        await self.scan()
+
+    async def handle(self, msg: Any) -> Any:
+        match msg:
+            case Rescan():
+                return await self.scan()
+            case _:
+                raise BadRequest(f"scanner: unknown message {type(msg).__name__}")
+
+    async def scan(self) -> dict[str, list[str]]:
+        manifests, invalid = await trio.to_thread.run_sync(scan_folder, self.apps_dir)
+        found = {m.id: m for m in manifests}
+        summary: dict[str, list[str]] = {"discovered": [], "changed": [], "removed": [], "invalid": []}
+        for app_id, m in found.items():
+            old = self.known.get(app_id)
+            if old is None:
+                summary["discovered"].append(app_id)
+                self.emit(AppDiscovered(app_id, m.name, m.type, str(m.path)))
+            elif old.digest != m.digest or old.path != m.path:
+                summary["changed"].append(app_id)
+                self.emit(AppChanged(app_id, m.digest))
+        for app_id in self.known.keys() - found.keys():
+            summary["removed"].append(app_id)
+            self.emit(AppRemoved(app_id))
+        for folder, errors in invalid.items():
+            summary["invalid"].append(folder)
+            if self.invalid.get(folder) != errors:
+                log.warning("apps/%s is invalid: %s", folder, "; ".join(errors))
+                self.emit(AppInvalid(folder, errors))
+        self.known, self.invalid = found, invalid
+        await self.registry.tell(ApplyScan(tuple(manifests), tuple(sorted(invalid.items()))))
+        return summary

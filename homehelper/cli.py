@@ -1,0 +1,124 @@
+"""The `homehelper` command: serve, apps, validate, install."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import Config, load_config
+from .errors import ConfigError, ManifestError
+from .manifest import MANIFEST_NAME, load_manifest
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="homehelper", description="Supervise a folder of small Python apps.")
+    p.add_argument("--root", type=Path, help="state root (config, data, logs, registry); env HOMEHELPER_ROOT")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run HomeHelper: actors, apps and the dashboard")
+    s.add_argument("--apps-dir", type=Path, help="the folder of apps")
+    s.add_argument("--host", help="address the dashboard listens on (0.0.0.0 for the LAN)")
+    s.add_argument("--port", type=int, help="dashboard port (default 8000)")
+    s.add_argument("--backend", choices=["auto", "systemd", "process"], help="how service apps run")
+    s.add_argument("--redis-url", help="redis://host:port/0; none: the in-process bus alone")
+    a = sub.add_parser("apps", help="list discovered apps with state and port")
+    a.add_argument("--apps-dir", type=Path)
+    a.add_argument("--port", type=int, help="port of the running dashboard")
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    v = sub.add_parser("validate", help="check an app folder or its homehelper.json")
+    v.add_argument("path", type=Path)
+    i = sub.add_parser("install", help="install HomeHelper itself as a systemd service (starts at boot)")
+    i.add_argument("--scope", choices=["user", "system"], help="systemd scope (default from config)")
+    i.add_argument("--dry-run", action="store_true", help="print the unit, change nothing")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "validate":
+        return validate(args.path)
+    overrides: dict[str, Any] = {}
+    for key in ("apps_dir", "host", "port", "backend", "redis_url"):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = str(value) if isinstance(value, Path) else value
+    try:
+        config = load_config(args.root, overrides)
+    except ConfigError as exc:
+        print(f"homehelper: bad configuration: {exc.message}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        from .serve import run_forever
+
+        return run_forever(config)
+    if args.command == "apps":
+        return list_apps(config, as_json=args.json)
+    if args.command == "install":
+        from . import selfinstall
+
+        return selfinstall.install_command(config, args)
+    return 2
+
+
+def validate(path: Path) -> int:
+    folder = path.parent if path.name == MANIFEST_NAME else path
+    try:
+        m = load_manifest(folder)
+    except ManifestError as exc:
+        print(f"{folder}: invalid", file=sys.stderr)
+        for err in exc.errors:
+            print(f"  - {err}", file=sys.stderr)
+        return 1
+    print(f"{folder}: valid {m.type} app {m.id!r} ({m.name} {m.version})")
+    return 0
+
+
+def _live_apps(config: Config) -> list[dict[str, Any]] | None:
+    """The running server's view, if one answers on this machine."""
+    import httpx
+
+    token_file = config.run_dir / "cli-token"
+    headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"} if token_file.exists() else {}
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+    try:
+        r = httpx.get(f"http://{host}:{config.port}/api/apps", headers=headers, timeout=2)
+        if r.status_code == 200:
+            data = r.json()
+            return data["apps"] if isinstance(data, dict) else data
+    except (httpx.HTTPError, ValueError, KeyError):
+        pass
+    return None
+
+
+def list_apps(config: Config, as_json: bool = False) -> int:
+    from .actors.scanner import scan_folder
+    from .storage import read_json
+
+    apps = _live_apps(config)
+    source = "live"
+    if apps is None:
+        source = "offline (HomeHelper is not running)"
+        manifests, invalid = scan_folder(config.apps_dir)
+        ports = read_json(config.registry_dir / "ports.json", {}) or {}
+        apps = [{"id": m.id, "type": m.type, "state": "-", "port": ports.get(m.id), "name": m.name}
+                for m in manifests]
+        apps += [{"id": f, "type": None, "state": "invalid", "port": None, "errors": list(e)}
+                 for f, e in invalid.items()]
+    if as_json:
+        print(json.dumps({"source": source, "apps": apps}, indent=2))
+        return 0
+    print(f"apps in {config.apps_dir} [{source}]")
+    print(f"{'ID':<24} {'TYPE':<10} {'STATE':<14} PORT")
+    for a in apps:
+        print(f"{a['id']:<24} {a.get('type') or '-':<10} {a.get('state') or '-':<14} {a.get('port') or '-'}")
+        for err in a.get("errors") or ():
+            print(f"    ! {err}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""One hierarchy for HomeHelper's errors. Each carries the HTTP status the web
+layer answers with; `homehelper.web` translates them in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HomeHelperError(Exception):
+    status = 500
+    code = "internal_error"
+    reply_error = True  # answers an actor's asker instead of crashing the actor
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.detail:
+            body["detail"] = self.detail
+        return body
+
+
+class BadRequest(HomeHelperError):
+    status = 400
+    code = "bad_request"
+
+
+class ValidationError(BadRequest):
+    """A field of a manifest, config or request is wrong; `errors` names each."""
+
+    code = "invalid"
+
+    def __init__(self, message: str, errors: list[str] | None = None, **detail: Any) -> None:
+        self.errors = errors or [message]
+        super().__init__(message, errors=self.errors, **detail)
+
+
+class ConfigError(ValidationError):
+    code = "bad_config"
+
+
+class ManifestError(ValidationError):
+    code = "bad_manifest"
+
+
+class Unauthorized(HomeHelperError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(HomeHelperError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(HomeHelperError):
+    status = 404
+    code = "not_found"
+
+
+class UnknownApp(NotFound):
+    code = "unknown_app"
+
+    def __init__(self, app_id: str) -> None:
+        super().__init__(f"no app with id {app_id!r}", app=app_id)
+        self.app_id = app_id
+
+
+class Conflict(HomeHelperError):
+    """The request is fine but the app's state does not allow it now."""
+
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(HomeHelperError):
+    status = 413
+    code = "too_large"
+
+
+class TooManyRequests(HomeHelperError):
+    status = 429
+    code = "rate_limited"
+
+
+class Unavailable(HomeHelperError):
+    status = 503
+    code = "unavailable"
+
+
+class PortsExhausted(Unavailable):
+    code = "ports_exhausted"
+
+
+class BackendError(HomeHelperError):
+    """systemd, a subprocess or an installer failed; `detail` holds its output tail."""
+
+    status = 502
+    code = "backend_error"

@@ -1,0 +1,268 @@
+"""The app manifest `homehelper.json`: parsing and validation.
+
+Validation collects every problem, each naming its field, so a person fixes a
+manifest in one pass. The JSON Schema beside this file documents the same
+fields for editors; `tests/test_manifest.py` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from .errors import ManifestError
+
+MANIFEST_NAME = "homehelper.json"
+MAX_MANIFEST_BYTES = 64 * 1024
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
+
+AppType = Literal["service", "streamlit"]
+
+
+@attrs.frozen
+class Health:
+    path: str = "/health"
+    interval: float = 30.0  # seconds between polls
+    timeout: float = 5.0
+    failures: int = 3  # consecutive failed polls before the app counts as unhealthy
+    grace: float = 30.0  # start-up time during which failures do not count
+
+
+@attrs.frozen
+class Resources:
+    memory_mb: int = 256
+    cpu_percent: int = 50  # of one core
+    tasks: int = 64
+
+
+@attrs.frozen
+class RestartSpec:
+    policy: Literal["always", "on-failure", "no"] = "on-failure"
+    backoff_max: float = 300.0
+    intensity: int = 5  # restarts within `period` before quarantine
+    period: float = 600.0
+
+
+@attrs.frozen
+class Manifest:
+    id: str
+    name: str
+    type: AppType
+    path: Path  # the app's folder
+    version: str = "0.0.0"
+    description: str = ""
+    entry: str = "main.py"
+    requirements: str | None = None
+    setup: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    health: Health = Health()
+    resources: Resources = Resources()
+    restart: RestartSpec = RestartSpec()
+    ttl: float = 300.0  # Streamlit idle TTL
+    ui: str | None = None  # a service app's own UI path, proxied by the dashboard
+    autostart: bool = False  # services: start with HomeHelper
+    digest: str = ""  # sha256 of the manifest bytes, to notice changes
+
+    @property
+    def entry_path(self) -> Path:
+        return self.path / self.entry
+
+    @property
+    def requirements_path(self) -> Path | None:
+        return None if self.requirements is None else self.path / self.requirements
+
+    def to_json(self) -> dict[str, Any]:
+        data = attrs.asdict(self, recurse=True)
+        data["path"] = str(self.path)
+        data["env"] = dict(self.env)
+        data["setup"] = list(self.setup)
+        return data
+
+
+class _Checker:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+        self.errors: list[str] = []
+
+    def err(self, field: str, why: str) -> None:
+        self.errors.append(f"{field}: {why}")
+
+    def get(self, obj: dict[str, Any], field: str, kind: type | tuple[type, ...], default: Any, where: str = "") -> Any:
+        name = f"{where}{field}"
+        if field not in obj:
+            return default
+        value = obj[field]
+        # bool is an int in Python; a manifest's `true` is never a number.
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            self.err(name, f"must be {_kind_name(kind)}, got {json.dumps(value)}")
+            return default
+        if not isinstance(value, kind):
+            self.err(name, f"must be {_kind_name(kind)}, got {json.dumps(value)[:60]}")
+            return default
+        return value
+
+    def number(self, obj: dict[str, Any], field: str, default: float, lo: float, hi: float, where: str = "", integer: bool = False) -> Any:
+        value = self.get(obj, field, int if integer else (int, float), default, where)
+        if value is not default and not lo <= value <= hi:
+            self.err(f"{where}{field}", f"must be between {lo:g} and {hi:g}, got {value}")
+            return default
+        return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "an object", list: "a list"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if kinds == (int, float):
+        return "a number"
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+_TOP = {"id", "name", "version", "description", "type", "entry", "requirements", "setup", "env", "health",
+        "resources", "restart", "ttl", "ui", "autostart"}
+
+
+def _inside(folder: Path, rel: str) -> bool:
+    if Path(rel).is_absolute():
+        return False
+    target = (folder / rel).resolve()
+    return target == folder.resolve() or folder.resolve() in target.parents
+
+
+def parse_manifest(data: bytes, folder: Path) -> Manifest:
+    """Validate manifest bytes from `folder`; raise ManifestError naming every bad field."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{MANIFEST_NAME} is {len(data)} bytes; the limit is {MAX_MANIFEST_BYTES}")
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{MANIFEST_NAME} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{MANIFEST_NAME} must hold a JSON object")
+    c = _Checker(raw)
+    for key in sorted(set(raw) - _TOP):
+        c.err(key, "unknown field")
+    app_id = c.get(raw, "id", str, None)
+    if app_id is None and "id" not in raw:
+        c.err("id", "is required")
+    elif app_id is not None and not ID_RE.match(app_id):
+        c.err("id", "must be 1-40 lowercase letters, digits or '-', starting with a letter or digit")
+        app_id = None
+    app_type = c.get(raw, "type", str, None)
+    if "type" not in raw:
+        c.err("type", "is required ('service' or 'streamlit')")
+    elif app_type is not None and app_type not in ("service", "streamlit"):
+        c.err("type", f"must be 'service' or 'streamlit', got {app_type!r}")
+        app_type = None
+    name = c.get(raw, "name", str, app_id or "")
+    entry = c.get(raw, "entry", str, "app.py" if app_type == "streamlit" else "main.py")
+    if not entry or not _inside(folder, entry):
+        c.err("entry", f"{entry!r} must be a file inside the app folder")
+    elif not (folder / entry).is_file():
+        c.err("entry", f"{entry!r} does not exist in {folder.name}/")
+    requirements = c.get(raw, "requirements", str, None)
+    if requirements is None and "requirements" not in raw and (folder / "requirements.txt").is_file():
+        requirements = "requirements.txt"
+    if requirements is not None and not _inside(folder, requirements):
+        c.err("requirements", f"{requirements!r} must be a file inside the app folder")
+    elif requirements is not None and not (folder / requirements).is_file():
+        c.err("requirements", f"{requirements!r} does not exist in {folder.name}/")
+    setup = c.get(raw, "setup", list, [])
+    if not all(isinstance(s, str) and s.strip() for s in setup):
+        c.err("setup", "must be a list of non-empty command strings")
+        setup = []
+    env = c.get(raw, "env", dict, {})
+    for key, value in env.items():
+        if not ENV_RE.match(key):
+            c.err(f"env.{key}", "is not a valid environment variable name")
+        elif not isinstance(value, str):
+            c.err(f"env.{key}", "must be a string")
+    health = _section(c, raw, "health", Health, {
+        "path": lambda o, w: _path(c, o, "path", "/health", w),
+        "interval": lambda o, w: c.number(o, "interval", 30.0, 1, 3600, w),
+        "timeout": lambda o, w: c.number(o, "timeout", 5.0, 0.1, 120, w),
+        "failures": lambda o, w: c.number(o, "failures", 3, 1, 100, w, integer=True),
+        "grace": lambda o, w: c.number(o, "grace", 30.0, 0, 3600, w),
+    })
+    resources = _section(c, raw, "resources", Resources, {
+        "memory_mb": lambda o, w: c.number(o, "memory_mb", 256, 16, 65536, w, integer=True),
+        "cpu_percent": lambda o, w: c.number(o, "cpu_percent", 50, 1, 400, w, integer=True),
+        "tasks": lambda o, w: c.number(o, "tasks", 64, 4, 4096, w, integer=True),
+    })
+    restart = _section(c, raw, "restart", RestartSpec, {
+        "policy": lambda o, w: _choice(c, o, "policy", ("always", "on-failure", "no"), "on-failure", w),
+        "backoff_max": lambda o, w: c.number(o, "backoff_max", 300.0, 1, 3600, w),
+        "intensity": lambda o, w: c.number(o, "intensity", 5, 1, 100, w, integer=True),
+        "period": lambda o, w: c.number(o, "period", 600.0, 10, 86400, w),
+    })
+    ttl = c.number(raw, "ttl", 300.0, 10, 86400)
+    ui = _path(c, raw, "ui", None) if "ui" in raw else None
+    if c.errors:
+        raise ManifestError(f"{MANIFEST_NAME} has {len(c.errors)} error(s): " + "; ".join(c.errors), c.errors)
+    return Manifest(
+        id=app_id,
+        name=name or app_id,
+        type=app_type,
+        path=folder,
+        version=c.get(raw, "version", str, "0.0.0"),
+        description=c.get(raw, "description", str, ""),
+        entry=entry,
+        requirements=requirements,
+        setup=tuple(setup),
+        env=tuple(sorted(env.items())),
+        health=health,
+        resources=resources,
+        restart=restart,
+        ttl=float(ttl),
+        ui=ui,
+        autostart=c.get(raw, "autostart", bool, False),
+        digest=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _section(c: _Checker, raw: dict[str, Any], field: str, cls: type, readers: dict[str, Any]) -> Any:
+    obj = c.get(raw, field, dict, {})
+    for key in sorted(set(obj) - set(readers)):
+        c.err(f"{field}.{key}", "unknown field")
+    return cls(**{k: read(obj, f"{field}.") for k, read in readers.items()})
+
+
+def _path(c: _Checker, obj: dict[str, Any], field: str, default: str | None, where: str = "") -> Any:
+    value = c.get(obj, field, str, default, where)
+    if value is not None and (not value.startswith("/") or ".." in value.split("/")):
+        c.err(f"{where}{field}", f"must be an absolute URL path like /health, got {value!r}")
+        return default
+    return value
+
+
+def _choice(c: _Checker, obj: dict[str, Any], field: str, choices: tuple[str, ...], default: str, where: str) -> Any:
+    value = c.get(obj, field, str, default, where)
+    if value not in choices:
+        c.err(f"{where}{field}", f"must be one of {', '.join(choices)}, got {value!r}")
+        return default
+    return value
+
+
+def load_manifest(folder: Path, apps_root: Path | None = None) -> Manifest:
+    """Read and validate `folder/homehelper.json`, refusing paths that leave `apps_root`."""
+    path = folder / MANIFEST_NAME
+    if apps_root is not None:
+        root = apps_root.resolve()
+        for p in (folder, path):
+            real = p.resolve()
+            if real != root and root not in real.parents:
+                raise ManifestError(f"{p.name} resolves to {real}, outside {root}: symlinks out of apps/ are refused")
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError:
+        raise ManifestError(f"{folder.name}/ has no {MANIFEST_NAME}") from None
+    except OSError as exc:
+        raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_manifest(data, folder)

@@ -1,0 +1,117 @@
+"""The composition root: build the actor tree, serve the web app, stop cleanly.
+
+root supervisor
+├── ports, ttl, registry, scanner (and sensors, bridge when present)
+└── apps supervisor: one actor per app, named by app id
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+import attrs
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from .actors import Broadcast, ChildSpec, Supervisor
+from .actors.app import AppActor, AppContext
+from .actors.ports import PortAllocator
+from .actors.registry import Registry
+from .actors.scanner import Scanner
+from .actors.ttl import TTLClock
+from .config import Config
+from .manifest import Manifest
+from .messages import ServerStarted
+from .web import WebDeps, create_app
+
+log = logging.getLogger("homehelper")
+
+SHUTDOWN_GRACE = 4.0  # `homehelper serve` must be gone within 5 s of SIGTERM
+
+
+@attrs.define
+class Runtime:
+    """Handles on a running tree, for tests and the CLI."""
+
+    config: Config
+    bus: Broadcast
+    root: Supervisor
+    apps: Supervisor
+    refs: dict[str, Any]
+    url: str = ""
+    cancel_scope: trio.CancelScope | None = None
+
+    def stop(self) -> None:
+        if self.cancel_scope is not None:
+            self.cancel_scope.cancel()
+
+
+def app_factory(ctx: AppContext) -> Any:
+    def make(manifest: Manifest) -> AppActor:
+        return AppActor(manifest, ctx)
+
+    return make
+
+
+async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
+    """Start every actor under `nursery`; returns once they are running."""
+    bus = Broadcast()
+    root = Supervisor("root", emit=bus.publish)
+    await nursery.start(root.run)
+    apps = Supervisor("apps", emit=bus.publish)
+    await nursery.start(apps.run)
+    ranges = {"service": config.service_ports, "streamlit": config.streamlit_ports}
+    ports = root.start_child(ChildSpec("ports", lambda: PortAllocator(ranges, config.registry_dir / "ports.json",
+                                                                     bus.publish)))
+    ttl = root.start_child(ChildSpec("ttl", TTLClock))
+    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl)
+    factory = app_factory(ctx)
+    registry = root.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
+                                                                       config.registry_dir / "apps.json")))
+    scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
+    refs = {"ports": ports, "ttl": ttl, "registry": registry, "scanner": scanner}
+    return Runtime(config, bus, root, apps, refs)
+
+
+async def serve(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run HomeHelper until cancelled. Reports the Runtime once the server listens."""
+    for sub in ("config", "registry", "run", "data", "logs"):
+        (config.root / sub).mkdir(parents=True, exist_ok=True)
+    async with trio.open_nursery() as nursery:
+        rt = await build_tree(config, nursery)
+        rt.cancel_scope = nursery.cancel_scope
+        deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
+                       scanner=rt.refs["scanner"])
+        web = create_app(deps)
+        hc = HypercornConfig()
+        hc.bind = [f"{config.host}:{config.port}"]
+        hc.accesslog = None
+        hc.errorlog = logging.getLogger("hypercorn.error")
+        hc.graceful_timeout = 2.0
+        hc.websocket_ping_interval = None
+        bound: list[str] = await nursery.start(hypercorn_serve, web, hc)  # type: ignore[arg-type]
+        rt.url = bound[0] if bound else f"http://{config.host}:{config.port}"
+        rt.bus.publish(ServerStarted(rt.url, backend="none"))
+        log.info("HomeHelper serving %s (apps in %s, state in %s)", rt.url, config.apps_dir, config.root)
+        task_status.started(rt)
+
+
+def run_forever(config: Config) -> int:
+    """`homehelper serve`: run until Ctrl-C or SIGTERM, then stop within SHUTDOWN_GRACE."""
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            rt: Runtime = await nursery.start(serve, config)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("%s: stopping", signal.Signals(signum).name)
+                    break
+            rt.stop()
+            nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    return 0

@@ -1,0 +1,5 @@
+"""The web layer: dashboard, API, websocket, proxy (Quart-trio on Hypercorn's trio worker)."""
+
+from .app import WebDeps, create_app
+
+__all__ = ["WebDeps", "create_app"]

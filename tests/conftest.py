@@ -1,0 +1,6 @@
+"""Shared fixtures. The real-component fixtures live in tests/fixtures/."""
+
+pytest_plugins = [
+    "tests.fixtures.common",
+    "tests.fixtures.browser",
+]
