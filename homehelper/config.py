@@ -30,6 +30,7 @@ class StreamlitConfig:
     min_available_mb: int = 256  # below this, idle Streamlit apps are evicted
     start_timeout: float = 30.0
     stop_grace: float = 5.0
+    busy_window: float = 30.0  # an app used within this many seconds is never evicted for another
 
 
 @attrs.frozen

@@ -108,7 +108,10 @@ class _Checker:
             return default
         return value
 
-    def number(self, obj: dict[str, Any], field: str, default: float, lo: float, hi: float, where: str = "", integer: bool = False) -> Any:
+    def number(
+        self, obj: dict[str, Any], field: str, default: float, lo: float, hi: float, where: str = "",
+        integer: bool = False,
+    ) -> Any:
         value = self.get(obj, field, int if integer else (int, float), default, where)
         if value is not default and not lo <= value <= hi:
             self.err(f"{where}{field}", f"must be between {lo:g} and {hi:g}, got {value}")
@@ -117,7 +120,8 @@ class _Checker:
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "an object", list: "a list"}
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             dict: "an object", list: "a list"}
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if kinds == (int, float):
         return "a number"
@@ -203,6 +207,9 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
     })
     ttl = c.number(raw, "ttl", 300.0, 10, 86400)
     ui = _path(c, raw, "ui", None) if "ui" in raw else None
+    autostart = c.get(raw, "autostart", bool, False)
+    version = c.get(raw, "version", str, "0.0.0")
+    description = c.get(raw, "description", str, "")
     if c.errors:
         raise ManifestError(f"{MANIFEST_NAME} has {len(c.errors)} error(s): " + "; ".join(c.errors), c.errors)
     return Manifest(
@@ -210,8 +217,8 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         name=name or app_id,
         type=app_type,
         path=folder,
-        version=c.get(raw, "version", str, "0.0.0"),
-        description=c.get(raw, "description", str, ""),
+        version=version,
+        description=description,
         entry=entry,
         requirements=requirements,
         setup=tuple(setup),
@@ -221,7 +228,7 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         restart=restart,
         ttl=float(ttl),
         ui=ui,
-        autostart=c.get(raw, "autostart", bool, False),
+        autostart=autostart,
         digest=hashlib.sha256(data).hexdigest(),
     )
 

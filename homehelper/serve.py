@@ -92,7 +92,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.
         hc.errorlog = logging.getLogger("hypercorn.error")
         hc.graceful_timeout = 2.0
         hc.websocket_ping_interval = None
-        bound: list[str] = await nursery.start(hypercorn_serve, web, hc)  # type: ignore[arg-type]
+        bound: list[str] = await nursery.start(hypercorn_serve, web, hc)
         rt.url = bound[0] if bound else f"http://{config.host}:{config.port}"
         rt.bus.publish(ServerStarted(rt.url, backend="none"))
         log.info("HomeHelper serving %s (apps in %s, state in %s)", rt.url, config.apps_dir, config.root)

@@ -22,7 +22,7 @@ DEFAULT_ASK_TIMEOUT = 10.0
 class _Ask:
     """A request waiting for one reply; cheaper than a channel per ask."""
 
-    __slots__ = ("msg", "event", "value", "error")
+    __slots__ = ("error", "event", "msg", "value")
 
     def __init__(self, msg: object) -> None:
         self.msg = msg
@@ -44,7 +44,7 @@ class _Ask:
 class ActorRef(Generic[M]):
     """The address of an actor: `tell` to send, `ask` to request a reply."""
 
-    __slots__ = ("name", "_send")
+    __slots__ = ("_send", "name")
 
     def __init__(self, name: str, send: trio.MemorySendChannel[Any]) -> None:
         self.name = name

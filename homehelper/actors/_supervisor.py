@@ -72,7 +72,9 @@ def _no_emit(event: object) -> None:
 class Supervisor:
     """Run with `await nursery.start(sup.run)`; then add children at will."""
 
-    def __init__(self, name: str, policy: RestartPolicy | None = None, emit: Callable[[object], None] = _no_emit) -> None:
+    def __init__(
+        self, name: str, policy: RestartPolicy | None = None, emit: Callable[[object], None] = _no_emit
+    ) -> None:
         self.name = name
         self.policy = policy or RestartPolicy()
         self._emit = emit
@@ -152,9 +154,8 @@ class Supervisor:
                         recent.popleft()
                     if len(recent) > policy.intensity:
                         child.state = "quarantined"
-                        self._emit(
-                            ChildQuarantined(self.name, spec.name, len(recent), policy.quarantine_retry, child.last_error)
-                        )
+                        retry = policy.quarantine_retry
+                        self._emit(ChildQuarantined(self.name, spec.name, len(recent), retry, child.last_error))
                         await trio.sleep(policy.quarantine_retry)
                         recent.clear()
                         delay = policy.backoff_initial

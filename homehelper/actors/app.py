@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 import trio
+import trio.lowlevel
 
 from ..config import Config
 from ..errors import Conflict
@@ -126,4 +127,4 @@ class AppActor(Actor):
 
 async def settle() -> None:
     """Let other tasks run once (tests use it after a tell)."""
-    await trio.sleep(0)
+    await trio.lowlevel.checkpoint()

@@ -130,7 +130,7 @@ class Registry(Actor):
                                 desired=saved.get("desired", "stopped"), port=saved.get("port"))
                 self._fill(rec, m)
                 self.records[app_id] = rec
-                self.apps.start_child(ChildSpec(app_id, lambda i=app_id: self.factory(self.records[i].manifest)))
+                self.apps.start_child(ChildSpec(app_id, self._maker(app_id)))
                 if m.type == "service" and (rec.desired == "running" or (self.first_scan and m.autostart)):
                     boot.append(app_id)
             elif rec.digest != m.digest or rec.manifest != m:
@@ -141,6 +141,16 @@ class Registry(Actor):
         self._save()
         for app_id in boot:  # bring back what was running before (adopted if still up)
             await self._tell(app_id, StartApp(app_id, reason="boot"))
+
+    def _maker(self, app_id: str) -> Callable[[], Actor]:
+        """Each (re)start builds the actor from the app's latest manifest."""
+
+        def make() -> Actor:
+            manifest = self.records[app_id].manifest
+            assert manifest is not None
+            return self.factory(manifest)
+
+        return make
 
     @staticmethod
     def _fill(rec: AppRecord, m: Manifest) -> None:

@@ -15,7 +15,7 @@ import trio
 
 from ..errors import BadRequest, ManifestError
 from ..manifest import MANIFEST_NAME, Manifest, load_manifest
-from ..messages import AppChanged, AppDiscovered, AppInvalid, AppRemoved, ApplyScan, Rescan
+from ..messages import AppChanged, AppDiscovered, AppInvalid, ApplyScan, AppRemoved, Rescan
 from . import Actor, ActorRef
 
 log = logging.getLogger(__name__)
@@ -23,28 +23,29 @@ log = logging.getLogger(__name__)
 
 def scan_folder(apps_dir: Path) -> tuple[list[Manifest], dict[str, tuple[str, ...]]]:
     """Every valid manifest under `apps_dir`, and the errors of each invalid folder."""
-    manifests: list[Manifest] = []
+    candidates: list[Manifest] = []
     invalid: dict[str, tuple[str, ...]] = {}
-    by_id: dict[str, str] = {}
     try:
         entries = sorted(apps_dir.iterdir())
     except FileNotFoundError:
-        return manifests, invalid
+        return [], invalid
     for folder in entries:
         if folder.name.startswith((".", "_")) or not folder.is_dir():
             continue
         if not (folder / MANIFEST_NAME).exists() and not (folder / MANIFEST_NAME).is_symlink():
             continue  # not an app (yet): a folder being copied in, say
         try:
-            manifest = load_manifest(folder, apps_dir)
+            candidates.append(load_manifest(folder, apps_dir))
         except ManifestError as exc:
             invalid[folder.name] = tuple(exc.errors)
-            continue
-        if manifest.id in by_id:
-            invalid[folder.name] = (f"id: {manifest.id!r} is already used by {by_id[manifest.id]}/",)
-            continue
-        by_id[manifest.id] = folder.name
-        manifests.append(manifest)
+    # A duplicated id belongs to the folder named after it, else to the first folder.
+    owner: dict[str, Manifest] = {}
+    for m in sorted(candidates, key=lambda m: (m.path.name != m.id, m.path.name)):
+        if m.id in owner:
+            invalid[m.path.name] = (f"id: {m.id!r} is already used by {owner[m.id].path.name}/",)
+        else:
+            owner[m.id] = m
+    manifests = sorted(owner.values(), key=lambda m: m.id)
     return manifests, invalid
 
 

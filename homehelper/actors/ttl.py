@@ -46,8 +46,11 @@ class TTLClock(Actor):
                 if d is not None:
                     if delay is not None:
                         d.delay = delay
+                    earlier = now + d.delay < d.due
                     d.due = now + d.delay
-                    # no heap push: the timer re-queues it when the old entry comes up
+                    if earlier:
+                        self._push(key, d.due)
+                    # a later due needs no push: the timer re-queues it when the old entry comes up
             case CancelDeadline(key):
                 self.deadlines.pop(key, None)
             case GetDeadlines():
@@ -68,7 +71,7 @@ class TTLClock(Actor):
             self.wake = trio.Event()
             now = trio.current_time()
             while self.heap and self.heap[0][0] <= now:
-                due, key = heapq.heappop(self.heap)
+                _due, key = heapq.heappop(self.heap)
                 d = self.deadlines.get(key)
                 if d is None:
                     continue

@@ -1,0 +1,1 @@
+"""HomeHelper benchmarks: `python -m benchmarks` runs them all (see docs/benchmarks.md)."""

@@ -1,0 +1,100 @@
+"""The scanner and registry on real folders with good and bad manifests."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from homehelper.actors import Broadcast, ChildSpec, Supervisor
+from homehelper.actors.app import AppActor, AppContext
+from homehelper.actors.registry import Registry
+from homehelper.actors.scanner import Scanner, scan_folder
+from homehelper.config import load_config
+from homehelper.messages import AppChanged, AppDiscovered, AppInvalid, AppRemoved, GetApp, ListApps, Rescan
+
+
+def make_app(apps: Path, folder: str, manifest: Any, entry: str = "main.py") -> Path:
+    d = apps / folder
+    d.mkdir(parents=True, exist_ok=True)
+    (d / entry).write_text("print('hi')\n")
+    (d / "homehelper.json").write_text(manifest if isinstance(manifest, str) else json.dumps(manifest))
+    return d
+
+
+def test_one_bad_manifest_never_stops_the_scan(tmp_path: Path) -> None:
+    apps = tmp_path / "apps"
+    make_app(apps, "good", {"id": "good", "name": "Good", "type": "service"})
+    make_app(apps, "ui", {"id": "ui", "name": "UI", "type": "streamlit"}, entry="app.py")
+    make_app(apps, "broken-json", '{"id": "x", ')
+    make_app(apps, "wrong-types", {"id": "wt", "type": "service", "ttl": "long", "env": {"A": 1}})
+    make_app(apps, "unknown-type", {"id": "ut", "type": "daemon"})
+    make_app(apps, "escape", {"id": "esc", "type": "service", "entry": "../good/main.py"})
+    make_app(apps, "bad-id", {"id": "../etc", "type": "service"})
+    make_app(apps, "dup", {"id": "good", "type": "service"})
+    make_app(apps, "huge", json.dumps({"id": "huge", "type": "service", "description": "x" * 3_000_000}))
+    outside = tmp_path / "outside"
+    make_app(outside, "evil", {"id": "evil", "type": "service"})
+    os.symlink(outside / "evil", apps / "linked")
+    (apps / "not-an-app").mkdir()
+
+    manifests, invalid = scan_folder(apps)
+    assert sorted(m.id for m in manifests) == ["good", "ui"]
+    assert set(invalid) == {"broken-json", "wrong-types", "unknown-type", "escape", "bad-id", "dup", "huge", "linked"}
+    assert "not valid JSON" in invalid["broken-json"][0]
+    assert any(e.startswith("ttl: must be a number") for e in invalid["wrong-types"])
+    assert any(e.startswith("env.A: must be a string") for e in invalid["wrong-types"])
+    assert any("'service' or 'streamlit'" in e for e in invalid["unknown-type"])
+    assert any(e.startswith("entry:") for e in invalid["escape"])
+    assert any(e.startswith("id:") for e in invalid["bad-id"])
+    assert "already used by good/" in invalid["dup"][0]
+    assert "limit is 65536" in invalid["huge"][0]
+    assert "outside" in invalid["linked"][0]
+
+
+
+
+async def test_scan_rescan_reports_discovered_changed_removed_invalid(tmp_path: Path) -> None:
+    apps = tmp_path / "apps"
+    make_app(apps, "a", {"id": "a", "name": "A", "type": "service"})
+    make_app(apps, "b", {"id": "b", "type": "service"})
+    config = load_config(tmp_path / "state", environ={})
+    bus = Broadcast()
+    events = bus.subscribe()
+    root, app_sup = Supervisor("root", emit=bus.publish), Supervisor("apps", emit=bus.publish)
+    async with trio.open_nursery() as n:
+        await n.start(root.run)
+        await n.start(app_sup.run)
+        ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
+        registry = root.start_child(ChildSpec("registry", lambda: Registry(
+            app_sup, lambda m: AppActor(m, ctx), bus, tmp_path / "state" / "registry" / "apps.json")))
+        scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish)))
+        with trio.fail_after(5):
+            while len(await registry.ask(ListApps())) < 2:  # noqa: ASYNC110 - polling an actor, not a flag
+                await trio.sleep(0.01)
+        assert sorted(app_sup.children()) == ["a", "b"]
+
+        # change a, remove b, add c, break d
+        make_app(apps, "a", {"id": "a", "name": "A renamed", "type": "service"})
+        (apps / "b" / "homehelper.json").unlink()
+        make_app(apps, "c", {"id": "c", "type": "service"})
+        make_app(apps, "d", {"id": "d", "type": "service", "restart": {"policy": "sometimes"}})
+        summary = await scanner.ask(Rescan())
+        assert summary == {"discovered": ["c"], "changed": ["a"], "removed": ["b"], "invalid": ["d"]}
+        listed = {a["id"]: a for a in await registry.ask(ListApps())}
+        assert listed["a"]["name"] == "A renamed"
+        assert "b" not in listed and "b" not in app_sup
+        assert listed["d"]["state"] == "invalid"
+        assert listed["d"]["errors"] == ["restart.policy: must be one of always, on-failure, no, got 'sometimes'"]
+        assert (await registry.ask(GetApp("c")))["state"] == "stopped"
+        # the app actors answer for themselves too
+        assert (await app_sup.ref("c").ask(GetApp("c")))["state"] == "stopped"
+        n.cancel_scope.cancel()
+    kinds = [type(e) for e in await events.receive_batch(10_000)]
+    assert kinds.count(AppDiscovered) == 3 and kinds.count(AppChanged) == 1
+    assert kinds.count(AppRemoved) == 1 and kinds.count(AppInvalid) == 1
+    saved = json.loads((tmp_path / "state" / "registry" / "apps.json").read_text())
+    assert sorted(saved) == ["a", "c"] and saved["a"]["name"] == "A renamed"

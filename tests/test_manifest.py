@@ -1,0 +1,65 @@
+"""The manifest validator and the shipped JSON Schema agree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from homehelper.errors import ManifestError
+from homehelper.manifest import _TOP, SCHEMA_PATH, Manifest, load_manifest, parse_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = json.loads(SCHEMA_PATH.read_text())
+
+
+def test_schema_lists_exactly_the_fields_the_validator_knows() -> None:
+    assert set(SCHEMA["properties"]) == _TOP
+
+
+def test_every_example_app_is_valid_by_both() -> None:
+    folders = [p.parent for p in (REPO / "apps").glob("*/homehelper.json")]
+    assert {load_manifest(f, REPO / "apps").type for f in folders} == {"service", "streamlit"}
+    for f in folders:
+        jsonschema.validate(json.loads((f / "homehelper.json").read_text()), SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"type": "service"}, "id"),
+        ({"id": "a", "type": "service", "health": {"interval": 0}}, "health.interval"),
+        ({"id": "a", "type": "service", "resources": {"memory_mb": "lots"}}, "resources.memory_mb"),
+        ({"id": "a", "type": "service", "autostart": "yes"}, "autostart"),
+        ({"id": "a", "type": "service", "setup": ["ok", ""]}, "setup"),
+        ({"id": "a", "type": "service", "ui": "http://x"}, "ui"),
+        ({"id": "a", "type": "service", "colour": "red"}, "colour"),
+        ({"id": "a", "type": "service", "ttl": True}, "ttl"),
+    ],
+)
+def test_each_bad_field_is_named_by_both(tmp_path: Path, raw: dict, field: str) -> None:
+    (tmp_path / "main.py").write_text("")
+    with pytest.raises(ManifestError) as exc:
+        parse_manifest(json.dumps(raw).encode(), tmp_path)
+    assert any(e.startswith(f"{field}:") for e in exc.value.errors), exc.value.errors
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(raw, SCHEMA)
+
+
+def test_defaults_and_requirements_detection(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("")
+    (tmp_path / "requirements.txt").write_text("attrs\n")
+    m = parse_manifest(b'{"id": "ui", "type": "streamlit", "env": {"MODE": "demo"}}', tmp_path)
+    assert isinstance(m, Manifest)
+    assert (m.entry, m.requirements, m.ttl, m.name) == ("app.py", "requirements.txt", 300.0, "ui")
+    assert dict(m.env) == {"MODE": "demo"} and len(m.digest) == 64
+    assert m.to_json()["health"]["path"] == "/health"
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError) as exc:
+        parse_manifest(b'{"id": "A B", "type": "cron", "entry": "/etc/passwd"}', tmp_path)
+    fields = sorted(e.split(":")[0] for e in exc.value.errors)
+    assert fields == ["entry", "id", "type"]
