@@ -30,9 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="machine-readable output")
     v = sub.add_parser("validate", help="check an app folder or its homehelper.json")
     v.add_argument("path", type=Path)
+    sub.add_parser("password", help="set the dashboard password (HOMEHELPER_PASSWORD or a prompt); logs everyone out")
     i = sub.add_parser("install", help="install HomeHelper itself as a systemd service (starts at boot)")
     i.add_argument("--scope", choices=["user", "system"], help="systemd scope (default from config)")
     i.add_argument("--dry-run", action="store_true", help="print the unit, change nothing")
+    i.add_argument("--no-start", action="store_true", help="enable the unit for the next boot, do not start it now")
     return p
 
 
@@ -57,11 +59,30 @@ def main(argv: list[str] | None = None) -> int:
         return run_forever(config)
     if args.command == "apps":
         return list_apps(config, as_json=args.json)
+    if args.command == "password":
+        return set_password(config)
     if args.command == "install":
         from . import selfinstall
 
         return selfinstall.install_command(config, args)
     return 2
+
+
+def set_password(config: Config) -> int:
+    import getpass
+    import os
+
+    from .errors import ValidationError
+    from .web.auth import Auth, auth_file
+
+    password = os.environ.get("HOMEHELPER_PASSWORD") or getpass.getpass("New dashboard password: ")
+    try:
+        Auth(auth_file(config.root), config.auth.session_hours).set_password(password)
+    except ValidationError as exc:
+        print(f"homehelper: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"password saved in {auth_file(config.root)}; a running server logs its sessions out")
+    return 0
 
 
 def validate(path: Path) -> int:

@@ -100,3 +100,15 @@ class BackendError(HomeHelperError):
 
     status = 502
     code = "backend_error"
+
+
+class InstallFailed(BackendError):
+    """An app's venv, requirements or setup commands failed; `detail['output_tail']` says why."""
+
+    code = "install_failed"
+
+
+class DiskFull(Unavailable):
+    """Free disk is below `monitor.min_free_disk_mb`: installs are refused before they start."""
+
+    code = "disk_full"

@@ -13,19 +13,22 @@ from typing import Any
 
 import attrs
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from .actors import Broadcast, ChildSpec, Supervisor
 from .actors.app import AppActor, AppContext
+from .actors.eventlog import EventLog
 from .actors.ports import PortAllocator
 from .actors.registry import Registry
 from .actors.scanner import Scanner
+from .actors.sensors import SensorActor
 from .actors.ttl import TTLClock
 from .config import Config
 from .manifest import Manifest
-from .messages import ServerStarted
-from .web import WebDeps, create_app
+from .messages import ServerStarted, SetMonitorConfig
+from .monitor import ProcessTable
+from .web import WebDeps, create_app, hypercorn_config
+from .web.ops import persist_config_change
 
 log = logging.getLogger("homehelper")
 
@@ -59,6 +62,8 @@ def app_factory(ctx: AppContext) -> Any:
 async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     """Start every actor under `nursery`; returns once they are running."""
     bus = Broadcast()
+    # Recording from the first event on; the same instance across restarts keeps the ring.
+    eventlog = EventLog(bus, config.event_history)
     root = Supervisor("root", emit=bus.publish)
     await nursery.start(root.run)
     apps = Supervisor("apps", emit=bus.publish)
@@ -67,12 +72,17 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     ports = root.start_child(ChildSpec("ports", lambda: PortAllocator(ranges, config.registry_dir / "ports.json",
                                                                      bus.publish)))
     ttl = root.start_child(ChildSpec("ttl", TTLClock))
+    root.start_child(ChildSpec("eventlog", lambda: eventlog))
+    # Before any app actor starts, so the sensors see every AppProcessChanged.
+    procs = ProcessTable.following(bus)
+    sensors = root.start_child(ChildSpec("sensors", lambda: SensorActor(config, bus.publish, bus, procs)))
     ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl)
     factory = app_factory(ctx)
     registry = root.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
                                                                        config.registry_dir / "apps.json")))
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
-    refs = {"ports": ports, "ttl": ttl, "registry": registry, "scanner": scanner}
+    refs = {"ports": ports, "ttl": ttl, "registry": registry, "scanner": scanner, "sensors": sensors,
+            "eventlog": eventlog}
     return Runtime(config, bus, root, apps, refs)
 
 
@@ -84,14 +94,20 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.
         rt = await build_tree(config, nursery)
         rt.cancel_scope = nursery.cancel_scope
         deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
-                       scanner=rt.refs["scanner"])
+                       scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
+                       event_log=rt.refs["eventlog"])
+        sensors = rt.refs["sensors"]
+
+        async def set_config(changes: dict[str, Any]) -> Config:
+            new = await persist_config_change(deps.config, rt.bus, changes)
+            if new.monitor != deps.config.monitor:
+                await sensors.tell(SetMonitorConfig(new.monitor))
+            return new
+
+        deps.set_config = set_config
         web = create_app(deps)
-        hc = HypercornConfig()
-        hc.bind = [f"{config.host}:{config.port}"]
-        hc.accesslog = None
-        hc.errorlog = logging.getLogger("hypercorn.error")
+        hc = hypercorn_config(config.host, config.port)
         hc.graceful_timeout = 2.0
-        hc.websocket_ping_interval = None
         bound: list[str] = await nursery.start(hypercorn_serve, web, hc)
         rt.url = bound[0] if bound else f"http://{config.host}:{config.port}"
         rt.bus.publish(ServerStarted(rt.url, backend="none"))

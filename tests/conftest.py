@@ -2,5 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.common",
+    "tests.fixtures.redis",
     "tests.fixtures.browser",
+    "tests.fixtures.systemd",
 ]

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-import trio
-import trio.lowlevel
 
 from ..config import Config
 from ..errors import Conflict
@@ -124,7 +122,3 @@ class AppActor(Actor):
     async def handle_other(self, msg: Any) -> Any:
         raise Conflict(f"{self.app_id}: cannot handle {type(msg).__name__}", app=self.app_id)
 
-
-async def settle() -> None:
-    """Let other tasks run once (tests use it after a tell)."""
-    await trio.lowlevel.checkpoint()

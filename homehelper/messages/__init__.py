@@ -1,17 +1,32 @@
 """Every message in HomeHelper, in one place.
 
 Commands are imperative (`StartApp`), events past tense (`AppStarted`). The
-runtime's own supervision events are re-exported here too.
+runtime's own supervision events are re-exported here too. One module per
+area; each is listed twice below (star import, and in `_AREAS`).
 """
 
-from ..actors import ChildExited, ChildQuarantined, ChildRestarting, ChildStarted, ChildStopped
-from ._apps import *  # noqa: F403
-from ._apps import __dict__ as _apps_ns
-from ._base import Command, Event
-from ._system import *  # noqa: F403
-from ._system import __dict__ as _system_ns
+from types import ModuleType
 
-__all__ = [
+from ..actors import ChildExited, ChildQuarantined, ChildRestarting, ChildStarted, ChildStopped
+from . import _apps, _bus, _monitor, _services, _streamlit, _system
+from ._apps import *  # noqa: F403
+from ._base import Command, Event
+from ._bus import *  # noqa: F403
+from ._monitor import *  # noqa: F403
+from ._services import *  # noqa: F403
+from ._streamlit import *  # noqa: F403
+from ._system import *  # noqa: F403
+
+_AREAS: tuple[ModuleType, ...] = (_apps, _bus, _monitor, _services, _streamlit, _system)
+
+
+def _messages(module: ModuleType) -> list[str]:
+    return [n for n, v in vars(module).items()
+            if isinstance(v, type) and issubclass(v, (Command, Event)) and v not in (Command, Event)
+            and v.__module__ == module.__name__]
+
+
+__all__ = [  # built from the area modules, so no name is listed twice by hand
     "ChildExited",
     "ChildQuarantined",
     "ChildRestarting",
@@ -19,5 +34,5 @@ __all__ = [
     "ChildStopped",
     "Command",
     "Event",
-    *(n for ns in (_apps_ns, _system_ns) for n, v in ns.items() if isinstance(v, type) and issubclass(v, (Command, Event)) and v not in (Command, Event)),
+    *(name for area in _AREAS for name in _messages(area)),
 ]

@@ -1,5 +1,6 @@
 """The web layer: dashboard, API, websocket, proxy (Quart-trio on Hypercorn's trio worker)."""
 
 from .app import WebDeps, create_app
+from .server import hypercorn_config, serve_app
 
-__all__ = ["WebDeps", "create_app"]
+__all__ = ["WebDeps", "create_app", "hypercorn_config", "serve_app"]

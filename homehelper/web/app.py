@@ -1,18 +1,30 @@
-"""The Quart-trio application factory and what it depends on."""
+"""The Quart-trio application factory, what it depends on, and the auth gate in front of every route."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
-from quart import jsonify
+from quart import Response, g, jsonify, redirect, render_template, request, websocket
 from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
 
 from ..actors import ActorRef, Broadcast, Supervisor
 from ..config import Config
-from ..errors import HomeHelperError
-from ..messages import ListApps
+from ..errors import Forbidden, HomeHelperError, Unauthorized
+from .auth import SESSION_COOKIE, Auth, auth_file
+from .errors import translate
+
+MAX_BODY = 64 * 1024  # every request body the API takes is small JSON
+PUBLIC = ("/login", "/static/", "/api/health", "/openapi.json", "/favicon.ico")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Everything the page uses is ours: its script, its stylesheet, its websocket, the apps' UIs it frames.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "frame-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'")
 
 
 @attrs.define
@@ -25,30 +37,200 @@ class WebDeps:
     apps: Supervisor
     scanner: ActorRef[Any]
     sensors: ActorRef[Any] | None = None
-    event_log: Any = None
-    set_config: Callable[[dict[str, Any]], Any] | None = None
+    event_log: Any = None  # the event log: an ActorRef answering GetEventHistory, or an object with recent(n)
+    ttl: ActorRef[Any] | None = None  # the TTL clock: how long an opened UI has left
+    set_config: Callable[[dict[str, Any]], Any] | None = None  # changes -> new Config (may be async)
+    auth: Auth | None = None  # built from config.root when None
+
+
+def is_loopback(addr: str | None) -> bool:
+    try:
+        return addr is not None and ipaddress.ip_address(addr.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def same_origin(origin: str | None, host: str | None) -> bool:
+    """The browser's Origin names this server (host and port), whatever the scheme."""
+    if not origin or not host:
+        return False
+    return urlsplit(origin).netloc.lower() == host.lower()
 
 
 def create_app(deps: WebDeps) -> QuartTrio:
     app = QuartTrio(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["TEMPLATES_AUTO_RELOAD"] = False
+    if deps.auth is None:
+        deps.auth = Auth(auth_file(deps.config.root), deps.config.auth.session_hours)
+        deps.auth.ensure_password()
+        deps.auth.ensure_cli_token(deps.config.run_dir / "cli-token")  # read by `homehelper apps`
+    auth: Auth = deps.auth
+    app.extensions["homehelper"] = deps
+
+    def identify(req: Any) -> str | None:
+        """Who is asking: 'token', 'session', 'loopback' or None. Sets g.session for CSRF."""
+        g.session = None
+        header = req.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer ":
+            if auth.check_token(header[7:].strip()):
+                return "token"
+            raise Unauthorized("invalid API token")
+        s = auth.session(req.cookies.get(SESSION_COOKIE))
+        if s is not None:
+            g.session = s
+            return "session"
+        if deps.config.auth.loopback_without_login and is_loopback(req.remote_addr):
+            return "loopback"
+        return None
+
+    @app.before_request
+    async def gate() -> Any:
+        # Read every (small) body before answering, even a refusal: Hypercorn can hand a body left
+        # unread on a keep-alive connection to the next request, which then never completes.
+        if request.content_length or "chunked" in request.headers.get("Transfer-Encoding", ""):
+            await request.get_data(cache=True)
+        path = request.path
+        if path.startswith(PUBLIC) or path == "/":
+            if path == "/":
+                g.who = identify(request)
+            return None
+        who = g.who = identify(request)
+        if who is None:
+            if path.startswith(("/api/", "/ws")) or request.method not in SAFE_METHODS:
+                raise Unauthorized("log in first (session cookie) or send Authorization: Bearer <token>")
+            return redirect(f"/login?next={path}")
+        if request.method not in SAFE_METHODS and who != "token":
+            check_csrf(who)
+        return None
+
+    def check_csrf(who: str) -> None:
+        # Bearer tokens never ride along with a cross-site request, cookies do: those need the token
+        # the page got in its <meta>. Loopback without login has no session: its Origin must be ours.
+        if who == "session":
+            sent = request.headers.get("X-CSRF-Token", "")
+            if not sent or sent != g.session.csrf:
+                raise Forbidden("missing or wrong X-CSRF-Token header")
+        origin = request.headers.get("Origin")
+        if origin is not None and not same_origin(origin, request.host):
+            raise Forbidden(f"cross-origin request from {origin} refused")
+
+    @app.before_websocket
+    async def ws_gate() -> Any:
+        origin = websocket.headers.get("Origin")
+        if origin is not None and not same_origin(origin, websocket.host):
+            raise Forbidden(f"websocket: Origin {origin} is not this server")
+        who = g.who = identify(websocket)
+        if who is None:
+            raise Unauthorized("websocket: log in first")
+        if origin is None and who != "token":  # browsers always send Origin; scripts use a token
+            raise Forbidden("websocket: no Origin header (scripts: send Authorization: Bearer <token>)")
+        return None
 
     @app.errorhandler(HomeHelperError)
-    async def _error(exc: HomeHelperError) -> Any:
-        return jsonify(exc.to_json()), exc.status
+    async def _domain_error(exc: HomeHelperError) -> Any:
+        return error_response(exc)
 
+    @app.errorhandler(HTTPException)
+    async def _http_error(exc: HTTPException) -> Any:
+        return error_response(exc)
+
+    @app.errorhandler(Exception)
+    async def _any_error(exc: Exception) -> Any:
+        return error_response(exc)
+
+    @app.after_request
+    async def headers(resp: Response) -> Response:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")  # the UI modal frames our own /apps/<id>/ui/
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.path.startswith("/api/"):
+            resp.headers.setdefault("Cache-Control", "no-store")
+        if resp.mimetype == "text/html":
+            resp.headers.setdefault("Content-Security-Policy", CSP)
+        return resp
+
+    # --- pages ------------------------------------------------------------------
     @app.get("/")
-    async def index() -> str:
-        apps = await deps.registry.ask(ListApps())
-        rows = "".join(f"<li>{a['id']} - {a['state']}</li>" for a in apps)
-        return f"<!doctype html><title>HomeHelper</title><h1>HomeHelper</h1><ul>{rows}</ul>"
+    async def index() -> Any:
+        if g.who is None:
+            return redirect("/login")
+        csrf = g.session.csrf if g.session is not None else ""
+        return await render_template("index.html", csrf=csrf, node=deps.config.node_id,
+                                     logged_in=g.session is not None)
 
-    @app.get("/api/health")
-    async def health() -> Any:
-        return {"status": "ok"}
+    @app.get("/login")
+    async def login_page() -> Any:
+        return await render_template("login.html", error=None, next=_safe_next(request.args.get("next")))
 
-    @app.get("/api/apps")
-    async def apps() -> Any:
-        return jsonify(await deps.registry.ask(ListApps()))
+    @app.post("/login")
+    async def login() -> Any:
+        import trio
 
+        is_json = request.is_json
+        if is_json:
+            body = await request.get_json(silent=True)
+            if not isinstance(body, dict):
+                raise_bad("send {\"password\": \"...\"}")
+            password, nxt = body.get("password"), "/"
+        else:
+            form = await request.form
+            password, nxt = form.get("password"), _safe_next(form.get("next"))
+        if not isinstance(password, str) or not password:
+            raise_bad("password is required")
+        client = request.remote_addr or "?"
+        try:
+            s = await trio.to_thread.run_sync(auth.login, password, client)
+        except HomeHelperError as exc:
+            if is_json:
+                raise
+            html = await render_template("login.html", error=exc.message, next=nxt)
+            return html, exc.status
+        resp: Any = jsonify({"ok": True, "csrf": s.csrf}) if is_json else redirect(nxt)
+        resp.set_cookie(SESSION_COOKIE, s.sid, httponly=True, samesite="Strict", path="/",
+                        secure=request.scheme == "https")
+        return resp
+
+    @app.post("/logout")
+    async def logout() -> Any:
+        auth.logout(request.cookies.get(SESSION_COOKIE))
+        resp: Response = jsonify({"ok": True})
+        resp.delete_cookie(SESSION_COOKIE, path="/")
+        return resp
+
+    from .api import register_api
+    from .ws import register_ws
+
+    register_api(app, deps)
+    register_ws(app, deps)
+    try:
+        from .proxy import register_proxy  # written by the Streamlit part; optional until it lands
+    except ImportError:
+        pass
+    else:
+        register_proxy(app, deps)
     return app
+
+
+def error_response(exc: BaseException) -> Any:
+    status, body = translate(exc)
+    resp = Response(json.dumps(body), status=status, mimetype="application/json")
+    if status == 413:
+        resp.headers["Connection"] = "close"  # the rest of that body is not worth reading
+    retry = body.get("detail", {}).get("retry_after") if isinstance(body.get("detail"), dict) else None
+    if retry:
+        resp.headers["Retry-After"] = str(retry)
+    return resp
+
+
+def raise_bad(message: str) -> None:
+    from ..errors import BadRequest
+
+    raise BadRequest(message)
+
+
+def _safe_next(nxt: str | None) -> str:
+    # only paths on this server: never an open redirect
+    if not nxt or not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
+        return "/"
+    return nxt

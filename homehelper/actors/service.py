@@ -1,0 +1,420 @@
+"""ServiceApp: the actor of one long-running service app.
+
+It installs the app's venv, runs it through the backend (systemd or process),
+watches its main process and its /health, and owns the restart policy:
+backoff, then quarantine; a manual stop is never a crash; an app that cannot
+start at all is a configuration error, not a tight restart loop. Every state
+change is published as an event. After a HomeHelper restart a running app is
+adopted as it is, never restarted.
+
+One lock (`_op`) orders every transition: commands from the mailbox and the
+background watchers (process exit, health, retry timer) never interleave.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from ..backends import logs
+from ..backends.base import Backend, UnitStatus, app_spec, env_port, log_file
+from ..backends.health import RestartTracker, probe, startup_error
+from ..backends.installer import Installer
+from ..errors import BackendError, Conflict, DiskFull, InstallFailed
+from ..manifest import Manifest
+from ..messages import (
+    AppConfigError,
+    AppCrashed,
+    AppHealthChanged,
+    AppInstalled,
+    AppInstallFailed,
+    AppProcessChanged,
+    AppQuarantined,
+    AppStarted,
+    AppStopped,
+    EnableApp,
+    GetLogs,
+)
+from ..storage import atomic_write_json, read_json
+from .app import AppActor, AppContext
+
+log = logging.getLogger(__name__)
+
+
+class ServiceApp(AppActor):
+    port_kind = "service"
+    # Timing; class attributes so a test can shorten them in a subclass.
+    stable_after = 60.0  # healthy this long resets backoff and intensity
+    quarantine_retry = 600.0
+    startup_window = 15.0  # a death this soon after start, never healthy, may be a config error
+    first_probe_every = 0.5  # health polls before the first success (then manifest.health.interval)
+    log_check_every = 60.0
+
+    def __init__(self, manifest: Manifest, ctx: AppContext) -> None:
+        super().__init__(manifest, ctx)
+        self.backend: Backend = ctx.extra["backend"]
+        self.installer: Installer = ctx.extra.get("installer") or Installer(ctx.config)
+        self.desired = "stopped"
+        self.status = UnitStatus()
+        self.healthy: bool | None = None
+        self.healthy_since: float | None = None
+        self.started_at = 0.0
+        self.log_offset = 0
+        self.disk_bytes = int(self.installer.marker(manifest).get("disk_bytes", 0))
+        self.tracker = self._new_tracker()
+        self._op = trio.Lock()
+        self._kick = trio.Event()
+        self._run_scope = trio.CancelScope()  # health and log watch of the current run
+        self._retry_scope = trio.CancelScope()
+        self._refresh_due = False  # the watcher should read the backend's status (after a start)
+        self._generation = 0  # bumped by every start and stop, to spot a status read that went stale
+        self._nursery: trio.Nursery | None = None
+
+    def _new_tracker(self) -> RestartTracker:
+        r = self.manifest.restart
+        return RestartTracker(intensity=r.intensity, period=r.period, backoff_max=r.backoff_max,
+                              stable_after=self.stable_after, quarantine_retry=self.quarantine_retry)
+
+    @property
+    def log_path(self) -> Path:
+        return log_file(self.ctx.config.logs_dir(self.app_id))
+
+    @property
+    def _record_path(self) -> Path:
+        return self.ctx.config.run_dir / "services" / f"{self.app_id}.json"
+
+    def _record(self) -> None:
+        """What a restarted HomeHelper needs to adopt this app: its port. Written when it changes only
+        (an fsync per start would cost more than the start on an SD card)."""
+        if read_json(self._record_path, {}) != {"port": self.port}:
+            atomic_write_json(self._record_path, {"port": self.port})
+
+    def snapshot(self) -> dict[str, Any]:
+        snap = super().snapshot()
+        snap.update(desired=self.desired, healthy=self.healthy, pid=self.status.pid, cgroup=self.status.cgroup,
+                    restarts=self.tracker.restarts, exit_status=self.status.exit_status,
+                    enabled=self.status.enabled, disk_bytes=self.disk_bytes, backend=self.backend.name,
+                    unit=self.status.active)
+        return snap
+
+    # --- life of the actor ------------------------------------------------------
+    async def on_start(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        record = read_json(self._record_path, {})
+        record = record if isinstance(record, dict) else {}
+        self.status = await self.backend.status(self.app_id)
+        if self.status.running:  # adoption: it kept running while HomeHelper was away
+            port = record.get("port")
+            self.port = port if isinstance(port, int) else env_port(self.status.pid)
+            self.desired = "running"
+            self.started_at = trio.current_time()
+            self.log_offset = self._log_size()
+            self.set_state("starting", "adopted")
+            self.ctx.emit(AppProcessChanged(self.app_id, self.status.pid, self.status.cgroup))
+            self._begin_run()
+        nursery.start_soon(self._watch_process)
+        # Enabled (start at boot) but found down, say after a crash while HomeHelper was away. The
+        # registry restarts what the user left running and the manifest's autostart apps.
+        if not self.status.running and self.status.enabled:
+            nursery.start_soon(self._start_quietly, "boot")
+
+    async def _start_quietly(self, reason: str) -> None:
+        try:
+            await self.start(reason)
+        except (BackendError, Conflict, DiskFull) as exc:
+            log.warning("%s: %s", self.app_id, exc)
+
+    async def handle_other(self, msg: Any) -> Any:
+        match msg:
+            case GetLogs(_, lines):
+                return await trio.to_thread.run_sync(logs.tail, self.log_path, lines)
+            case EnableApp(_, enabled):
+                return await self.enable(enabled)
+        return await super().handle_other(msg)
+
+    # --- commands ---------------------------------------------------------------
+    async def start(self, reason: str) -> Any:
+        async with self._op:
+            if self.state in ("starting", "running"):
+                return self.snapshot()
+            self._retry_scope.cancel()
+            self.desired = "running"
+            self.tracker = self._new_tracker()
+            if not self.installer.is_current(self.manifest):
+                await self._install(force=False)
+            await self._launch(reason)
+            return self.snapshot()
+
+    async def stop(self, reason: str) -> Any:
+        async with self._op:
+            self.desired = "stopped"
+            self._retry_scope.cancel()
+            self._run_scope.cancel()
+            was_running = self.status.running or self.state in ("starting", "running")
+            if was_running:
+                self.set_state("stopping", reason)
+                await self.backend.stop(self.app_id)
+                self._stopped_status()
+            if reason == "removed":  # its folder is gone: so goes its unit
+                await self.backend.remove(self.app_id)
+            self.set_state("stopped", reason)
+            if was_running:
+                self.ctx.emit(AppStopped(self.app_id, reason, self.status.exit_status))
+            return self.snapshot()
+
+    async def restart(self, reason: str) -> Any:
+        await self.stop(reason)
+        return await self.start(reason)
+
+    async def install(self, force: bool) -> Any:
+        async with self._op:
+            was_running = self.status.running or self.state in ("starting", "running")
+            if was_running:  # never rebuild a venv under a running app
+                self._run_scope.cancel()
+                await self.backend.stop(self.app_id)
+                self._stopped_status()
+            await self._install(force)
+            if was_running:
+                await self._launch("reinstalled")
+            return self.snapshot()
+
+    async def enable(self, enabled: bool) -> Any:
+        async with self._op:
+            if enabled and not self.installer.is_current(self.manifest):
+                await self._install(force=False)  # at boot systemd starts it without asking us
+            if self.port is None:
+                await self.allocate_port()
+            await self.backend.prepare(app_spec(self.manifest, self.ctx.config, self.port or 0))
+            await self.backend.enable(self.app_id, enabled)
+            await self._refresh_status()
+            return self.snapshot()
+
+    async def apply_manifest(self, manifest: Manifest) -> Any:
+        async with self._op:
+            changed = manifest.digest != self.manifest.digest
+            self.manifest = manifest
+            if not changed:
+                return
+            self.tracker = self._new_tracker()
+            if self.state == "config_error":
+                self.set_state("stopped", "manifest changed")  # a fix deserves a new try, on request
+            elif self.state in ("starting", "running"):
+                # Limits, env or entry changed: they only apply to a new process.
+                self._run_scope.cancel()
+                self.set_state("stopping", "manifest changed")
+                await self.backend.stop(self.app_id)
+                self._stopped_status()
+                if not self.installer.is_current(self.manifest):
+                    await self._install(force=False)
+                await self._launch("manifest changed")
+
+    # --- internals (called with _op held) ---------------------------------------
+    async def _install(self, force: bool) -> None:
+        previous = self.state
+        self.set_state("installing")
+        try:
+            self.disk_bytes = await self.installer.install(self.manifest, self.ctx.emit, force)
+        except (InstallFailed, DiskFull) as exc:
+            tail = str(exc.detail.get("output_tail", ""))
+            self.last_error = exc.message
+            self.desired = "stopped"
+            self.set_state("install_failed", exc.message)
+            self.ctx.emit(AppInstallFailed(self.app_id, exc.message, tail))
+            raise
+        self.ctx.emit(AppInstalled(self.app_id, self.disk_bytes))
+        self.set_state(previous if previous not in ("install_failed", "installing") else "stopped", "installed")
+
+    async def _launch(self, reason: str) -> None:
+        """Start the process (install done); health decides when it counts as running."""
+        config = self.ctx.config
+        if not self.manifest.entry_path.is_file():
+            return self._config_error(f"entry point {self.manifest.entry} is missing", "")
+        await self.allocate_port()
+        assert self.port is not None
+        spec = app_spec(self.manifest, config, self.port)
+        await self.backend.prepare(spec)
+        self._record()
+        self.log_offset = self._log_size()
+        self.started_at = trio.current_time()
+        self._generation += 1
+        self.set_state("starting", reason)
+        try:
+            await self.backend.start(self.app_id)
+        except BackendError as exc:
+            await self._refresh_status()
+            return self._config_error(exc.message, self._log_since_start())
+        self.ctx.emit(AppStarted(self.app_id, self.port, reason))
+        self._begin_run()
+        # The watcher reads the new PID: a `systemctl show` while the app boots is slow, and the
+        # caller need not wait for it.
+        self._refresh_due = True
+        self._kick.set()
+
+    def _begin_run(self) -> None:
+        self.healthy, self.healthy_since = None, None
+        self._run_scope = trio.CancelScope()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_watch, self._run_scope)
+
+    async def _run_watch(self, scope: trio.CancelScope) -> None:
+        """Health and log size of one run; cancelling `scope` ends both."""
+        with scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._health_loop, scope)
+                nursery.start_soon(self._log_watch)
+
+    async def _refresh_status(self) -> UnitStatus:
+        self._set_status(await self.backend.status(self.app_id))
+        return self.status
+
+    def _set_status(self, status: UnitStatus) -> None:
+        previous, self.status = self.status, status
+        if status.pid != previous.pid:
+            self.ctx.emit(AppProcessChanged(self.app_id, status.pid, status.cgroup))
+
+    def _stopped_status(self) -> None:
+        """After a stop that succeeded the state is known; asking systemctl again would only cost time."""
+        pid, self._refresh_due = self.status.pid, False
+        self._generation += 1
+        self.status = UnitStatus(active="inactive", sub="dead", enabled=self.status.enabled)
+        if pid is not None:
+            self.ctx.emit(AppProcessChanged(self.app_id, None, None))
+
+    def _config_error(self, error: str, tail: str) -> None:
+        self.desired = "stopped"
+        self.last_error = error
+        self._run_scope.cancel()
+        self.set_state("config_error", error)
+        self.ctx.emit(AppConfigError(self.app_id, error, tail))
+
+    def _log_size(self) -> int:
+        return logs.size(self.log_path)
+
+    def _log_since_start(self) -> str:
+        return logs.read_since(self.log_path, self.log_offset)
+
+    async def _failed(self, why: str) -> None:
+        """The run ended (or was ended) against the user's wish: classify, then retry or give up."""
+        self._run_scope.cancel()
+        st = self.status
+        tail = self._log_since_start()
+        now = trio.current_time()
+        policy = self.manifest.restart.policy
+        clean_exit = why == "exited" and st.result == "success" and st.exit_status in (0, None)
+        if clean_exit and policy != "always":
+            self.desired = "stopped"
+            self.set_state("stopped", "exited")
+            self.ctx.emit(AppStopped(self.app_id, "exited", st.exit_status))
+            return
+        if self.healthy_since is None and now - self.started_at < self.startup_window and why == "exited":
+            error = startup_error(tail, st.exit_status, st.result)
+            if error is not None:
+                return self._config_error(error, tail)
+        self.last_error = f"{why}: exit status {st.exit_status} ({st.result})" if why == "exited" else why
+        if policy == "no":
+            self.desired = "stopped"
+            self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, None, tail[-2000:]))
+            self.set_state("stopped", "crashed")
+            self.ctx.emit(AppStopped(self.app_id, "crashed", st.exit_status))
+            return
+        verdict, delay = self.tracker.crashed(now)
+        self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, delay, tail[-2000:]))
+        self.set_state(verdict, self.last_error)
+        if verdict == "quarantined":
+            self.ctx.emit(AppQuarantined(self.app_id, self.tracker.restarts, delay, self.last_error))
+        self._retry_scope = trio.CancelScope()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._retry_after, delay, self._retry_scope)
+
+    # --- background tasks -------------------------------------------------------
+    async def _watch_process(self) -> None:
+        """Notice the main process ending: the backend watches it cheaply (no systemctl polling)."""
+        while True:
+            if self._refresh_due:
+                # Ask outside the lock, so a StopApp arriving now does not wait for systemctl show.
+                generation = self._generation
+                status = await self.backend.status(self.app_id)
+                async with self._op:
+                    if generation != self._generation or not self._refresh_due:
+                        continue  # a command came in between: what it did is newer than `status`
+                    self._refresh_due = False
+                    self._set_status(status)
+                    if not status.running and self.desired == "running" and self.state in ("starting", "running"):
+                        await self._failed("exited")  # it died before we even saw its PID
+                continue
+            if not self.status.running:
+                await self._kick.wait()
+                self._kick = trio.Event()
+                continue
+            watched = self.status
+            await self.backend.wait_exit(watched)
+            async with self._op:
+                if self.status.pid != watched.pid:
+                    continue  # stopped or restarted by a command meanwhile
+                await self._refresh_status()
+                if self.status.running:
+                    continue  # restarted outside HomeHelper (systemctl restart): adopt the new process
+                if self.desired == "running" and self.state in ("starting", "running"):
+                    await self._failed("exited")
+                elif self.state in ("starting", "running"):
+                    self.set_state("stopped", "exited")
+
+    async def _retry_after(self, delay: float, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(delay)
+            async with self._op:
+                if self.desired != "running" or self.state not in ("backoff", "quarantined"):
+                    return
+                try:
+                    await self._launch("restart")
+                except BackendError as exc:
+                    self.last_error = exc.message
+                    await self._failed(exc.message)
+
+    async def _health_loop(self, scope: trio.CancelScope) -> None:
+        h = self.manifest.health
+        fails = 0
+        # Plain HTTP to 127.0.0.1: verify=False skips loading the CA bundle, ~30 ms of CPU per client.
+        async with httpx.AsyncClient(timeout=h.timeout, trust_env=False, verify=False) as client:
+            while True:
+                await trio.sleep(h.interval if self.healthy else min(self.first_probe_every, h.interval))
+                url = f"http://127.0.0.1:{self.port}{h.path}"
+                ok, detail = await probe(client, url)
+                now = trio.current_time()
+                async with self._op:
+                    if scope.cancel_called:
+                        return
+                    if ok:
+                        fails = 0
+                        if self.healthy is not True:
+                            if self._refresh_due:  # "running" comes with its PID known
+                                self._refresh_due = False
+                                await self._refresh_status()
+                            self.healthy, self.healthy_since = True, now
+                            self.ctx.emit(AppHealthChanged(self.app_id, True))
+                            self.set_state("running", "healthy")
+                        self.tracker.healthy_for(now - (self.healthy_since or now))
+                        continue
+                    fails += 1
+                    in_grace = self.healthy is None and now - self.started_at < h.grace
+                    if fails < h.failures or in_grace:
+                        continue
+                    self.healthy = False
+                    self.ctx.emit(AppHealthChanged(self.app_id, False, detail))
+                    # Unhealthy for good: restart it under the same policy as a crash.
+                    self.set_state("stopping", "unhealthy")
+                    await self.backend.stop(self.app_id)
+                    self._stopped_status()
+                    await self._failed(f"unhealthy: {detail}")
+                    return
+
+    async def _log_watch(self) -> None:
+        while True:
+            await trio.sleep(self.log_check_every)
+            if await trio.to_thread.run_sync(logs.rotate_if_needed, self.log_path):
+                self.log_offset = 0
+

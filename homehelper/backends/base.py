@@ -1,0 +1,157 @@
+"""What every backend offers: the `Backend` Protocol, `AppSpec` (how to run an
+app) and `UnitStatus` (what the backend knows about it now).
+
+A backend only runs processes; the policy (restarts, health, quarantine) lives
+in the app's actor, so systemd and the process backend behave the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import attrs
+import trio
+
+from ..config import Config
+from ..manifest import Manifest
+
+ACTIVE = ("active", "activating", "reloading")
+
+
+@attrs.frozen
+class AppSpec:
+    """Everything needed to run one service app, from its manifest and the config."""
+
+    app_id: str
+    argv: tuple[str, ...]  # the app venv's python and the entry point
+    cwd: Path
+    env: tuple[tuple[str, str], ...]
+    data_dir: Path
+    log_dir: Path
+    description: str = ""
+    memory_mb: int = 256
+    cpu_percent: int = 50
+    tasks: int = 64
+
+    @property
+    def log_file(self) -> Path:
+        return log_file(self.log_dir)
+
+
+def log_file(log_dir: Path) -> Path:
+    """stdout and stderr of an app, in one file (rotated by homehelper.backends.logs)."""
+    return log_dir / "app.log"
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def app_env(manifest: Manifest, config: Config, port: int) -> dict[str, str]:
+    """The environment an app reads its settings from (see apps/sensor-logger)."""
+    env = dict(manifest.env)
+    env.update({
+        "HH_APP_ID": manifest.id,
+        "HH_PORT": str(port),
+        "HH_HOST": "127.0.0.1",
+        "HH_DATA_DIR": str(config.data_dir(manifest.id)),
+        "HH_LOG_DIR": str(config.logs_dir(manifest.id)),
+        "HH_NODE_ID": config.node_id,
+        "PYTHONUNBUFFERED": "1",  # log lines reach the file as they happen
+    })
+    if config.redis_url:
+        env["HH_REDIS_URL"] = config.redis_url
+    return env
+
+
+def app_spec(manifest: Manifest, config: Config, port: int, python: Path | None = None) -> AppSpec:
+    py = python or venv_python(config.venv_dir(manifest.id))
+    folder = manifest.path.resolve()  # units and other processes need absolute paths
+    return AppSpec(
+        app_id=manifest.id,
+        argv=(str(py), str(folder / manifest.entry)),
+        cwd=folder,
+        env=tuple(sorted(app_env(manifest, config, port).items())),
+        data_dir=config.data_dir(manifest.id),
+        log_dir=config.logs_dir(manifest.id),
+        description=f"HomeHelper app {manifest.name}",
+        memory_mb=manifest.resources.memory_mb,
+        cpu_percent=manifest.resources.cpu_percent,
+        tasks=manifest.resources.tasks,
+    )
+
+
+@attrs.frozen
+class UnitStatus:
+    """systemd's view of a unit (the process backend fills the same fields)."""
+
+    active: str = "inactive"  # ActiveState: active, activating, deactivating, inactive, failed
+    sub: str = "dead"  # SubState
+    pid: int | None = None  # MainPID
+    restarts: int = 0  # NRestarts (always 0: HomeHelper restarts, not systemd)
+    exit_status: int | None = None  # exit code, or the signal number when result is "signal"
+    result: str = "success"  # success, exit-code, signal, core-dump, timeout, resources
+    cgroup: str | None = None  # absolute path under /sys/fs/cgroup, when known
+    loaded: bool = True  # False: the backend has no such unit
+    enabled: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.active in ACTIVE and self.pid is not None
+
+    def to_json(self) -> dict[str, object]:
+        return attrs.asdict(self)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """How service apps run. Methods raise `BackendError` with the tool's output."""
+
+    name: str  # "systemd" or "process"
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Background work (batching, reaping); `serve` starts it in its nursery."""
+        ...
+
+    async def prepare(self, spec: AppSpec) -> None:
+        """Make the app startable with this spec (write its unit); idempotent."""
+        ...
+
+    async def start(self, app_id: str) -> None: ...
+
+    async def stop(self, app_id: str) -> None:
+        """Stop it and wait until its processes are gone; no error if not running."""
+        ...
+
+    async def enable(self, app_id: str, enabled: bool) -> None:
+        """Start it at boot (with HomeHelper's own unit) or not."""
+        ...
+
+    async def status(self, app_id: str) -> UnitStatus:
+        """Fresh status; `loaded=False` for an app the backend does not know."""
+        ...
+
+    async def wait_exit(self, status: UnitStatus) -> None:
+        """Return once the main process of `status` has ended (cheaply: no polling of systemctl)."""
+        ...
+
+    async def remove(self, app_id: str) -> None:
+        """Stop it and forget it (delete its unit)."""
+        ...
+
+
+def env_port(pid: int | None) -> int | None:
+    """HH_PORT from a running app's environment: adoption when HomeHelper lost its own record."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read().split(b"\0")
+    except OSError:
+        return None
+    for item in env:
+        if item.startswith(b"HH_PORT="):
+            try:
+                return int(item[8:])
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,247 @@
+"""The process backend: trio subprocesses, for machines without systemd.
+
+Each app runs in its own session (process group), so a stop reaches every
+process it forked, and it outlives a HomeHelper restart like a systemd unit
+does: a small state file (pid + start time) lets the next HomeHelper adopt it.
+Resource limits and the sandbox are systemd's; this backend has neither.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psutil
+import trio
+
+from ..errors import BackendError
+from ..storage import atomic_write_json, read_json
+from .base import AppSpec, UnitStatus
+
+STOP_TIMEOUT = 10.0  # as TimeoutStopSec in the units
+PID_POLL = 0.5
+_PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME")
+
+
+# Every child started here, until it is reaped: apps outlive the backend object that started them
+# (as units outlive a HomeHelper restart), and a child dropped unreaped would linger as a zombie.
+_children: set[trio.Process] = set()
+
+
+def _reap() -> None:
+    for proc in [p for p in _children if p.poll() is not None]:
+        _children.discard(proc)
+
+
+def _signal_status(code: int) -> tuple[str, str, int | None]:
+    """(ActiveState, Result, exit status) for a return code, as systemd reports them."""
+    if code == 0:
+        return "inactive", "success", 0
+    if code < 0:
+        return "failed", "signal", -code
+    return "failed", "exit-code", code
+
+
+class _Run:
+    """One started (or adopted) app process."""
+
+    def __init__(self, pid: int, created: float, proc: trio.Process | None) -> None:
+        self.pid = pid
+        self.created = created
+        self.proc = proc  # None for an adopted process (not our child)
+        self.stopping = False
+        self.final: UnitStatus | None = None
+
+
+class ProcessBackend:
+    name = "process"
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._specs: dict[str, AppSpec] = {}
+        self._runs: dict[str, _Run] = {}
+        self._last: dict[str, UnitStatus] = {}
+        self._locks: dict[str, trio.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"<ProcessBackend {self.state_dir}>"
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()  # nothing runs in the background: each wait is its caller's
+        await trio.sleep_forever()
+
+    def _state_file(self, app_id: str) -> Path:
+        return self.state_dir / f"{app_id}.json"
+
+    def _state(self, app_id: str) -> dict[str, Any]:
+        data = read_json(self._state_file(app_id), {})
+        return data if isinstance(data, dict) else {}
+
+    def _save(self, app_id: str, **changes: Any) -> None:
+        data = self._state(app_id)
+        data.update(changes)
+        atomic_write_json(self._state_file(app_id), data)
+
+    def _lock(self, app_id: str) -> trio.Lock:
+        return self._locks.setdefault(app_id, trio.Lock())
+
+    async def prepare(self, spec: AppSpec) -> None:
+        spec.data_dir.mkdir(parents=True, exist_ok=True)
+        spec.log_dir.mkdir(parents=True, exist_ok=True)
+        self._specs[spec.app_id] = spec
+        if not self._state_file(spec.app_id).exists():
+            self._save(spec.app_id, enabled=False)
+
+    def _adopt(self, app_id: str) -> _Run | None:
+        """The process a previous HomeHelper started, if it is still the same process."""
+        data = self._state(app_id)
+        pid, created = data.get("pid"), data.get("created")
+        if not isinstance(pid, int) or created is None:
+            return None
+        try:
+            p = psutil.Process(pid)
+            if abs(p.create_time() - float(created)) > 0.05 or p.status() == psutil.STATUS_ZOMBIE:
+                return None
+        except psutil.Error:
+            return None
+        run = _Run(pid, float(created), None)
+        self._runs[app_id] = run
+        return run
+
+    def _current(self, app_id: str) -> _Run | None:
+        return self._runs.get(app_id) or self._adopt(app_id)
+
+    async def start(self, app_id: str) -> None:
+        async with self._lock(app_id):
+            run = self._current(app_id)
+            if run is not None and run.final is None and self._alive(run):
+                return
+            spec = self._specs.get(app_id)
+            if spec is None:
+                raise BackendError(f"{app_id}: not prepared; install it first", app=app_id)
+            env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+            env.update(spec.env)
+            fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                proc = await trio.lowlevel.open_process(
+                    list(spec.argv), cwd=str(spec.cwd), env=env, stdin=subprocess.DEVNULL, stdout=fd,
+                    stderr=subprocess.STDOUT, start_new_session=True)
+            except OSError as exc:
+                self._last[app_id] = UnitStatus(active="failed", sub="failed", result="exit-code", exit_status=203)
+                raise BackendError(f"{app_id}: cannot run {spec.argv[0]}: {exc.strerror}", app=app_id) from None
+            finally:
+                os.close(fd)
+            try:
+                created = psutil.Process(proc.pid).create_time()
+            except psutil.Error:
+                created = 0.0
+            _reap()
+            _children.add(proc)
+            self._runs[app_id] = _Run(proc.pid, created, proc)
+            self._save(app_id, pid=proc.pid, created=created)
+
+    def _alive(self, run: _Run) -> bool:
+        if run.proc is not None:
+            return run.proc.poll() is None
+        try:
+            p = psutil.Process(run.pid)
+            return p.status() != psutil.STATUS_ZOMBIE and abs(p.create_time() - run.created) < 0.05
+        except psutil.Error:
+            return False
+
+    async def stop(self, app_id: str) -> None:
+        async with self._lock(app_id):
+            run = self._current(app_id)
+            if run is None or not self._alive(run):
+                self._forget(app_id, run)
+                return
+            run.stopping = True
+            self._kill(run, signal.SIGTERM)
+            with trio.move_on_after(STOP_TIMEOUT):
+                await self._wait(run)
+            if self._alive(run):
+                self._kill(run, signal.SIGKILL)
+                await self._wait(run)
+            self._forget(app_id, run)
+            self._last[app_id] = UnitStatus(active="inactive", sub="dead", result="success")
+
+    def _kill(self, run: _Run, sig: int) -> None:
+        try:
+            os.killpg(run.pid, sig)  # the whole session: whatever the app forked goes too
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            os.kill(run.pid, sig)
+
+    def _forget(self, app_id: str, run: _Run | None) -> None:
+        if run is not None:
+            self._runs.pop(app_id, None)
+            data = self._state(app_id)
+            if data.pop("pid", None) is not None:
+                data.pop("created", None)
+                atomic_write_json(self._state_file(app_id), data)
+
+    async def _wait(self, run: _Run) -> None:
+        if run.proc is not None:
+            await run.proc.wait()
+            return
+        while True:
+            if not self._alive(run):
+                return
+            await trio.sleep(PID_POLL)
+
+    async def enable(self, app_id: str, enabled: bool) -> None:
+        self._save(app_id, enabled=enabled)
+
+    async def status(self, app_id: str) -> UnitStatus:
+        enabled = bool(self._state(app_id).get("enabled", False))
+        run = self._current(app_id)
+        if run is not None and not run.stopping and run.proc is not None and run.proc.poll() is not None:
+            active, result, exit_status = _signal_status(run.proc.returncode or 0)
+            self._forget(app_id, run)
+            self._last[app_id] = UnitStatus(active=active, sub="failed" if active == "failed" else "dead",
+                                            result=result, exit_status=exit_status)
+            run = None
+        elif run is not None and run.proc is None and not self._alive(run):
+            self._forget(app_id, run)  # adopted, then gone: its exit status is not ours to know
+            self._last[app_id] = UnitStatus(active="failed", sub="failed", result="unknown")
+            run = None
+        if run is not None:
+            return UnitStatus(active="active", sub="running", pid=run.pid, enabled=enabled)
+        known = app_id in self._specs or self._state_file(app_id).exists()
+        last = self._last.get(app_id, UnitStatus())
+        return UnitStatus(active=last.active, sub=last.sub, result=last.result, exit_status=last.exit_status,
+                          loaded=known, enabled=enabled)
+
+    async def statuses(self, app_ids: list[str]) -> dict[str, UnitStatus]:
+        return {a: await self.status(a) for a in app_ids}
+
+    async def wait_exit(self, status: UnitStatus) -> None:
+        if status.pid is None:
+            return
+        run = next((r for r in self._runs.values() if r.pid == status.pid), None)
+        if run is None:  # not one of ours (any more): watch the PID itself
+            try:
+                created = psutil.Process(status.pid).create_time()
+            except psutil.Error:
+                return
+            run = _Run(status.pid, created, None)
+        await self._wait(run)
+
+    async def remove(self, app_id: str) -> None:
+        await self.stop(app_id)
+        self._specs.pop(app_id, None)
+        self._last.pop(app_id, None)
+        try:
+            self._state_file(app_id).unlink()
+        except FileNotFoundError:
+            pass
+
+    async def managed(self) -> list[str]:
+        try:
+            return sorted(p.stem for p in self.state_dir.glob("*.json"))
+        except FileNotFoundError:
+            return []

@@ -1,0 +1,287 @@
+"""The systemd backend: one `hh-<id>.service` unit per app, driven with systemctl.
+
+Commands from many app actors arriving together are coalesced into one
+systemctl call per verb (`systemctl start a b c`), so starting twenty apps costs
+about what one `systemctl start` of twenty units costs. State comes from
+`systemctl show`; between shows, a crash is noticed by watching the main PID
+in /proc, which costs no process spawn.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import trio
+
+from ..errors import BackendError
+from ..storage import atomic_write_text
+from .base import AppSpec, UnitStatus
+from .units import UNIT_PREFIX, render_unit, unit_name
+
+log = logging.getLogger(__name__)
+
+SHOW_PROPS = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "NRestarts", "ExecMainCode",
+              "ExecMainStatus", "Result", "ControlGroup", "UnitFileState")
+PID_POLL = 0.5  # seconds between /proc checks of a running app's main PID
+VERBS = ("start", "stop", "show")  # the calls worth batching; the rest are rare and go alone
+COALESCE = 0.02  # wait this long for more requests of the same kind: small beside one systemctl call
+
+
+def unit_dir(scope: str, environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if scope == "system":
+        return Path("/etc/systemd/system")
+    config_home = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
+    return Path(config_home) / "systemd" / "user"
+
+
+def cgroup_root() -> Path:
+    """Where the unified (v2) cgroup hierarchy is mounted: /sys/fs/cgroup on a Pi."""
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and parts[2] == "cgroup2":
+                    return Path(parts[1])
+    except OSError:
+        pass
+    return Path("/sys/fs/cgroup")
+
+
+def _pid_exists(pid: int) -> bool:
+    """A stat in /proc: procfs answers from memory, so this never waits on a disk."""
+    return os.path.exists(f"/proc/{pid}")
+
+
+def parse_show(text: str) -> list[dict[str, str]]:
+    """`systemctl show` of several units: blocks of Key=Value separated by blank lines."""
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if current:
+                blocks.append(current)
+                current = {}
+            continue
+        key, _, value = line.partition("=")
+        current[key] = value
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def to_status(props: Mapping[str, str], cgroot: Path | None = None) -> UnitStatus:
+    pid = int(props.get("MainPID") or 0) or None
+    code = props.get("ExecMainCode", "0")  # 1 exited (status = exit code), 2 killed, 3 dumped (status = signal)
+    cg = props.get("ControlGroup") or None
+    return UnitStatus(
+        active=props.get("ActiveState", "inactive"),
+        sub=props.get("SubState", "dead"),
+        pid=pid,
+        restarts=int(props.get("NRestarts") or 0),
+        exit_status=int(props.get("ExecMainStatus") or 0) if code != "0" else None,
+        result=props.get("Result", "success"),
+        cgroup=str((cgroot or cgroup_root()) / cg.lstrip("/")) if cg else None,
+        loaded=props.get("LoadState") == "loaded",
+        enabled=props.get("UnitFileState") in ("enabled", "enabled-runtime", "linked", "alias"),
+    )
+
+
+class _Batch:
+    """Requests for one systemctl verb, gathered while the previous call runs."""
+
+    def __init__(self) -> None:
+        self.units: list[str] = []
+        self.done = trio.Event()
+        self.error: dict[str, str] = {}
+        self.output = ""
+
+
+class SystemdBackend:
+    name = "systemd"
+
+    def __init__(self, scope: str = "user", environ: Mapping[str, str] | None = None,
+                 prefix: str = UNIT_PREFIX, units_at: Path | None = None, run_as: str | None = None) -> None:
+        self.scope = scope
+        self.environ = dict(os.environ if environ is None else environ)
+        self.prefix = prefix
+        self.unit_dir = units_at or unit_dir(scope, self.environ)
+        self.run_as = run_as if scope == "system" else None  # system units must not run apps as root
+        self.cgroot = cgroup_root()
+        self._pending: dict[str, _Batch] = {}
+        self._wakes = {verb: trio.Event() for verb in VERBS}
+        self._written: dict[str, str] = {}
+        self._reload_lock = trio.Lock()
+        self._running = False
+
+    def __repr__(self) -> str:
+        return f"<SystemdBackend {self.scope} {self.unit_dir}>"
+
+    def unit(self, app_id: str) -> str:
+        return unit_name(app_id, self.prefix)
+
+    def _cmd(self, *args: str) -> list[str]:
+        return ["systemctl", "--user" if self.scope == "user" else "--system", "--no-ask-password", *args]
+
+    async def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        proc = await trio.run_process(self._cmd(*args), capture_stdout=True, capture_stderr=True, check=False,
+                                      env=self.environ)
+        if check and proc.returncode != 0:
+            err = (proc.stderr or proc.stdout).decode(errors="replace").strip()
+            raise BackendError(f"systemctl {' '.join(args)} failed: {err[-500:]}", output_tail=err[-2000:])
+        return proc
+
+    async def available(self) -> bool:
+        """True when a manager of this scope answers."""
+        try:
+            with trio.fail_after(10):
+                proc = await self.systemctl("is-system-running", check=False)
+        except (OSError, trio.TooSlowError):
+            return False
+        state = proc.stdout.decode().strip()
+        return state in ("running", "degraded", "starting", "initializing", "maintenance")
+
+    # --- coalescing ---------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """One worker per verb: a `stop` never waits behind a slow `show`, and requests of one
+        verb that arrive while its call runs go together in the next call."""
+        self._running = True
+        try:
+            async with trio.open_nursery() as nursery:
+                for verb in VERBS:
+                    nursery.start_soon(self._worker, verb)
+                task_status.started()
+        finally:
+            self._running = False
+
+    async def _worker(self, verb: str) -> None:
+        wake = self._wakes[verb]
+        while True:
+            await wake.wait()
+            await trio.sleep(COALESCE)  # apps asked together arrive a few scheduler rounds apart
+            wake = self._wakes[verb] = trio.Event()
+            batch = self._pending.pop(verb)
+            await self._run_batch(verb, batch)
+
+    async def _run_batch(self, verb: str, batch: _Batch) -> None:
+        try:
+            args = ("show", "-p", ",".join(SHOW_PROPS)) if verb == "show" else (verb,)
+            proc = await self.systemctl(*args, *batch.units, check=False)
+            batch.output = proc.stdout.decode(errors="replace")
+            if proc.returncode != 0 and verb != "show":
+                # Find out which unit failed: one call each, so each gets its own error.
+                for unit in batch.units:
+                    one = await self.systemctl(verb, unit, check=False)
+                    if one.returncode != 0:
+                        batch.error[unit] = one.stderr.decode(errors="replace").strip()
+        except BaseException as exc:
+            for unit in batch.units:
+                batch.error[unit] = repr(exc)
+            raise
+        finally:
+            batch.done.set()
+
+    async def _do(self, verb: str, unit: str) -> _Batch:
+        if not self._running:  # no run() task (a one-off CLI call): just call systemctl
+            batch = _Batch()
+            batch.units.append(unit)
+            await self._run_batch(verb, batch)
+        else:
+            batch = self._pending.setdefault(verb, _Batch())
+            batch.units.append(unit)
+            self._wakes[verb].set()
+            await batch.done.wait()
+        if unit in batch.error:
+            err = batch.error[unit]
+            raise BackendError(f"systemctl {verb} {unit} failed: {err[-500:]}", output_tail=err[-2000:])
+        return batch
+
+    # --- Backend ----------------------------------------------------------------
+    async def prepare(self, spec: AppSpec) -> None:
+        spec.data_dir.mkdir(parents=True, exist_ok=True)
+        spec.log_dir.mkdir(parents=True, exist_ok=True)
+        unit = self.unit(spec.app_id)
+        text = render_unit(spec, user=self.run_as,
+                           wanted_by="multi-user.target" if self.scope == "system" else "default.target")
+        path = self.unit_dir / unit
+        if self._written.get(unit) == text:
+            return
+        try:
+            current = path.read_text()
+        except FileNotFoundError:
+            current = None
+        if current != text:
+            atomic_write_text(path, text)
+            await self.daemon_reload()
+        self._written[unit] = text
+
+    async def daemon_reload(self) -> None:
+        # Several apps prepared together need one reload: whoever waits for the lock after a reload has
+        # started gets the next one, which sees every file written so far.
+        async with self._reload_lock:
+            await self.systemctl("daemon-reload")
+
+    async def start(self, app_id: str) -> None:
+        await self._do("start", self.unit(app_id))
+
+    async def stop(self, app_id: str) -> None:
+        try:
+            await self._do("stop", self.unit(app_id))
+        except BackendError as exc:
+            if "not loaded" not in exc.message:  # a unit that does not exist is stopped enough
+                raise
+
+    async def enable(self, app_id: str, enabled: bool) -> None:
+        await self.systemctl("enable" if enabled else "disable", self.unit(app_id))
+
+    async def status(self, app_id: str) -> UnitStatus:
+        unit = self.unit(app_id)
+        batch = await self._do("show", unit)
+        # Ask for a unit's properties, then find its block by Id: the order is systemctl's.
+        for block in parse_show(batch.output):
+            if block.get("Id") == unit:
+                return to_status(block, self.cgroot)
+        return UnitStatus(loaded=False)
+
+    async def statuses(self, app_ids: list[str]) -> dict[str, UnitStatus]:
+        """Every app's status in one systemctl call (adoption at start, benchmarks)."""
+        if not app_ids:
+            return {}
+        units = {self.unit(a): a for a in app_ids}
+        proc = await self.systemctl("show", "-p", ",".join(SHOW_PROPS), *units)
+        blocks = parse_show(proc.stdout.decode())
+        out = {units[b["Id"]]: to_status(b, self.cgroot) for b in blocks if b.get("Id") in units}
+        return {a: out.get(a, UnitStatus(loaded=False)) for a in app_ids}
+
+    async def wait_exit(self, status: UnitStatus) -> None:
+        pid = status.pid
+        if pid is None:
+            return
+        while True:
+            if not _pid_exists(pid):
+                return
+            await trio.sleep(PID_POLL)
+
+    async def remove(self, app_id: str) -> None:
+        unit = self.unit(app_id)
+        await self.systemctl("disable", "--now", unit, check=False)
+        self._written.pop(unit, None)
+        try:
+            (self.unit_dir / unit).unlink()
+        except FileNotFoundError:
+            return
+        await self.daemon_reload()
+        await self.systemctl("reset-failed", unit, check=False)
+
+    async def managed(self) -> list[str]:
+        """App ids whose unit files this backend wrote (for adoption and clean-up)."""
+        try:
+            names = os.listdir(self.unit_dir)
+        except FileNotFoundError:
+            return []
+        return sorted(n[len(self.prefix):-len(".service")] for n in names
+                      if n.startswith(self.prefix) and n.endswith(".service"))

@@ -1,0 +1,178 @@
+"""The blocking halves of the bridge, run in worker threads (redis-py is sync).
+
+The publisher sends a whole batch of events as one pipeline; the subscriber
+owns its PubSub object for its whole life (PubSub objects are not thread-safe)
+and hands trio each drained batch in one hop (`run_sync_soon` on trio's token,
+at most IN_FLIGHT batches outstanding, so the thread reads on while trio delivers).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import redis
+import trio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..messages import Event
+from ._codec import Rejects, decode_inbound, write_event, write_snapshot
+from .channels import Channels
+
+log = logging.getLogger(__name__)
+
+# What a lost or refused connection looks like from redis-py.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
+SUBSCRIBE_TIMEOUT = 5.0
+IN_FLIGHT = 2  # inbound batches handed to trio and not yet delivered
+
+
+def connect(url: str, *, socket_timeout: float | None = 5.0) -> redis.Redis:
+    """A client that fails fast: the bridge does its own reconnecting, with backoff."""
+    client = redis.Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=socket_timeout,
+        socket_keepalive=True, retry=Retry(NoBackoff(), 0), health_check_interval=0,
+        client_name="homehelper-bridge",
+    )
+    try:
+        client.ping()
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+class Publisher:
+    """Writes batches of events; used from one worker thread at a time."""
+
+    def __init__(self, client: redis.Redis, ch: Channels, history: int) -> None:
+        self.client = client
+        self.ch = ch
+        self.history = history
+        self.failed = 0  # commands Redis refused (not connection losses): logged, not retried
+
+    def send(self, events: list[Event]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for event in events:
+            write_event(pipe, self.ch, event, self.history)
+        self._execute(pipe)
+
+    def send_snapshot(self, apps: list[dict[str, Any]], at: float) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        write_snapshot(pipe, self.ch, apps, at)
+        self._execute(pipe)
+
+    def _execute(self, pipe: Any) -> None:
+        results = pipe.execute(raise_on_error=False)
+        errors = [r for r in results if isinstance(r, Exception)]
+        for err in errors:
+            if isinstance(err, CONNECTION_ERRORS):
+                raise err
+        if errors:
+            # e.g. a key of ours that someone turned into another type: retrying would fail again
+            self.failed += len(errors)
+            log.warning("bus: Redis refused %d of %d commands: %s", len(errors), len(results), errors[0])
+
+    def history_range(self, count: int, app_id: str | None, kind: str | None) -> list[dict[str, Any]]:
+        """The newest `count` stream entries (matching the filters), oldest first."""
+        out: list[dict[str, Any]] = []
+        upper = "+"
+        chunk = max(count, 100) if (app_id or kind) else count
+        while len(out) < count:
+            entries: list[tuple[str, dict[str, str]]] = self.client.xrevrange(  # type: ignore[assignment]
+                self.ch.stream, max=upper, count=chunk)
+            for entry_id, fields in entries:
+                if (app_id and fields.get("app") != app_id) or (kind and fields.get("kind") != kind):
+                    continue
+                try:
+                    data = json.loads(fields["data"])
+                except (KeyError, ValueError):
+                    continue  # not written by a bridge
+                data["id"] = entry_id
+                out.append(data)
+                if len(out) >= count:
+                    break
+            if len(entries) < chunk:
+                break
+            upper = "(" + entries[-1][0]
+        out.reverse()
+        return out
+
+
+def _nothing() -> None:
+    pass
+
+
+def run_subscriber(url: str, ch: Channels, control: str, on_ready: Callable[[], None],
+                   deliver: Callable[[list[Event]], None], batch_limit: int, rejects: Rejects,
+                   done: threading.Event) -> None:
+    """Listen until Redis goes away (raises) or a message on `control` says stop (returns).
+
+    Blocks in the socket read, no polling timer: when idle the thread costs nothing.
+    """
+    client = redis.Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=SUBSCRIBE_TIMEOUT,
+        socket_keepalive=True, retry=Retry(NoBackoff(), 0), health_check_interval=0,
+        client_name="homehelper-bridge-sub",
+    )
+    pubsub = client.pubsub()
+    try:
+        pubsub.psubscribe(*ch.inbound_patterns)
+        pubsub.subscribe(control)
+        waiting = len(ch.inbound_patterns) + 1
+        while waiting:  # read the confirmations: "ready" then really means subscribed
+            msg = pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT)
+            if msg is None:
+                raise redis.TimeoutError("Redis did not confirm the subscriptions")
+            if msg["type"] in ("psubscribe", "subscribe"):
+                waiting -= 1
+        trio.from_thread.run_sync(on_ready)
+        token = trio.from_thread.run_sync(trio.lowlevel.current_trio_token)
+        in_flight = threading.Semaphore(IN_FLIGHT)
+
+        def hand(batch: list[Event]) -> None:  # runs in trio
+            try:
+                deliver(batch)
+            except Exception:  # an exception here would end trio.run itself
+                log.exception("bus: delivering %d inbound events failed", len(batch))
+            finally:
+                in_flight.release()
+
+        get = pubsub.get_message
+        while True:
+            msg = get(timeout=None)
+            batch: list[Event] = []
+            stop = False
+            while msg is not None:
+                kind = msg["type"]
+                if kind == "pmessage":
+                    event = decode_inbound(ch, msg["pattern"], msg["channel"], msg["data"], rejects)
+                    if event is not None:
+                        batch.append(event)
+                        if len(batch) >= batch_limit:
+                            break
+                elif kind == "message" and msg["channel"] == control:
+                    stop = True
+                    break
+                msg = get(timeout=0.0)
+            if batch:
+                # Handed over without waiting for trio to finish with it, so this thread reads
+                # on meanwhile; the semaphore bounds what is in flight (back-pressure).
+                while not in_flight.acquire(timeout=1.0):
+                    token.run_sync_soon(_nothing)  # raises RunFinishedError once trio is gone
+                token.run_sync_soon(hand, batch)
+            if stop:
+                return
+    except trio.RunFinishedError:
+        return  # trio is gone: nobody to deliver to
+    finally:
+        done.set()
+        try:
+            pubsub.close()
+            client.close()
+        except Exception:
+            pass

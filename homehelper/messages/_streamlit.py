@@ -1,0 +1,52 @@
+"""Messages of the Streamlit UI part: the app actors, the UI manager, the proxy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from ._base import Command
+
+# --- to a StreamlitApp actor (from the TTL clock and its own process watcher) ---
+
+
+@attrs.frozen
+class UIExpired(Command):
+    """A deadline of a Streamlit app fired; `run` tells a stale deadline from a live one."""
+
+    app_id: str
+    reason: str  # idle_ttl | max_lifetime
+    run: int
+
+
+@attrs.frozen
+class UIProcessExited(Command):
+    """The Streamlit process of run `run` ended on its own."""
+
+    app_id: str
+    run: int
+    status: int | None
+
+
+# --- to the UI manager ------------------------------------------------------------
+
+
+@attrs.frozen
+class ReserveUI(Command):
+    """Ask: a running slot for this app, evicting an idle one if the cap is reached."""
+
+    app_id: str
+    ref: Any  # ActorRef of the app actor, told StopApp(reason="evicted") when it must make room
+
+
+@attrs.frozen
+class ReleaseUI(Command):
+    """Tell: the app's Streamlit process is gone; its slot is free."""
+
+    app_id: str
+
+
+@attrs.frozen
+class GetUISlots(Command):
+    """Ask: {app_id: seconds since it was reserved} for every app holding a slot."""

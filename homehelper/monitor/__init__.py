@@ -1,0 +1,25 @@
+"""Machine and Pi readings, per-app resources, health levels.
+
+The sensor actor (homehelper.actors.sensors) runs these; nothing here keeps a
+timer or writes to disk.
+"""
+
+from .apps import AppSampler, ProcessTable
+from .metrics import MachineSampler, check_install_space, install_space
+from .pi import PiPaths, PiReader
+from .system import SystemSampler
+from .thresholds import LEVELS, HealthMonitor, LevelTracker
+
+__all__ = [
+    "LEVELS",
+    "AppSampler",
+    "HealthMonitor",
+    "LevelTracker",
+    "MachineSampler",
+    "PiPaths",
+    "PiReader",
+    "ProcessTable",
+    "SystemSampler",
+    "check_install_space",
+    "install_space",
+]

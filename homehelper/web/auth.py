@@ -1,0 +1,234 @@
+"""Who may use the dashboard: password, sessions, CSRF, API tokens, login rate limit.
+
+The password is stored as a scrypt hash (stdlib, memory-hard, slow on purpose) in
+`config/auth.json`, written atomically. Sessions live in memory only: a restart logs
+everyone out, and an idle dashboard never writes to the SD card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import sys
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..errors import NotFound, TooManyRequests, Unauthorized, ValidationError
+from ..storage import atomic_write_json, atomic_write_text, read_json
+
+# scrypt at n=2**14, r=8: 16 MiB and ~50 ms per check on a Pi 5; slow for a guesser, fine for a person.
+SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+SESSION_COOKIE = "hh_session"
+MAX_SESSIONS = 256
+MAX_TOKENS = 64
+TOKEN_PREFIX = "hh_"
+CLI_TOKEN_NAME = "cli (this machine)"
+
+
+def hash_password(password: str, salt: bytes | None = None, **params: int) -> dict[str, Any]:
+    salt = salt or os.urandom(16)
+    p = {**SCRYPT, **params}
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=p["n"], r=p["r"], p=p["p"], maxmem=64 * 1024 * 1024)
+    return {"algo": "scrypt", **p, "salt": salt.hex(), "hash": digest.hex()}
+
+
+def check_password(password: str, stored: dict[str, Any]) -> bool:
+    try:
+        salt = bytes.fromhex(stored["salt"])
+        n, r, p = int(stored["n"]), int(stored["r"]), int(stored["p"])
+    except (KeyError, ValueError, TypeError):
+        return False
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024)
+    return hmac.compare_digest(digest.hex(), str(stored.get("hash", "")))
+
+
+def _token_hash(token: str) -> str:
+    # API tokens are 32 random bytes: a fast hash is enough (nothing to brute-force).
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@attrs.define
+class Session:
+    sid: str
+    csrf: str
+    expires: float
+
+
+class RateLimiter:
+    """Failed logins per client address: `limit` within `window` seconds, then 429."""
+
+    def __init__(self, limit: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self.failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def check(self, key: str) -> None:
+        now = self.clock()
+        q = self.failures.get(key)
+        if q is None:
+            return
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        if not q:
+            del self.failures[key]
+        elif len(q) >= self.limit:
+            retry = max(1, round(q[0] + self.window - now))
+            raise TooManyRequests(f"too many failed logins; try again in {retry} s", retry_after=retry)
+
+    def fail(self, key: str) -> None:
+        q = self.failures.setdefault(key, deque(maxlen=self.limit))
+        q.append(self.clock())
+        self.failures.move_to_end(key)
+        while len(self.failures) > 1024:  # bounded: forget the oldest addresses
+            self.failures.popitem(last=False)
+
+    def reset(self, key: str) -> None:
+        self.failures.pop(key, None)
+
+
+class Auth:
+    """The auth state of one server: the stored hash and tokens, and live sessions."""
+
+    def __init__(self, path: Path, session_hours: float, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.session_seconds = session_hours * 3600.0
+        self.clock = clock
+        self.sessions: OrderedDict[str, Session] = OrderedDict()
+        self.limiter = RateLimiter()
+        self.data: dict[str, Any] = {}
+        self._stamp: tuple[int, int] | None = None
+        self._reload()
+
+    def _reload(self) -> None:
+        """Re-read auth.json when another process (`homehelper password`) changed it; a stat otherwise."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return
+        stamp = (st.st_mtime_ns, st.st_ino)
+        if stamp != self._stamp:
+            old = self.data.get("password")
+            self.data = read_json(self.path, {}) or {}
+            if self._stamp is not None and self.data.get("password") != old:
+                self.sessions.clear()  # a password changed elsewhere logs everyone out here too
+            self._stamp = stamp
+
+    # --- first run ------------------------------------------------------------
+    def ensure_password(self, environ: dict[str, str] | None = None, out: Callable[[str], None] | None = None) -> None:
+        """First run: HOMEHELPER_PASSWORD, else a generated password printed once."""
+        if "password" in self.data:
+            return
+        env = os.environ if environ is None else environ
+        password = env.get("HOMEHELPER_PASSWORD")
+        if password:
+            self.set_password(password)
+            return
+        password = secrets.token_urlsafe(12)
+        self.set_password(password)
+        (out or (lambda s: print(s, file=sys.stderr, flush=True)))(
+            f"HomeHelper: first run. Dashboard password: {password}\n"
+            f"  (shown once; change it with `homehelper password`; stored hashed in {self.path})"
+        )
+
+    def set_password(self, password: str) -> None:
+        if len(password) < 8:
+            raise ValidationError("the password must be at least 8 characters", ["password: at least 8 characters"])
+        self.data["password"] = hash_password(password)
+        self._save()
+        self.sessions.clear()  # a new password logs everyone out
+
+    def _save(self) -> None:
+        atomic_write_json(self.path, self.data, mode=0o600)
+        st = self.path.stat()
+        self._stamp = (st.st_mtime_ns, st.st_ino)
+
+    # --- login and sessions ---------------------------------------------------
+    def login(self, password: str, client: str) -> Session:
+        """Check the password (slow: call from a worker thread) and open a session."""
+        self.limiter.check(client)
+        self._reload()
+        stored = self.data.get("password")
+        if not isinstance(password, str) or stored is None or not check_password(password, stored):
+            self.limiter.fail(client)
+            raise Unauthorized("wrong password")
+        self.limiter.reset(client)
+        return self.new_session()
+
+    def new_session(self) -> Session:
+        s = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(24), self.clock() + self.session_seconds)
+        self.sessions[s.sid] = s
+        while len(self.sessions) > MAX_SESSIONS:
+            self.sessions.popitem(last=False)
+        return s
+
+    def session(self, sid: str | None) -> Session | None:
+        """The live session for a cookie value, its expiry pushed back (sliding)."""
+        if not sid:
+            return None
+        s = self.sessions.get(sid)
+        now = self.clock()
+        if s is None:
+            return None
+        if s.expires <= now:
+            del self.sessions[sid]
+            return None
+        s.expires = now + self.session_seconds
+        self.sessions.move_to_end(sid)
+        return s
+
+    def logout(self, sid: str | None) -> None:
+        if sid:
+            self.sessions.pop(sid, None)
+
+    # --- API tokens -----------------------------------------------------------
+    def tokens(self) -> list[dict[str, Any]]:
+        return [{k: t[k] for k in ("id", "name", "created")} for t in self.data.get("tokens", [])]
+
+    def create_token(self, name: str) -> dict[str, Any]:
+        if not isinstance(name, str) or not 1 <= len(name.strip()) <= 64:
+            raise ValidationError("a token needs a name of 1-64 characters", ["name: 1-64 characters"])
+        tokens = self.data.setdefault("tokens", [])
+        if len(tokens) >= MAX_TOKENS:
+            raise ValidationError(f"at most {MAX_TOKENS} API tokens; delete one first", ["tokens: too many"])
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        entry = {"id": secrets.token_hex(6), "name": name.strip(), "created": round(self.clock()),
+                 "hash": _token_hash(token)}
+        tokens.append(entry)
+        self._save()
+        return {"id": entry["id"], "name": entry["name"], "created": entry["created"], "token": token}
+
+    def delete_token(self, token_id: str) -> None:
+        tokens = self.data.get("tokens", [])
+        kept = [t for t in tokens if t["id"] != token_id]
+        if len(kept) == len(tokens):
+            raise NotFound(f"no API token with id {token_id!r}", token=token_id)
+        self.data["tokens"] = kept
+        self._save()
+
+    def ensure_cli_token(self, path: Path) -> None:
+        """A token for `homehelper apps` on this machine, in a file only this user reads.
+
+        Written at start only when missing or revoked, so an idle server never writes."""
+        try:
+            if self.check_token(path.read_text().strip()):
+                return
+        except FileNotFoundError:
+            pass
+        self.data["tokens"] = [t for t in self.data.get("tokens", []) if t.get("name") != CLI_TOKEN_NAME]
+        made = self.create_token(CLI_TOKEN_NAME)
+        atomic_write_text(path, made["token"] + "\n", mode=0o600)
+
+    def check_token(self, token: str) -> bool:
+        self._reload()
+        h = _token_hash(token)
+        return any(hmac.compare_digest(h, t.get("hash", "")) for t in self.data.get("tokens", []))
+
+
+def auth_file(root: Path) -> Path:
+    return root / "config" / "auth.json"

@@ -1,0 +1,130 @@
+"""The OpenAPI 3.0 document for /api, written by hand (tests/web check it against the live server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"},
+          "description": "the app's id (its manifest `id`)"}
+ERROR = {"$ref": "#/components/schemas/Error"}
+APP = {"$ref": "#/components/schemas/App"}
+
+
+def _err(*codes: int) -> dict[str, Any]:
+    words = {400: "bad input (named in the body)", 401: "no session or token", 403: "CSRF or Origin check failed",
+             404: "unknown app or resource", 409: "the app's state does not allow it", 413: "body too large",
+             429: "rate limited", 502: "the backend failed", 503: "busy or not running"}
+    return {str(c): {"description": words[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
+
+
+def _ok(schema: dict[str, Any], description: str = "OK", code: str = "200") -> dict[str, Any]:
+    return {code: {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"summary": summary, "responses": {**responses, **_err(401, 503)}, **extra}
+
+
+OBJ: dict[str, Any] = {"type": "object"}
+ACTION = {"type": "object", "required": ["app"], "properties": {"app": {"$ref": "#/components/schemas/App"}}}
+
+
+def _action(verb: str, codes: tuple[int, ...] = (403, 404, 409, 502)) -> dict[str, Any]:
+    return {"post": _op(f"{verb} the app (waits for the app's answer)", {**_ok(ACTION), **_err(*codes)},
+                        parameters=[APP_ID])}
+
+
+def spec() -> dict[str, Any]:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "HomeHelper", "version": "1",
+                 "description": "Run the apps of a HomeHelper node. Log in at /login (session cookie; send the page's "
+                                "CSRF token as X-CSRF-Token on POST/PATCH/DELETE) or send `Authorization: Bearer "
+                                "<token>` (tokens: POST /api/tokens)."},
+        "security": [{"session": []}, {"bearer": []}],
+        "paths": {
+            "/api/health": {"get": {"summary": "liveness (no login needed)", "security": [],
+                                    "responses": _ok({"type": "object", "required": ["status"],
+                                                      "properties": {"status": {"type": "string", "enum": ["ok"]}}})}},
+            "/api/system": {"get": _op("machine metrics now and recent history", _ok({
+                "type": "object", "required": ["available", "history"],
+                "properties": {"available": {"type": "boolean"}, "now": {"type": "object", "nullable": True},
+                               "history": {"type": "array", "items": OBJ}}}),
+                parameters=[{"name": "history", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]}}])},
+            "/api/apps": {"get": _op("every app", _ok({"type": "array", "items": APP}))},
+            "/api/apps/{app_id}": {"get": _op("one app", {**_ok({"$ref": "#/components/schemas/App"}), **_err(404)},
+                                              parameters=[APP_ID])},
+            "/api/apps/{app_id}/start": _action("start"),
+            "/api/apps/{app_id}/stop": _action("stop"),
+            "/api/apps/{app_id}/restart": _action("restart"),
+            "/api/apps/{app_id}/install": _action("install (again)"),
+            "/api/apps/{app_id}/open": {"post": _op(
+                "start a UI app if needed and return where to frame it", {**_ok({
+                    "type": "object", "required": ["url", "app"],
+                    "properties": {"url": {"type": "string"}, "app": {"type": "string"},
+                                   "ttl_left": {"type": "number", "nullable": True}}}), **_err(403, 404, 409, 502)},
+                parameters=[APP_ID])},
+            "/api/apps/{app_id}/keepalive": {"post": _op(
+                "the user is still looking at the app's UI: push its idle deadline back", {**_ok({
+                    "type": "object", "required": ["app"],
+                    "properties": {"app": {"type": "string"}, "ttl_left": {"type": "number", "nullable": True}}}),
+                    **_err(403, 404, 409)}, parameters=[APP_ID])},
+            "/api/apps/{app_id}/logs": {"get": _op("the last lines of the app's logs", {**_ok({
+                "type": "object", "required": ["app", "lines"],
+                "properties": {"app": {"type": "string"}, "lines": {"type": "array", "items": {"type": "string"}}}}),
+                **_err(400, 404)}, parameters=[APP_ID, {"name": "lines", "in": "query",
+                                                       "schema": {"type": "integer", "minimum": 1, "maximum": 5000}}])},
+            "/api/apps/{app_id}/logs/download": {"get": _op("the app's logs as a text file", {
+                "200": {"description": "text", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                **_err(404)}, parameters=[APP_ID])},
+            "/api/rescan": {"post": _op("scan apps/ again", {**_ok({"type": "object", "required": ["summary"],
+                                                                     "properties": {"summary": OBJ}}), **_err(403)})},
+            "/api/events": {"get": _op("recent events, newest last", {**_ok({"type": "array", "items": OBJ}),
+                                                                       **_err(400)},
+                                       parameters=[{"name": "limit", "in": "query",
+                                                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}])},
+            "/api/config": {
+                "get": _op("the running configuration", _ok(OBJ)),
+                "patch": _op("change editable keys (validated, applied, announced as config_changed)",
+                             {**_ok(OBJ), **_err(400, 403, 413)},
+                             requestBody={"required": True, "content": {"application/json": {"schema": {
+                                 "type": "object", "minProperties": 1,
+                                 "example": {"log_level": "DEBUG"}}}}}),
+            },
+            "/api/tokens": {
+                "get": _op("API tokens (without their secrets)", _ok({"type": "array", "items": {
+                    "$ref": "#/components/schemas/Token"}})),
+                "post": _op("create an API token; its secret is shown only in this reply", {
+                    **_ok({"allOf": [{"$ref": "#/components/schemas/Token"}, {
+                        "type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}}]},
+                        "created", "201"), **_err(400, 403, 413)},
+                    requestBody={"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["name"],
+                        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 64}}}}}}),
+            },
+            "/api/tokens/{token_id}": {"delete": _op("revoke an API token", {**_ok(OBJ), **_err(403, 404)},
+                                                     parameters=[{"name": "token_id", "in": "path", "required": True,
+                                                                  "schema": {"type": "string"}}])},
+        },
+        "components": {
+            "securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": "hh_session"},
+                                "bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error", "message"],
+                          "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                                         "detail": OBJ}},
+                "App": {"type": "object", "required": ["id", "state"], "properties": {
+                    "id": {"type": "string"}, "name": {"type": "string"},
+                    "type": {"type": "string", "nullable": True, "enum": ["service", "streamlit", None]},
+                    "state": {"type": "string"}, "port": {"type": "integer", "nullable": True},
+                    "healthy": {"type": "boolean", "nullable": True},
+                    "last_error": {"type": "string", "nullable": True},
+                    "resources": {"type": "object", "nullable": True,
+                                  "description": "CPU / memory from the sensor actor, when it measures this app"},
+                    "errors": {"type": "array", "items": {"type": "string"},
+                               "description": "manifest errors (state 'invalid')"}}},
+                "Token": {"type": "object", "required": ["id", "name", "created"], "properties": {
+                    "id": {"type": "string"}, "name": {"type": "string"}, "created": {"type": "integer"}}},
+            },
+        },
+    }

@@ -1,0 +1,379 @@
+"""The reverse proxy to Streamlit apps, under /apps/<id>/ui/ on the dashboard's own origin.
+
+It sits in front of Quart as ASGI middleware rather than as Quart routes: it
+needs the raw ASGI events to stream bodies both ways, to pass websocket
+subprotocols and close codes through, and to keep a proxied websocket message
+to one hop of work (the latency target is 1 ms).
+
+Where each app listens comes from a port cache fed by events at publish time
+(AppStateChanged/AppStarted/AppStopped), not from an ask per request. User
+activity (proxied requests, client-to-app websocket messages; not Streamlit's
+own health and host-config polls or its heartbeats) sends a throttled
+KeepAlive to the app actor.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import http.cookies
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import attrs
+import httpx
+import trio
+import trio_websocket
+
+from ..actors import ActorError
+from ..errors import HomeHelperError
+from ..messages import AppRemoved, AppStarted, AppStateChanged, AppStopped, GetApp, KeepAlive, OpenUI
+from .app import is_loopback
+from .auth import SESSION_COOKIE
+
+log = logging.getLogger(__name__)
+# httpx logs every request at INFO: a log line (a disk write on a Pi) per proxied request.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+PATH_RE = re.compile(r"^/apps/(?P<app>[a-z0-9][a-z0-9-]{0,39})/ui(?P<rest>/.*)?$")
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
+                        b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection"})
+NOT_ACTIVITY = ("/_stcore/health", "/_stcore/host-config", "/_stcore/script-health-check")
+HEARTBEAT = b"\x88\x01\x01"  # BackMsg{app_heartbeat: true}: the frontend's own ping, not a person
+MAX_WS_MESSAGE = 200 * 1024 * 1024  # Streamlit's server.maxMessageSize default (MB)
+MAX_UPLOAD = 200 * 1024 * 1024  # Streamlit's server.maxUploadSize default (MB)
+WS_QUEUE = 8  # messages buffered per direction; the rest waits (back-pressure), never piles up
+KEEPALIVE_EVERY = 1.0  # seconds between KeepAlives per app, however busy
+CSP = b"frame-ancestors 'self'"
+
+
+@attrs.define
+class _Entry:
+    type: str | None = None  # None until a snapshot said (events do not carry the type)
+    state: str = "stopped"
+    port: int | None = None
+
+
+class PortCache:
+    """app_id -> (type, state, port), updated synchronously as events are published."""
+
+    def __init__(self, deps: Any) -> None:
+        self.deps = deps
+        self.entries: dict[str, _Entry] = {}
+        # The filter runs inside publish: the cache is current before anyone hears the reply.
+        self.sub = deps.bus.subscribe(maxlen=1, accept=self._on_event)
+
+    def _on_event(self, ev: Any) -> bool:
+        match ev:
+            case AppStateChanged(app_id=app_id, state=state):
+                self.entries.setdefault(app_id, _Entry()).state = state
+            case AppStarted(app_id=app_id, port=port):
+                self.entries.setdefault(app_id, _Entry()).port = port
+            case AppStopped(app_id=app_id):
+                if app_id in self.entries:  # also when the actor itself went down (no state change then)
+                    self.entries[app_id].port, self.entries[app_id].state = None, "stopped"
+            case AppRemoved(app_id=app_id):
+                self.entries.pop(app_id, None)
+        return False
+
+    async def get(self, app_id: str) -> _Entry | None:
+        entry = self.entries.get(app_id)
+        if entry is not None and entry.type is not None:
+            return entry
+        try:  # first sight of this app: one snapshot for its type (and state, if we missed events)
+            snap = await self.deps.apps.ref(app_id).ask(GetApp(app_id), timeout=5)
+        except (ActorError, HomeHelperError):
+            return None
+        entry = self.entries.setdefault(app_id, _Entry())
+        entry.type = snap.get("type")
+        if entry.port is None and snap.get("state") == "running":
+            entry.state, entry.port = "running", snap.get("port")
+        return entry
+
+
+class UIProxy:
+    """ASGI middleware: /apps/<id>/ui/... goes to the app, everything else to `inner`."""
+
+    def __init__(self, inner: Any, deps: Any) -> None:
+        self.inner = inner
+        self.deps = deps
+        self.cache = PortCache(deps)
+        self.touched: dict[str, float] = {}
+        self.client = httpx.AsyncClient(
+            # no cookie jar shared between users: a jar that accepts nothing
+            cookies=http.cookiejar.CookieJar(_RefuseCookies()), trust_env=False, follow_redirects=False,
+            timeout=httpx.Timeout(connect=5.0, read=300.0, write=60.0, pool=10.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=8),
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        m = PATH_RE.match(scope.get("path", "")) if kind in ("http", "websocket") else None
+        if m is None:
+            await self.inner(scope, receive, send)
+            return
+        app_id, rest = m["app"], m["rest"] or ""
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        if not self.authorized(headers, scope.get("client")):
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                await _simple(send, 302, b"", [(b"location", f"/login?next=/apps/{app_id}/ui/".encode())])
+            return
+        entry = await self.cache.get(app_id)
+        if entry is None or entry.type != "streamlit":
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                await _simple(send, 404, f"no Streamlit app {app_id!r}".encode(), [])
+            return
+        if entry.state != "running" or entry.port is None:
+            await self.not_ready(app_id, entry, rest, scope, send)
+            return
+        if kind == "websocket":
+            await self.websocket(app_id, entry.port, scope, receive, send)
+        else:
+            if not rest.endswith(NOT_ACTIVITY):
+                self.touch(app_id)
+            await self.http(entry.port, scope, receive, send)
+
+    # --- auth: the single call site of the dashboard's session check -------------------
+    def authorized(self, headers: list[tuple[bytes, bytes]], client: Any) -> bool:
+        auth = self.deps.auth
+        if auth is None:
+            return True  # only when the web app was built without auth (never by create_app)
+        for name, value in headers:
+            if name == b"cookie":
+                morsel = http.cookies.SimpleCookie(value.decode("latin-1")).get(SESSION_COOKIE)
+                if morsel is not None and auth.session(morsel.value) is not None:
+                    return True
+            elif (name == b"authorization" and value[:7].lower() == b"bearer "
+                  and auth.check_token(value[7:].decode("latin-1").strip())):
+                return True
+        return bool(self.deps.config.auth.loopback_without_login and client and is_loopback(client[0]))
+
+    # --- activity ---------------------------------------------------------------------
+    def touch(self, app_id: str) -> None:
+        now = trio.current_time()
+        if now - self.touched.get(app_id, -KEEPALIVE_EVERY) < KEEPALIVE_EVERY:
+            return
+        self.touched[app_id] = now
+        try:
+            self.deps.apps.ref(app_id).tell_nowait(KeepAlive(app_id))
+        except (ActorError, HomeHelperError):
+            pass  # a swamped or gone actor: the next request tries again
+
+    async def not_ready(self, app_id: str, entry: _Entry, rest: str, scope: dict[str, Any], send: Any) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1013})  # try again later
+            return
+        if entry.state == "stopped" and rest in ("", "/") and scope["method"] == "GET":
+            # the page itself asked for (a reload after an idle stop): start it again
+            try:
+                self.deps.apps.ref(app_id).tell_nowait(OpenUI(app_id))
+            except (ActorError, HomeHelperError):
+                pass
+        await _simple(send, 503, STARTING_PAGE, [(b"retry-after", b"1"), (b"cache-control", b"no-store"),
+                                                 (b"content-type", b"text/html; charset=utf-8")])
+
+    # --- HTTP -------------------------------------------------------------------------
+    async def http(self, port: int, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = _forward_headers(scope["headers"])
+        client = scope.get("client")
+        if client:
+            headers.append((b"x-forwarded-for", client[0].encode()))
+        path = scope["raw_path"].decode("latin-1") if scope.get("raw_path") else scope["path"]
+        url = f"http://127.0.0.1:{port}{path}"
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        has_body = scope["method"] not in ("GET", "HEAD", "OPTIONS") or any(
+            n in (b"content-length", b"transfer-encoding") for n, _ in scope["headers"])
+        request = self.client.build_request(scope["method"], url, headers=headers,
+                                            content=_body(receive) if has_body else None)
+        try:
+            upstream = await self.client.send(request, stream=True)
+        except _TooLarge:
+            await _simple(send, 413, b"request body too large", [])
+            return
+        except httpx.TransportError as exc:
+            await _simple(send, 502, f"the app did not answer: {type(exc).__name__}".encode(), [])
+            return
+        try:
+            out = _forward_headers(upstream.headers.raw, strip_cookie=False)
+            out = [(n, v) for n, v in out if n.lower() != b"content-security-policy"]
+            out.append((b"content-security-policy", CSP))
+            await send({"type": "http.response.start", "status": upstream.status_code, "headers": out})
+            async for chunk in upstream.aiter_raw():  # raw: no decompression, bytes as the app sent them
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except httpx.TransportError:
+            pass  # the app went away mid-body: the client sees a truncated response
+        finally:
+            await upstream.aclose()
+
+    # --- websocket --------------------------------------------------------------------
+    async def websocket(self, app_id: str, port: int, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        first = await receive()
+        if first["type"] != "websocket.connect":
+            return
+        host, extra = "127.0.0.1", []
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1")  # Streamlit compares Origin with Host: keep the browser's
+            elif name in (b"origin", b"user-agent", b"accept-language"):
+                extra.append((name, value))
+            elif name == b"cookie":
+                kept = _strip_session_cookie(value)
+                if kept:
+                    extra.append((name, kept))
+        resource = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+        if scope.get("query_string"):
+            resource += "?" + scope["query_string"].decode("latin-1")
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+        except OSError as exc:
+            log.info("websocket to %s refused: %r", app_id, exc)
+            await send({"type": "websocket.close", "code": 1011})
+            return
+        # trio-websocket leaves its stream open when the server closes TCP first: ours to close
+        async with stream, trio.open_nursery() as nursery:
+            try:
+                up = await trio_websocket.wrap_client_stream(
+                    nursery, stream, host, resource, subprotocols=scope.get("subprotocols") or None,
+                    extra_headers=extra, message_queue_size=WS_QUEUE, max_message_size=MAX_WS_MESSAGE,
+                    receive_buffer_size=64 * 1024)
+            except (trio_websocket.HandshakeError, trio.BrokenResourceError) as exc:
+                log.info("websocket to %s refused: %r", app_id, exc)
+                await send({"type": "websocket.close", "code": 1011})
+                return
+            await send({"type": "websocket.accept", "subprotocol": up.subprotocol})
+            self.touch(app_id)
+            nursery.start_soon(self._client_to_app, app_id, receive, up, nursery.cancel_scope)
+            await self._app_to_client(up, send)
+            nursery.cancel_scope.cancel()
+
+    async def _client_to_app(self, app_id: str, receive: Any, up: Any, scope: trio.CancelScope) -> None:
+        try:
+            while True:
+                msg = await receive()
+                if msg["type"] == "websocket.receive":
+                    data = msg.get("bytes")
+                    if data is None:
+                        data = msg.get("text") or ""
+                    elif data != HEARTBEAT:
+                        self.touch(app_id)
+                    await up.send_message(data)
+                elif msg["type"] == "websocket.disconnect":
+                    await up.aclose(_sendable(msg.get("code", 1000)), msg.get("reason") or None)
+                    break
+        except trio_websocket.ConnectionClosed:
+            pass
+        scope.cancel()
+
+    async def _app_to_client(self, up: Any, send: Any) -> None:
+        try:
+            while True:
+                data = await up.get_message()
+                if isinstance(data, bytes):
+                    await send({"type": "websocket.send", "bytes": data})
+                else:
+                    await send({"type": "websocket.send", "text": data})
+        except trio_websocket.ConnectionClosed as exc:
+            reason = exc.reason
+            code = _sendable(reason.code if reason is not None else 1000)
+            try:
+                await send({"type": "websocket.close", "code": code, "reason": (reason.reason or "") if reason else ""})
+            except Exception:  # the client left first
+                pass
+        except OSError:
+            pass
+
+    async def aclose(self) -> None:
+        self.cache.sub.close()
+        await self.client.aclose()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _RefuseCookies(http.cookiejar.DefaultCookiePolicy):
+    """httpx keeps Set-Cookie answers in the client's jar; a proxy for many users must keep none."""
+
+    def set_ok(self, cookie: Any, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: Any, request: Any) -> bool:
+        return False
+
+
+async def _body(receive: Any) -> AsyncIterator[bytes]:
+    total = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return
+        chunk = msg.get("body", b"")
+        total += len(chunk)
+        if total > MAX_UPLOAD:
+            raise _TooLarge
+        if chunk:
+            yield chunk
+        if not msg.get("more_body", False):
+            return
+
+
+def _forward_headers(raw: Any, strip_cookie: bool = True) -> list[tuple[bytes, bytes]]:
+    """Headers minus hop-by-hop ones (and those `Connection` names), minus the dashboard's session
+    cookie on the way to the app; Host kept."""
+    listed = {t.strip().lower() for n, v in raw if n.lower() == b"connection" for t in v.split(b",")}
+    out = []
+    for name, value in raw:
+        low = name.lower()
+        if low in HOP_BY_HOP or low in listed:
+            continue
+        if strip_cookie and low == b"cookie":
+            value = _strip_session_cookie(value)
+            if not value:
+                continue
+        out.append((name, value))
+    return out
+
+
+def _strip_session_cookie(value: bytes) -> bytes:
+    """The app never sees the dashboard's session (it is not HomeHelper's code)."""
+    key = SESSION_COOKIE.encode() + b"="
+    return b"; ".join(p for p in (c.strip() for c in value.split(b";")) if p and not p.startswith(key))
+
+
+def _sendable(code: int | None) -> int:
+    """Close codes that may appear in a close frame; 1005/1006/1015 are only ever reported."""
+    if code is None or code in (1005, 1006, 1015) or not (1000 <= code <= 4999):
+        return 1000 if code in (None, 1005) else 1011
+    return code
+
+
+async def _simple(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    if not any(n == b"content-type" for n, _ in headers):
+        headers = [*headers, (b"content-type", b"text/plain; charset=utf-8")]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+STARTING_PAGE = b"""<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="1">
+<title>Starting</title><style>body{font:16px system-ui,sans-serif;display:grid;place-items:center;height:90vh;
+color:#555}</style><p>Starting the app&hellip;</p>
+"""
+
+
+def register_proxy(app: Any, deps: Any) -> None:
+    """Serve /apps/<id>/ui/ (HTTP and websocket) from the Streamlit app `id`, in front of `app`."""
+    proxy = UIProxy(app.asgi_app, deps)
+    app.asgi_app = proxy
+    app.extensions["ui_proxy"] = proxy
+
+    @app.after_serving
+    async def _close_proxy() -> None:
+        await proxy.aclose()

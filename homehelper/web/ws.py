@@ -1,0 +1,258 @@
+"""The /ws websocket: on-click refresh (request -> snapshot reply), actions with their progress, log follow.
+
+The server never pushes on a timer: it answers this client's requests, streams the progress of
+actions this client started and the log it asked to follow, and sends an application-level ping
+so a socket whose peer vanished (a phone that left the Wi-Fi) is closed instead of lingering.
+
+Client -> server: {"type": "refresh"|"action"|"rescan"|"logs.follow"|"logs.unfollow"|"ping"|"pong", "id": n, ...}
+Server -> client: {"type": "reply", "id", "ok": true, "data"} | {"type": "error", "id", "ok": false, "status",
+"error", "message"} | {"type": "progress", "id", "event"} | {"type": "log", "id", "app", "lines"} |
+{"type": "ping"} | {"type": "pong", "id"}.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import trio
+from quart import websocket
+from quart_trio import QuartTrio
+
+from ..errors import BadRequest, PayloadTooLarge, TooManyRequests, Unavailable
+from ..messages import AppStateChanged
+from . import logs, ops
+from .app import WebDeps
+from .errors import translate
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME = 64 * 1024  # bigger frames get an error reply (Hypercorn drops far bigger ones outright)
+MAX_IN_FLIGHT = 8  # requests one socket may have running at once
+MAX_SOCKETS = 64  # open dashboards at once: each costs a little memory and a pinger on the Pi
+OUTBOX = 64  # messages queued to a slow client before its requests wait
+PING_INTERVAL = 25.0
+PING_TIMEOUT = 60.0  # nothing heard for this long: the peer is gone
+TYPES = ("refresh", "action", "rescan", "logs.follow", "logs.unfollow", "ping", "pong")
+WHAT = ("all", "apps", "app", "system", "events")
+TRANSIENT = ("starting", "stopping", "installing")  # an action is complete when its app leaves these
+SETTLE_TIMEOUT = 120.0
+
+
+def _dumps(msg: dict[str, Any]) -> str:
+    return json.dumps(msg, default=str, separators=(",", ":"))
+
+
+class _StateTrack:
+    """The states an app went through during one action, in order, as its events arrive."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.changed = trio.Event()
+
+    def saw(self, state: str) -> None:
+        self.seen.append(state)
+        self.changed.set()
+
+    async def settled_after(self, current: str) -> None:
+        """Wait until, after the change into `current` (what the actor answered), a settled state comes.
+
+        States before that one (a start installs first: installing, then stopped) do not count."""
+        while True:
+            self.changed = trio.Event()
+            if current in self.seen:
+                later = self.seen[len(self.seen) - 1 - self.seen[::-1].index(current) + 1:]
+                if any(s not in TRANSIENT for s in later):
+                    return
+            await self.changed.wait()
+
+
+class Connection:
+    """One websocket client: a receive loop, a sender, a pinger, and its requests' tasks."""
+
+    def __init__(self, deps: WebDeps, ping_interval: float = PING_INTERVAL, ping_timeout: float = PING_TIMEOUT) -> None:
+        self.deps = deps
+        self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
+        self.out_send, self.out_recv = trio.open_memory_channel[str](OUTBOX)
+        self.in_flight = 0
+        self.last_heard = trio.current_time()
+        self.follow_scope: trio.CancelScope | None = None
+        self.settle_timeout = SETTLE_TIMEOUT
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as n:
+            self.nursery = n
+            n.start_soon(self._sender)
+            n.start_soon(self._pinger)
+            try:
+                while True:
+                    data = await websocket.receive()
+                    self.last_heard = trio.current_time()
+                    await self._dispatch(data)
+            finally:
+                n.cancel_scope.cancel()
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        await self.out_send.send(_dumps(msg))
+
+    async def _sender(self) -> None:
+        async for text in self.out_recv:
+            await websocket.send(text)
+
+    async def _pinger(self) -> None:
+        while True:
+            await trio.sleep(self.ping_interval)
+            if trio.current_time() - self.last_heard > self.ping_timeout:
+                await websocket.close(1001, "no reply to pings")
+                self.nursery.cancel_scope.cancel()
+                return
+            await self.send({"type": "ping"})
+
+    async def _dispatch(self, data: str | bytes) -> None:
+        req_id: Any = None
+        try:
+            if len(data) > MAX_FRAME:
+                raise PayloadTooLarge(f"websocket message over {MAX_FRAME} bytes", limit=MAX_FRAME)
+            try:
+                msg = json.loads(data)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise BadRequest(f"malformed JSON: {exc}") from None
+            if not isinstance(msg, dict):
+                raise BadRequest("a message is a JSON object with a 'type'")
+            req_id = msg.get("id")
+            if req_id is not None and not isinstance(req_id, (int, str)):
+                req_id = None
+                raise BadRequest("'id' must be a number or a string")
+            kind = msg.get("type")
+            if kind not in TYPES:
+                raise BadRequest(f"unknown message type {kind!r}; one of {', '.join(TYPES)}", type=str(kind)[:40])
+            if kind == "pong":
+                return
+            if kind == "ping":
+                await self.send({"type": "pong", "id": req_id})
+                return
+            if kind == "logs.unfollow":
+                self._stop_follow()
+                await self.send({"type": "reply", "id": req_id, "ok": True, "data": None})
+                return
+            if self.in_flight >= MAX_IN_FLIGHT:
+                raise TooManyRequests(f"at most {MAX_IN_FLIGHT} requests at once on one socket")
+            self.in_flight += 1
+            self.nursery.start_soon(self._request, req_id, kind, msg)
+        except Exception as exc:
+            await self._error(req_id, exc)
+
+    async def _error(self, req_id: Any, exc: BaseException) -> None:
+        status, body = translate(exc)
+        await self.send({"type": "error", "id": req_id, "ok": False, "status": status, **body})
+
+    async def _request(self, req_id: Any, kind: str, msg: dict[str, Any]) -> None:
+        try:
+            if kind == "refresh":
+                data = await self._refresh(msg)
+            elif kind == "action":
+                data = await self._action(req_id, msg)
+            elif kind == "rescan":
+                data = await ops.rescan(self.deps)
+            else:  # logs.follow
+                data = await self._follow(req_id, msg)
+            await self.send({"type": "reply", "id": req_id, "ok": True, "data": data})
+        except Exception as exc:
+            await self._error(req_id, exc)
+        finally:
+            self.in_flight -= 1
+
+    async def _refresh(self, msg: dict[str, Any]) -> Any:
+        what = msg.get("what", "all")
+        if what not in WHAT:
+            raise BadRequest(f"unknown refresh {what!r}; one of {', '.join(WHAT)}")
+        if what == "all":
+            return await ops.snapshot(self.deps)
+        if what == "apps":
+            return await ops.list_apps(self.deps)
+        if what == "app":
+            return await ops.get_app(self.deps, ops.check_app_id(msg.get("app")))
+        if what == "system":
+            return await ops.system(self.deps)
+        limit = msg.get("limit", 100)
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise BadRequest("'limit' must be an integer")
+        return await ops.events(self.deps, limit)
+
+    async def _action(self, req_id: Any, msg: dict[str, Any]) -> Any:
+        """Run the action; meanwhile forward the app's events (its progress) to this client only."""
+        app_id = ops.check_app_id(msg.get("app"))
+        action = msg.get("action")
+        if action not in ops.ACTIONS:
+            raise BadRequest(f"unknown action {action!r}; one of {', '.join(ops.ACTIONS)}")
+        outcome: dict[str, Any] = {}
+        track = _StateTrack()
+        # Subscribed before the ask, so no event of this action is missed.
+        with self.deps.bus.subscribe(maxlen=256, accept=lambda e: getattr(e, "app_id", None) == app_id) as sub:
+            async with trio.open_nursery() as n:
+                n.start_soon(self._progress, req_id, sub, track)
+                try:
+                    outcome["result"] = await ops.act(self.deps, app_id, action)
+                except Exception as exc:
+                    outcome["error"] = exc
+                state = outcome.get("result", {}).get("state") if isinstance(outcome.get("result"), dict) else None
+                if state in TRANSIENT:
+                    # The actor answered mid-way (a start waits for health): the action completes when the
+                    # app settles, and this client hears of it then.
+                    with trio.move_on_after(self.settle_timeout):
+                        await track.settled_after(state)
+                    outcome["result"] = await ops.actor_snapshot(self.deps, app_id)  # how it settled
+                sub.close()  # no more events; the progress task sends what is queued, then ends
+        if "error" in outcome:
+            raise outcome["error"]
+        result = outcome["result"]
+        return {"app": await ops.after_action(self.deps, app_id, result),
+                "result": result if isinstance(result, (dict, list, str, int, float, bool, type(None))) else None}
+
+    async def _progress(self, req_id: Any, sub: Any, track: _StateTrack) -> None:
+        async for ev in sub:
+            await self.send({"type": "progress", "id": req_id, "event": ev.to_json()})
+            if isinstance(ev, AppStateChanged):
+                track.saw(ev.state)
+
+    async def _follow(self, req_id: Any, msg: dict[str, Any]) -> Any:
+        app_id = ops.check_app_id(msg.get("app"))
+        await ops.get_app(self.deps, app_id)  # unknown app: error now, not a silent empty follow
+        lines = msg.get("lines", 200)
+        if not isinstance(lines, int) or isinstance(lines, bool) or not 1 <= lines <= logs.MAX_LINES:
+            raise BadRequest(f"'lines' must be an integer from 1 to {logs.MAX_LINES}")
+        self._stop_follow()
+        first = await logs.tail(self.deps.config, app_id, lines)
+        scope = self.follow_scope = trio.CancelScope()
+        self.nursery.start_soon(self._follow_task, req_id, app_id, scope)
+        return {"app": app_id, "lines": first}
+
+    async def _follow_task(self, req_id: Any, app_id: str, scope: trio.CancelScope) -> None:
+        async def deliver(batch: list[str]) -> None:
+            await self.send({"type": "log", "id": req_id, "app": app_id, "lines": batch})
+
+        with scope:
+            await logs.follow(self.deps.config, app_id, deliver)
+
+    def _stop_follow(self) -> None:
+        if self.follow_scope is not None:
+            self.follow_scope.cancel()
+            self.follow_scope = None
+
+
+def register_ws(app: QuartTrio, deps: WebDeps) -> None:
+    open_sockets = [0]
+
+    @app.websocket("/ws")
+    async def ws() -> Any:
+        if open_sockets[0] >= app.config.get("WS_MAX_SOCKETS", MAX_SOCKETS):
+            raise Unavailable(f"too many dashboards open (at most {MAX_SOCKETS}); close one and retry")
+        open_sockets[0] += 1
+        try:
+            await websocket.accept()
+            await Connection(deps, app.config.get("WS_PING_INTERVAL", PING_INTERVAL),
+                             app.config.get("WS_PING_TIMEOUT", PING_TIMEOUT)).run()
+        finally:
+            open_sockets[0] -= 1
+        return None

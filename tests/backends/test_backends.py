@@ -1,0 +1,131 @@
+"""The behavioural suite both backends pass: the same test, systemd and process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+import trio
+
+from homehelper.backends import ProcessBackend, SystemdBackend, app_spec
+from homehelper.backends.base import Backend
+from homehelper.errors import BackendError
+
+from .apps import CRASHING_APP, HEALTHY_APP, make_config, wait_until, write_app
+
+Any = SystemdBackend | ProcessBackend
+
+
+@pytest.fixture
+async def running(any_backend: Any, state_root: Path):
+    """A healthy app started on the backend; yields (backend, config, manifest)."""
+    config = make_config(state_root)
+    manifest = write_app(config.apps_dir, "web", HEALTHY_APP)
+    await any_backend.prepare(app_spec(manifest, config, config.service_ports[0], Path(sys.executable)))
+    await any_backend.start("web")
+    yield any_backend, config, manifest
+    await any_backend.stop("web")
+
+
+async def test_start_gives_a_running_process_with_its_environment(running) -> None:
+    backend, config, _ = running
+    status = await backend.status("web")
+    assert status.running and status.active == "active"
+    alive = config.data_dir("web") / "alive"
+    await wait_until(alive.exists)
+    assert alive.read_text() == str(status.pid)
+    await wait_until(lambda: "up on" in (config.logs_dir("web") / "app.log").read_text())
+    log = (config.logs_dir("web") / "app.log").read_text()
+    assert f"up on {config.service_ports[0]} data {config.data_dir('web')}" in log
+
+
+async def test_stop_ends_the_process_and_is_idempotent(running) -> None:
+    backend, _, _ = running
+    pid = (await backend.status("web")).pid
+    await backend.stop("web")
+    status = await backend.status("web")
+    assert not status.running and status.active == "inactive" and status.result == "success"
+    assert _gone(pid)
+    await backend.stop("web")  # no error the second time
+
+
+async def test_kill_9_is_reported_as_a_signal(running) -> None:
+    backend, _, _ = running
+    status = await backend.status("web")
+    os.kill(status.pid, signal.SIGKILL)
+    with trio.fail_after(10):
+        await backend.wait_exit(status)
+    after = await wait_until(lambda: _not_running(backend, "web"))
+    assert after.active == "failed" and after.result == "signal" and after.exit_status == 9
+
+
+async def test_exit_status_of_a_crash(any_backend: Any, state_root: Path) -> None:
+    config = make_config(state_root)
+    manifest = write_app(config.apps_dir, "crash", CRASHING_APP)
+    await any_backend.prepare(app_spec(manifest, config, 1, Path(sys.executable)))
+    await any_backend.start("crash")
+    status = await any_backend.status("crash")
+    with trio.fail_after(10):
+        await any_backend.wait_exit(status)
+    after = await wait_until(lambda: _not_running(any_backend, "crash"))
+    assert (after.active, after.result, after.exit_status) == ("failed", "exit-code", 3)
+
+
+async def test_a_new_backend_adopts_the_running_app(running, state_root: Path) -> None:
+    backend, _, _ = running
+    before = await backend.status("web")
+    # A restarted HomeHelper builds a new backend object and finds the app as it was.
+    if isinstance(backend, SystemdBackend):
+        fresh: Backend = SystemdBackend("user", environ=backend.environ, prefix=backend.prefix)
+    else:
+        fresh = ProcessBackend(backend.state_dir)
+    status = await fresh.status("web")
+    assert status.running and status.pid == before.pid
+    await fresh.stop("web")
+    assert _gone(before.pid)
+
+
+async def test_enable_and_disable(running) -> None:
+    backend, _, _ = running
+    await backend.enable("web", True)
+    assert (await backend.status("web")).enabled
+    await backend.enable("web", False)
+    assert not (await backend.status("web")).enabled
+
+
+async def test_a_program_that_cannot_be_executed_fails_the_start(any_backend: Any, state_root: Path) -> None:
+    config = make_config(state_root)
+    manifest = write_app(config.apps_dir, "nopython", HEALTHY_APP)
+    await any_backend.prepare(app_spec(manifest, config, 1, state_root / "no-such-venv" / "bin" / "python"))
+    with pytest.raises(BackendError):
+        await any_backend.start("nopython")
+    assert not (await any_backend.status("nopython")).running
+
+
+async def test_remove_forgets_the_app(running) -> None:
+    backend, _, _ = running
+    await backend.remove("web")
+    status = await backend.status("web")
+    assert not status.running and not status.loaded
+
+
+async def test_unknown_app_is_not_loaded(any_backend: Any) -> None:
+    status = await any_backend.status("never-seen")
+    assert not status.loaded and not status.running
+
+
+async def _not_running(backend: Any, app_id: str):
+    status = await backend.status(app_id)
+    return None if status.running else status
+
+
+def _gone(pid: int) -> bool:
+    """Ended: no process, or a zombie its first parent (this test) has not reaped yet."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

@@ -1,0 +1,42 @@
+"""The restart policy and the judgement of a failed start, as pure logic."""
+
+from __future__ import annotations
+
+from homehelper.backends.health import RestartTracker, startup_error
+
+
+def test_backoff_doubles_to_the_cap_then_quarantines() -> None:
+    t = RestartTracker(intensity=5, period=600, backoff_max=8)
+    verdicts = [t.crashed(now) for now in (0, 1, 3, 7, 15)]
+    assert verdicts == [("backoff", 1), ("backoff", 2), ("backoff", 4), ("backoff", 8), ("backoff", 8)]
+    assert t.crashed(23) == ("quarantined", 600)
+    # The first crash after a quarantine retry goes straight back: no new burst of restarts.
+    assert t.crashed(700) == ("quarantined", 600)
+    assert t.restarts == 7
+
+
+def test_crashes_outside_the_window_do_not_count() -> None:
+    t = RestartTracker(intensity=2, period=10, backoff_max=300)
+    assert t.crashed(0)[0] == "backoff"
+    assert t.crashed(5)[0] == "backoff"
+    assert t.crashed(11)[0] == "backoff"  # the one at 0 has left the window
+    assert t.crashed(12)[0] == "quarantined"
+
+
+def test_sixty_seconds_healthy_resets_backoff_and_probation() -> None:
+    t = RestartTracker(intensity=1, period=600, stable_after=60)
+    t.crashed(0)
+    assert t.crashed(1) == ("quarantined", 600)
+    t.healthy_for(59)
+    assert t.probation
+    t.healthy_for(60)
+    assert not t.probation and not t.recent and t.delay == 1
+    assert t.crashed(2000) == ("backoff", 1)
+
+
+def test_startup_errors_are_recognised() -> None:
+    tail = "Traceback (most recent call last):\n  File \"main.py\", line 1\nModuleNotFoundError: No module named 'x'\n"
+    assert startup_error(tail, 1, "exit-code") == "ModuleNotFoundError: No module named 'x'"
+    assert startup_error("", 203, "exit-code") is not None
+    assert startup_error("RuntimeError: sensor bus lost\n", 3, "exit-code") is None
+    assert startup_error("", 9, "signal") is None
