@@ -17,16 +17,19 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .actors import Broadcast, ChildSpec, Supervisor
 from .actors.app import AppActor, AppContext
+from .actors.bridge import RedisBridge
 from .actors.eventlog import EventLog
 from .actors.ports import PortAllocator
 from .actors.registry import Registry
 from .actors.scanner import Scanner
 from .actors.sensors import SensorActor
+from .actors.streamlit import StreamlitApp
 from .actors.ttl import TTLClock
 from .config import Config
 from .manifest import Manifest
 from .messages import ServerStarted, SetMonitorConfig
 from .monitor import ProcessTable
+from .ui import UIManager
 from .web import WebDeps, create_app, hypercorn_config
 from .web.ops import persist_config_change
 
@@ -54,6 +57,8 @@ class Runtime:
 
 def app_factory(ctx: AppContext) -> Any:
     def make(manifest: Manifest) -> AppActor:
+        if manifest.type == "streamlit":
+            return StreamlitApp(manifest, ctx)
         return AppActor(manifest, ctx)
 
     return make
@@ -76,13 +81,16 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     # Before any app actor starts, so the sensors see every AppProcessChanged.
     procs = ProcessTable.following(bus)
     sensors = root.start_child(ChildSpec("sensors", lambda: SensorActor(config, bus.publish, bus, procs)))
-    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl)
+    ui = root.start_child(ChildSpec("ui", lambda: UIManager(config, apps=apps)))
+    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl, extra={"apps": apps, "ui": ui})
     factory = app_factory(ctx)
     registry = root.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
                                                                        config.registry_dir / "apps.json")))
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
-    refs = {"ports": ports, "ttl": ttl, "registry": registry, "scanner": scanner, "sensors": sensors,
-            "eventlog": eventlog}
+    bridge = root.start_child(ChildSpec("bridge", lambda: RedisBridge(
+        bus, config.redis_url, config.node_id, history=config.event_history, apps=registry)))
+    refs = {"ui": ui, "bridge": bridge, "ports": ports, "ttl": ttl, "registry": registry, "scanner": scanner,
+            "sensors": sensors, "eventlog": eventlog}
     return Runtime(config, bus, root, apps, refs)
 
 
@@ -95,7 +103,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.
         rt.cancel_scope = nursery.cancel_scope
         deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
                        scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
-                       event_log=rt.refs["eventlog"])
+                       event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"])
         sensors = rt.refs["sensors"]
 
         async def set_config(changes: dict[str, Any]) -> Config:

@@ -22,9 +22,9 @@ import trio
 
 from ..backends import logs
 from ..backends.base import Backend, UnitStatus, app_spec, env_port, log_file
-from ..backends.health import RestartTracker, probe, startup_error
+from ..backends.health import RestartTracker, judge_end, probe
 from ..backends.installer import Installer
-from ..errors import BackendError, Conflict, DiskFull, InstallFailed
+from ..errors import BackendError, Conflict, DiskFull, HomeHelperError, InstallFailed
 from ..manifest import Manifest
 from ..messages import (
     AppConfigError,
@@ -40,6 +40,7 @@ from ..messages import (
     GetLogs,
 )
 from ..storage import atomic_write_json, read_json
+from . import ActorError
 from .app import AppActor, AppContext
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class ServiceApp(AppActor):
         self._refresh_due = False  # the watcher should read the backend's status (after a start)
         self._generation = 0  # bumped by every start and stop, to spot a status read that went stale
         self._nursery: trio.Nursery | None = None
+        self.record_path = ctx.config.run_dir / "services" / f"{manifest.id}.json"
 
     def _new_tracker(self) -> RestartTracker:
         r = self.manifest.restart
@@ -83,15 +85,11 @@ class ServiceApp(AppActor):
     def log_path(self) -> Path:
         return log_file(self.ctx.config.logs_dir(self.app_id))
 
-    @property
-    def _record_path(self) -> Path:
-        return self.ctx.config.run_dir / "services" / f"{self.app_id}.json"
-
     def _record(self) -> None:
         """What a restarted HomeHelper needs to adopt this app: its port. Written when it changes only
         (an fsync per start would cost more than the start on an SD card)."""
-        if read_json(self._record_path, {}) != {"port": self.port}:
-            atomic_write_json(self._record_path, {"port": self.port})
+        if read_json(self.record_path, {}) != {"port": self.port}:
+            atomic_write_json(self.record_path, {"port": self.port})
 
     def snapshot(self) -> dict[str, Any]:
         snap = super().snapshot()
@@ -104,15 +102,13 @@ class ServiceApp(AppActor):
     # --- life of the actor ------------------------------------------------------
     async def on_start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
-        record = read_json(self._record_path, {})
-        record = record if isinstance(record, dict) else {}
         self.status = await self.backend.status(self.app_id)
         if self.status.running:  # adoption: it kept running while HomeHelper was away
-            port = record.get("port")
+            port = (read_json(self.record_path, {}) or {}).get("port")
             self.port = port if isinstance(port, int) else env_port(self.status.pid)
             self.desired = "running"
             self.started_at = trio.current_time()
-            self.log_offset = self._log_size()
+            self.log_offset = logs.size(self.log_path)
             self.set_state("starting", "adopted")
             self.ctx.emit(AppProcessChanged(self.app_id, self.status.pid, self.status.cgroup))
             self._begin_run()
@@ -125,7 +121,7 @@ class ServiceApp(AppActor):
     async def _start_quietly(self, reason: str) -> None:
         try:
             await self.start(reason)
-        except (BackendError, Conflict, DiskFull) as exc:
+        except (BackendError, Conflict, DiskFull) as exc:  # already an event and a state; a log line too
             log.warning("%s: %s", self.app_id, exc)
 
     async def handle_other(self, msg: Any) -> Any:
@@ -165,10 +161,6 @@ class ServiceApp(AppActor):
             if was_running:
                 self.ctx.emit(AppStopped(self.app_id, reason, self.status.exit_status))
             return self.snapshot()
-
-    async def restart(self, reason: str) -> Any:
-        await self.stop(reason)
-        return await self.start(reason)
 
     async def install(self, force: bool) -> Any:
         async with self._op:
@@ -238,7 +230,7 @@ class ServiceApp(AppActor):
         spec = app_spec(self.manifest, config, self.port)
         await self.backend.prepare(spec)
         self._record()
-        self.log_offset = self._log_size()
+        self.log_offset = logs.size(self.log_path)
         self.started_at = trio.current_time()
         self._generation += 1
         self.set_state("starting", reason)
@@ -246,7 +238,7 @@ class ServiceApp(AppActor):
             await self.backend.start(self.app_id)
         except BackendError as exc:
             await self._refresh_status()
-            return self._config_error(exc.message, self._log_since_start())
+            return self._config_error(exc.message, logs.read_since(self.log_path, self.log_offset))
         self.ctx.emit(AppStarted(self.app_id, self.port, reason))
         self._begin_run()
         # The watcher reads the new PID: a `systemctl show` while the app boots is slow, and the
@@ -280,6 +272,7 @@ class ServiceApp(AppActor):
         """After a stop that succeeded the state is known; asking systemctl again would only cost time."""
         pid, self._refresh_due = self.status.pid, False
         self._generation += 1
+        self.healthy = None
         self.status = UnitStatus(active="inactive", sub="dead", enabled=self.status.enabled)
         if pid is not None:
             self.ctx.emit(AppProcessChanged(self.app_id, None, None))
@@ -291,41 +284,32 @@ class ServiceApp(AppActor):
         self.set_state("config_error", error)
         self.ctx.emit(AppConfigError(self.app_id, error, tail))
 
-    def _log_size(self) -> int:
-        return logs.size(self.log_path)
-
-    def _log_since_start(self) -> str:
-        return logs.read_since(self.log_path, self.log_offset)
-
     async def _failed(self, why: str) -> None:
         """The run ended (or was ended) against the user's wish: classify, then retry or give up."""
         self._run_scope.cancel()
-        st = self.status
-        tail = self._log_since_start()
-        now = trio.current_time()
-        policy = self.manifest.restart.policy
-        clean_exit = why == "exited" and st.result == "success" and st.exit_status in (0, None)
-        if clean_exit and policy != "always":
+        st, tail, now = self.status, logs.read_since(self.log_path, self.log_offset), trio.current_time()
+        self.healthy = None
+        verdict, reason = judge_end(why, st, self.manifest.restart.policy, tail, self.healthy_since is None,
+                                    now - self.started_at, self.startup_window)
+        if verdict == "config_error":
+            return self._config_error(reason, tail)
+        if verdict == "exited":
             self.desired = "stopped"
             self.set_state("stopped", "exited")
             self.ctx.emit(AppStopped(self.app_id, "exited", st.exit_status))
             return
-        if self.healthy_since is None and now - self.started_at < self.startup_window and why == "exited":
-            error = startup_error(tail, st.exit_status, st.result)
-            if error is not None:
-                return self._config_error(error, tail)
-        self.last_error = f"{why}: exit status {st.exit_status} ({st.result})" if why == "exited" else why
-        if policy == "no":
+        self.last_error = reason
+        if verdict == "given_up":
             self.desired = "stopped"
             self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, None, tail[-2000:]))
             self.set_state("stopped", "crashed")
             self.ctx.emit(AppStopped(self.app_id, "crashed", st.exit_status))
             return
-        verdict, delay = self.tracker.crashed(now)
+        state, delay = self.tracker.crashed(now)
         self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, delay, tail[-2000:]))
-        self.set_state(verdict, self.last_error)
-        if verdict == "quarantined":
-            self.ctx.emit(AppQuarantined(self.app_id, self.tracker.restarts, delay, self.last_error))
+        self.set_state(state, reason)
+        if state == "quarantined":
+            self.ctx.emit(AppQuarantined(self.app_id, self.tracker.restarts, delay, reason))
         self._retry_scope = trio.CancelScope()
         assert self._nursery is not None
         self._nursery.start_soon(self._retry_after, delay, self._retry_scope)
@@ -371,9 +355,8 @@ class ServiceApp(AppActor):
                     return
                 try:
                     await self._launch("restart")
-                except BackendError as exc:
-                    self.last_error = exc.message
-                    await self._failed(exc.message)
+                except (HomeHelperError, ActorError) as exc:  # no port, a reload failed: try again later
+                    await self._failed(f"restart failed: {exc}")
 
     async def _health_loop(self, scope: trio.CancelScope) -> None:
         h = self.manifest.health

@@ -164,9 +164,10 @@ class StreamlitApp(AppActor):
         old_ttl = self.ttl
         self.manifest = manifest
         if self.state == "running" and self.ttl != old_ttl and self.ctx.ttl is not None:
-            # the new TTL counts from now (the clock keeps one time per deadline)
+            # scheduled anew, not touched: a touch only ever moves a deadline later
             self.last_activity = trio.current_time()
-            await self.ctx.ttl.tell(TouchDeadline(self._key("idle"), self.ttl))
+            await self.ctx.ttl.tell(ScheduleDeadline(self._key("idle"), self.ttl, self.me(),
+                                                     UIExpired(self.app_id, "idle_ttl", self.run_no)))
         # a changed entry file takes effect at the next start (no file watcher on a Pi)
 
     async def handle_other(self, msg: Any) -> Any:

@@ -10,6 +10,8 @@ from collections import deque
 import attrs
 import httpx
 
+from .base import UnitStatus
+
 # Lines in the log tail of a run that died at once which mean "this will never start":
 # retrying cannot help until someone changes the app.
 STARTUP_ERRORS = ("ModuleNotFoundError", "ImportError", "SyntaxError", "IndentationError", "TabError",
@@ -25,6 +27,21 @@ def startup_error(log_since_start: str, exit_status: int | None, result: str) ->
         if any(marker in line for marker in STARTUP_ERRORS):
             return line.strip()[:300]
     return None
+
+
+def judge_end(why: str, status: UnitStatus, policy: str, log_since_start: str, never_healthy: bool,
+              ran_for: float, startup_window: float) -> tuple[str, str]:
+    """What a run that ended against the user's wish means, with a reason:
+    'exited' (a clean exit 0, a stop), 'config_error' (it cannot start at all),
+    'given_up' (restart policy 'no') or 'crashed' (retry under the policy)."""
+    if why == "exited" and status.result == "success" and status.exit_status in (0, None) and policy != "always":
+        return "exited", "exited"
+    if why == "exited" and never_healthy and ran_for < startup_window:
+        error = startup_error(log_since_start, status.exit_status, status.result)
+        if error is not None:
+            return "config_error", error
+    reason = f"exited: exit status {status.exit_status} ({status.result})" if why == "exited" else why
+    return ("given_up" if policy == "no" else "crashed"), reason
 
 
 @attrs.define

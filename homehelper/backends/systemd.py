@@ -28,7 +28,8 @@ SHOW_PROPS = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "NRestart
               "ExecMainStatus", "Result", "ControlGroup", "UnitFileState")
 PID_POLL = 0.5  # seconds between /proc checks of a running app's main PID
 VERBS = ("start", "stop", "show")  # the calls worth batching; the rest are rare and go alone
-COALESCE = 0.02  # wait this long for more requests of the same kind: small beside one systemctl call
+COALESCE_QUIET = 0.002  # gather requests of one verb until none came for this long...
+COALESCE_MAX = 0.02  # ...or this long at most: small beside one systemctl call
 
 
 def unit_dir(scope: str, environ: Mapping[str, str] | None = None) -> Path:
@@ -116,6 +117,8 @@ class SystemdBackend:
         self._wakes = {verb: trio.Event() for verb in VERBS}
         self._written: dict[str, str] = {}
         self._reload_lock = trio.Lock()
+        self._reloads_asked = self._reloads_done = 0
+        self.reloads = 0  # daemon-reloads run, for the record
         self._running = False
 
     def __repr__(self) -> str:
@@ -162,7 +165,12 @@ class SystemdBackend:
         wake = self._wakes[verb]
         while True:
             await wake.wait()
-            await trio.sleep(COALESCE)  # apps asked together arrive a few scheduler rounds apart
+            # Apps asked together arrive a few scheduler rounds apart: wait for the burst to end.
+            deadline = trio.current_time() + COALESCE_MAX
+            seen = 0
+            while len(self._pending[verb].units) > seen and trio.current_time() < deadline:
+                seen = len(self._pending[verb].units)
+                await trio.sleep(COALESCE_QUIET)
             wake = self._wakes[verb] = trio.Event()
             batch = self._pending.pop(verb)
             await self._run_batch(verb, batch)
@@ -220,10 +228,17 @@ class SystemdBackend:
         self._written[unit] = text
 
     async def daemon_reload(self) -> None:
-        # Several apps prepared together need one reload: whoever waits for the lock after a reload has
-        # started gets the next one, which sees every file written so far.
+        """One reload for every unit file written before it began: twenty apps prepared together
+        cost two reloads, not twenty (a reload takes a Pi's manager tens of milliseconds)."""
+        self._reloads_asked += 1
+        mine = self._reloads_asked
         async with self._reload_lock:
+            if self._reloads_done >= mine:
+                return  # a reload that began after this caller's write has run
+            covers = self._reloads_asked
             await self.systemctl("daemon-reload")
+            self._reloads_done = covers
+            self.reloads += 1
 
     async def start(self, app_id: str) -> None:
         await self._do("start", self.unit(app_id))

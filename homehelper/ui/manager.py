@@ -39,8 +39,9 @@ class UIManager(Actor):
     name = "ui"
 
     def __init__(self, config: Config, memory: Callable[[], float] = available_mb,
-                 memory_check: float = MEMORY_CHECK) -> None:
+                 memory_check: float = MEMORY_CHECK, apps: Any = None) -> None:
         self.config = config
+        self.apps = apps  # the apps Supervisor: after a restart, the running apps get their slots back
         self.memory = memory
         self.memory_check = memory_check
         self.slots: dict[str, tuple[Any, float]] = {}  # app_id -> (ref, reserved at)
@@ -52,7 +53,12 @@ class UIManager(Actor):
         return self.config.streamlit
 
     async def on_start(self, nursery: trio.Nursery) -> None:
-        await state.reap_leftovers(self.config.run_dir, self.cfg.stop_grace)
+        ours: list[str] = []
+        await state.reap_leftovers(self.config.run_dir, self.cfg.stop_grace, ours)
+        for app_id in ours:  # this manager restarted while these ran: they still count
+            if self.apps is not None and app_id in self.apps:
+                self.slots[app_id] = (self.apps.ref(app_id), trio.current_time())
+                self.some_running.set()
         nursery.start_soon(self._watch_memory)
 
     async def handle(self, msg: Any) -> Any:

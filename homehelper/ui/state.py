@@ -77,14 +77,19 @@ def matches(entry: dict[str, Any]) -> psutil.Process | None:
     return proc
 
 
-async def reap_leftovers(run_dir: Path, grace: float) -> list[dict[str, Any]]:
-    """End the Streamlit processes a previous run left behind; returns what was ended."""
+async def reap_leftovers(run_dir: Path, grace: float, ours: list[str] | None = None) -> list[dict[str, Any]]:
+    """End the Streamlit processes a previous run left behind; returns what was ended.
+
+    Live apps of this very run (the UI manager restarted) are left alone and named in `ours`.
+    """
     ended: list[dict[str, Any]] = []
     victims: list[tuple[dict[str, Any], psutil.Process]] = []
     for path, entry in read_all(run_dir):
         proc = matches(entry) if entry is not None else None
-        if proc is not None and _ours(proc):
-            continue  # a live app of this very run (the UI manager restarted): not a leftover
+        if proc is not None and entry is not None and _ours(proc):
+            if ours is not None:
+                ours.append(str(entry.get("app_id")))
+            continue
         if proc is not None and entry is not None:
             victims.append((entry, proc))
             _killpg(proc.pid, signal.SIGTERM)

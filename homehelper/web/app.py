@@ -37,6 +37,7 @@ class WebDeps:
     apps: Supervisor
     scanner: ActorRef[Any]
     sensors: ActorRef[Any] | None = None
+    bridge: ActorRef[Any] | None = None  # the Redis bridge: GetBusState for the dashboard
     event_log: Any = None  # the event log: an ActorRef answering GetEventHistory, or an object with recent(n)
     ttl: ActorRef[Any] | None = None  # the TTL clock: how long an opened UI has left
     set_config: Callable[[dict[str, Any]], Any] | None = None  # changes -> new Config (may be async)

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..actors import Broadcast
+from ..actors import ActorError, Broadcast
 from ..config import Config, change_config
-from ..errors import BadRequest, Conflict, UnknownApp
+from ..errors import BadRequest, Conflict, HomeHelperError, UnknownApp
 from ..messages import (
     ConfigChanged,
     GetApp,
+    GetBusState,
     GetEventHistory,
     GetHistory,
     GetSystemSnapshot,
@@ -113,7 +114,18 @@ async def snapshot(deps: WebDeps) -> dict[str, Any]:
     apps = list(await deps.registry.ask(ListApps()))
     for a in apps:
         a["resources"] = _resources(sys_now["now"], a["id"])
-    return {"apps": apps, "system": sys_now, "events": await events(deps, 50)}
+    return {"apps": apps, "system": sys_now, "events": await events(deps, 50), "bus": await bus_state(deps)}
+
+
+async def bus_state(deps: WebDeps) -> dict[str, Any] | None:
+    """Whether events reach Redis or stay on the in-process bus (the dashboard says which)."""
+    if deps.bridge is None:
+        return None
+    try:
+        state: dict[str, Any] = await deps.bridge.ask(GetBusState(), timeout=2)
+    except (HomeHelperError, ActorError):
+        return None
+    return state
 
 
 async def act(deps: WebDeps, app_id: str, action: str) -> Any:

@@ -117,6 +117,7 @@ async def test_sensor_logger_installs_runs_heals_after_kill_9(any_backend: Any, 
         await ref.ask(StopApp("sensor-logger"))
 
 
+@pytest.mark.slow
 async def test_crash_loop_backs_off_then_quarantines(any_backend: Any, config: Config) -> None:
     manifest = write_app(config.apps_dir, "crashy", CRASHING_APP,
                          restart={"intensity": 2, "period": 60, "backoff_max": 2})
@@ -317,6 +318,7 @@ class SoonRetried(ServiceApp):
     quarantine_retry = 2.0
 
 
+@pytest.mark.slow
 async def test_quarantine_retries_slowly_and_a_crash_on_retry_goes_straight_back(any_backend: Any,
                                                                                   config: Config) -> None:
     manifest = write_app(config.apps_dir, "crashy", CRASHING_APP, restart={"intensity": 1, "period": 60})

@@ -129,3 +129,33 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+@pytest.mark.systemd
+async def test_many_apps_started_together_share_systemctl_calls(systemd_backend: SystemdBackend,
+                                                                 state_root: Path) -> None:
+    config = make_config(state_root)
+    manifests = [write_app(config.apps_dir, f"w{i}", HEALTHY_APP) for i in range(6)]
+    calls: list[tuple[str, ...]] = []
+    real = systemd_backend.systemctl
+
+    async def counting(*args: str, check: bool = True):
+        calls.append(args)
+        return await real(*args, check=check)
+
+    systemd_backend.systemctl = counting  # type: ignore[method-assign]  # count the real calls
+    async with trio.open_nursery() as nursery:
+        await nursery.start(systemd_backend.run)
+        async with trio.open_nursery() as apps:
+            for i, m in enumerate(manifests):
+                apps.start_soon(systemd_backend.prepare,
+                                app_spec(m, config, config.service_ports[0] + i, Path(sys.executable)))
+        async with trio.open_nursery() as apps:
+            for m in manifests:
+                apps.start_soon(systemd_backend.start, m.id)
+        statuses = await systemd_backend.statuses([m.id for m in manifests])
+        assert all(s.running for s in statuses.values())
+        nursery.cancel_scope.cancel()
+    assert systemd_backend.reloads <= 2
+    starts = [c for c in calls if c[0] == "start"]
+    assert len(starts) == 1 and len(starts[0]) == 7  # one `systemctl start` naming all six units

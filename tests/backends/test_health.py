@@ -40,3 +40,21 @@ def test_startup_errors_are_recognised() -> None:
     assert startup_error("", 203, "exit-code") is not None
     assert startup_error("RuntimeError: sensor bus lost\n", 3, "exit-code") is None
     assert startup_error("", 9, "signal") is None
+
+
+def test_judging_how_a_run_ended() -> None:
+    from homehelper.backends.base import UnitStatus
+    from homehelper.backends.health import judge_end
+
+    clean = UnitStatus(active="inactive", result="success", exit_status=0)
+    crash = UnitStatus(active="failed", result="exit-code", exit_status=1)
+    trace = "Traceback (most recent call last):\nImportError: cannot import name 'x'\n"
+    assert judge_end("exited", clean, "on-failure", "", True, 1, 15) == ("exited", "exited")
+    assert judge_end("exited", clean, "always", "", True, 1, 15)[0] == "crashed"
+    assert judge_end("exited", crash, "on-failure", trace, True, 1, 15) == (
+        "config_error", "ImportError: cannot import name 'x'")
+    # The same traceback after a healthy run, or late, is a crash to retry, not a config error.
+    assert judge_end("exited", crash, "on-failure", trace, False, 1, 15)[0] == "crashed"
+    assert judge_end("exited", crash, "on-failure", trace, True, 20, 15)[0] == "crashed"
+    assert judge_end("exited", crash, "no", "", True, 20, 15) == ("given_up", "exited: exit status 1 (exit-code)")
+    assert judge_end("unhealthy: HTTP 503", clean, "on-failure", "", True, 1, 15) == ("crashed", "unhealthy: HTTP 503")

@@ -130,7 +130,7 @@ async def test_url_changes_at_run_time_and_threads_end(redis, rc):
 async def test_a_batch_cut_off_by_the_kill_is_sent_again(redis, rc):
     """Killed while a large pipeline is on its way: nothing Redis did not acknowledge is lost."""
     n = 20_000
-    async with bridge_tree(redis.url, buffer=n + 100) as tree:
+    async with bridge_tree(redis.url, buffer=n + 100, history=n + 100) as tree:
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
         for i in range(n):
             tree.bus.publish(ConfigChanged({"i": i}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -9,7 +10,8 @@ import httpx
 import pytest
 import trio
 
-from homehelper.messages import GetApp, KeepAlive, OpenUI, StopApp
+from homehelper.manifest import load_manifest
+from homehelper.messages import ApplyManifest, GetApp, GetDeadlines, KeepAlive, OpenUI, StopApp
 from homehelper.ui import state
 from tests.fixtures.streamlit import streamlit_pids
 
@@ -126,3 +128,16 @@ async def test_a_process_that_dies_is_reported_crashed(make_tree, state_root):
         assert [(e.reason, e.exit_status) for e in crashed] == [("crashed", -9)]
         assert (await app.ask(GetApp("fragile")))["last_error"] == "Streamlit exited with status -9"
         assert (await app.ask(OpenUI("fragile"), timeout=30))["state"] == "running"
+
+
+async def test_a_new_manifest_ttl_applies_to_the_running_app(make_tree, state_root):
+    async with make_tree(ttl=1.5) as tree:  # the configured TTL, for manifests that set none
+        app = tree.add_app("retune", ttl=20)
+        assert (await app.ask(OpenUI("retune"), timeout=30))["ttl_left"] > 19
+        folder = tree.config.apps_dir / "retune"
+        (folder / "homehelper.json").write_text(json.dumps({"id": "retune", "type": "streamlit"}))
+        await app.ask(ApplyManifest(load_manifest(folder)))  # its ttl removed: 1.5 s from now on
+        snap = await app.ask(GetApp("retune"))
+        assert snap["ttl"] == 1.5 and snap["ttl_left"] <= 1.5
+        assert (await tree.ttl.ask(GetDeadlines()))["ui:retune:idle"] <= 1.5
+        await tree.wait_event("app_stopped", "retune", timeout=5, reason="idle_ttl")  # fired at the new time

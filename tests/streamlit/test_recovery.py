@@ -96,8 +96,8 @@ async def test_a_restarted_ui_manager_leaves_the_apps_of_this_run_alone(make_tre
         await app.ask(OpenUI("mine"), timeout=30)
         pid = (await app.ask(GetApp("mine")))["pid"]
         await tree.root.stop_child("ui")
-        fresh = tree.root.start_child(ChildSpec("ui", lambda: UIManager(tree.config)))
-        assert await fresh.ask(GetUISlots()) == {}  # its start-up reaping is done
+        fresh = tree.root.start_child(ChildSpec("ui", lambda: UIManager(tree.config, apps=tree.apps)))
+        assert list(await fresh.ask(GetUISlots())) == ["mine"]  # reaping done; the running app keeps its slot
         assert alive(pid)
         assert (await app.ask(GetApp("mine")))["state"] == "running"
         assert [e and e["app_id"] for _, e in state.read_all(tree.config.run_dir)] == ["mine"]

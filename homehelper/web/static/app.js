@@ -55,7 +55,7 @@
     btn.disabled = true;
     try {
       const snap = await request("refresh", { what: "all" });
-      renderApps(snap.apps); renderSystem(snap.system); renderEvents(snap.events);
+      renderApps(snap.apps); renderSystem(snap.system); renderEvents(snap.events); renderBus(snap.bus);
       setStatus("updated " + new Date().toLocaleTimeString(), "ok");
     } catch (e) { setStatus(e.message, "bad"); }
     finally { btn.disabled = false; }
@@ -138,12 +138,23 @@
     ["temperature", "Temperature", " °C", ["temperature"], [20, 90]],
   ];
 
+  // Redis connected, or the in-process bus alone (embedded default)
+  function renderBus(bus) {
+    const b = $("#bus");
+    if (!bus) { b.textContent = ""; return; }
+    if (!bus.enabled) { b.textContent = "bus: in-process only"; b.className = "status"; }
+    else if (bus.connected) { b.textContent = "bus: Redis"; b.className = "status ok"; }
+    else {
+      b.textContent = "bus: Redis unreachable" + (bus.buffered ? ` (${bus.buffered} waiting)` : "");
+      b.className = "status bad";
+    }
+  }
+
   function renderSystem(sys) {
     const box = $("#metrics"), charts = $("#charts");
     box.replaceChildren(); charts.replaceChildren();
     if (!sys || !sys.available) { box.innerHTML = '<p class="muted">No sensor readings on this node.</p>'; return; }
-    const now = { ...(sys.now || {}) }, levels = {};
-    for (const a of now.alerts || []) levels[a.metric] = a.level;
+    const now = { ...(sys.now || {}) }, levels = now.levels || {};
     const disks = now.disks || [];
     now.root_disk = disks.find((d) => d.mount === "/") || disks[0];
     for (const [key, label, unit, paths, scale] of METRICS) {
