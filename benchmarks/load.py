@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness import NotAvailable, Progress, linear_fit, summary
 from benchmarks.harness import profile as pi_profile
 from benchmarks.harness.busload import Storm, StreamReader, stream_added
-from benchmarks.harness.clients import ClickStats, click_refresh
+from benchmarks.harness.clients import ClickStats, click_refresh, snapshot
 from benchmarks.harness.machine import board_model
 from benchmarks.harness.procs import RedisProc, Sampler, ServeProc, free_port, free_range, kill_leftovers
 from benchmarks.harness.report import text_table
@@ -231,6 +231,7 @@ def run_scale(n: int, args: argparse.Namespace, redis_proc: RedisProc | None, pr
             bridge = bridge_phase(redis_proc.url, reader, args.burst_seconds)
             if bridge["available"]:
                 storm = Storm(redis_proc.url, NODE, "load", args.storm_rate, args.load_seconds)
+                bridge["state_before_load"] = bus_state(serve.url)
         progress.note(f"{n} apps: load window {args.load_seconds:g} s ({args.clients} clients)")
         sampler.mark("load")
         added0 = stream_added(redis_proc.url, NODE) if storm is not None and redis_proc is not None else None
@@ -267,7 +268,10 @@ def run_scale(n: int, args: argparse.Namespace, redis_proc: RedisProc | None, pr
         run["bridge"] = bridge
         run["health_final"] = {"healthy": sum(1 for a in final if a.get("id") in services and a.get("healthy") is True),
                                "of": len(services)}
-        run["bus_state"] = _bus_state(serve.url)
+        run["bus_state"] = bus_state(serve.url)
+        before = (bridge.get("state_before_load") or {}).get("dropped")
+        if before is not None and (run["bus_state"] or {}).get("dropped") is not None:
+            bridge["dropped_during_load"] = run["bus_state"]["dropped"] - before
     except Exception as exc:
         run["error"] = f"{type(exc).__name__}: {exc}"
         run["serve_output"] = serve.tail(20)
@@ -287,20 +291,14 @@ def run_scale(n: int, args: argparse.Namespace, redis_proc: RedisProc | None, pr
     return run
 
 
-def _bus_state(url: str) -> dict[str, Any] | None:
-    """The bridge's own counters (dropped, buffered) if the API exposes them."""
-    for path in ("/api/bus", "/api/system?history=0"):
-        try:
-            r = httpx.get(f"{url}{path}", timeout=5)
-        except httpx.HTTPError:
-            continue
-        if r.status_code != 200:
-            continue
-        data = r.json()
-        bus = data.get("bus") if path != "/api/bus" and isinstance(data, dict) else data
-        if isinstance(bus, dict) and "dropped" in bus:
-            return {k: bus.get(k) for k in ("connected", "published", "received", "dropped", "buffered", "rejected")}
-    return None
+def bus_state(url: str) -> dict[str, Any] | None:
+    """The bridge's own counters (dropped, buffered, ...) from the dashboard's snapshot, if it has them."""
+    snap = trio.run(snapshot, url)
+    bus = (snap or {}).get("bus")
+    if not isinstance(bus, dict):
+        return None
+    return {k: bus.get(k) for k in ("connected", "published", "received", "dropped", "buffered", "rejected",
+                                    "refused") if k in bus}
 
 
 def _host_memory_mb() -> int | None:
@@ -446,6 +444,14 @@ def print_report(result: dict[str, Any]) -> None:
                      f"Streamlit open failed: {failed}" if failed else None,
                      f"Streamlit: {ui.get('expired')}/{ui.get('opened')} idle-expired, seconds after open "
                      f"{ui.get('seconds_after_open')}" if ui.get("opened") else None]
+            b = r.get("bridge") or {}
+            if b.get("available") and "storm_sent" in b:
+                lat, bl = b.get("latency_ms") or {}, b.get("burst_latency_ms") or {}
+                notes.append(f"bridge: burst offered {b.get('offered_per_s')}/s, capacity {b.get('capacity_per_s')}/s, "
+                             f"burst lost {b.get('burst_lost')} of {b.get('burst_sent')} (p99 {bl.get('p99')} ms); "
+                             f"storm {b['storm_rate']:g}/s: {b['storm_arrived']}/{b['storm_sent']} arrived, "
+                             f"round trip p50 {lat.get('p50')} ms p99 {lat.get('p99')} ms; bridge dropped during load "
+                             f"{b.get('dropped_during_load')}")
             for note in filter(None, notes):
                 print(f"load: {r['apps']} apps: {note}"[:300])
         s = result["scaling"]

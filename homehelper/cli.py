@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"homehelper: bad configuration: {exc.message}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     if args.command == "serve":
         from .serve import run_forever
 

@@ -1,14 +1,15 @@
 """The composition root: build the actor tree, serve the web app, stop cleanly.
 
-root supervisor
-├── ports, ttl, registry, scanner (and sensors, bridge when present)
-└── apps supervisor: one actor per app, named by app id
+root supervisor: ports, ttl, eventlog, sensors, ui, registry, bridge, scanner
+apps supervisor: one actor per app (ServiceApp or StreamlitApp), named by app id
+backend: systemd when a manager answers, else supervised subprocesses
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -23,8 +24,11 @@ from .actors.ports import PortAllocator
 from .actors.registry import Registry
 from .actors.scanner import Scanner
 from .actors.sensors import SensorActor
+from .actors.service import ServiceApp
 from .actors.streamlit import StreamlitApp
 from .actors.ttl import TTLClock
+from .backends import choose_backend
+from .backends.installer import Installer
 from .config import Config
 from .manifest import Manifest
 from .messages import ServerStarted, SetMonitorConfig
@@ -55,11 +59,11 @@ class Runtime:
             self.cancel_scope.cancel()
 
 
-def app_factory(ctx: AppContext) -> Any:
+def app_factory(ctx: AppContext) -> Callable[[Manifest], AppActor]:
     def make(manifest: Manifest) -> AppActor:
         if manifest.type == "streamlit":
             return StreamlitApp(manifest, ctx)
-        return AppActor(manifest, ctx)
+        return ServiceApp(manifest, ctx)
 
     return make
 
@@ -82,15 +86,19 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     procs = ProcessTable.following(bus)
     sensors = root.start_child(ChildSpec("sensors", lambda: SensorActor(config, bus.publish, bus, procs)))
     ui = root.start_child(ChildSpec("ui", lambda: UIManager(config, apps=apps)))
-    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl, extra={"apps": apps, "ui": ui})
+    backend = await choose_backend(config)  # says which at start
+    await nursery.start(backend.run)  # batches systemctl calls; up before any app actor
+    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl,
+                     extra={"apps": apps, "ui": ui, "backend": backend, "installer": Installer(config)})
     factory = app_factory(ctx)
     registry = root.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
                                                                        config.registry_dir / "apps.json")))
-    scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
+    # The bridge subscribes before the first scan, so discovery reaches Redis too.
     bridge = root.start_child(ChildSpec("bridge", lambda: RedisBridge(
         bus, config.redis_url, config.node_id, history=config.event_history, apps=registry)))
-    refs = {"ui": ui, "bridge": bridge, "ports": ports, "ttl": ttl, "registry": registry, "scanner": scanner,
-            "sensors": sensors, "eventlog": eventlog}
+    scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
+    refs = dict(backend=backend, ui=ui, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
+                sensors=sensors, eventlog=eventlog)
     return Runtime(config, bus, root, apps, refs)
 
 
@@ -118,7 +126,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.
         hc.graceful_timeout = 2.0
         bound: list[str] = await nursery.start(hypercorn_serve, web, hc)
         rt.url = bound[0] if bound else f"http://{config.host}:{config.port}"
-        rt.bus.publish(ServerStarted(rt.url, backend="none"))
+        rt.bus.publish(ServerStarted(rt.url, backend=rt.refs["backend"].name))
         log.info("HomeHelper serving %s (apps in %s, state in %s)", rt.url, config.apps_dir, config.root)
         task_status.started(rt)
 

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.browser",
     "tests.fixtures.systemd",
+    "tests.fixtures.streamlit",
 ]

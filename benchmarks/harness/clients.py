@@ -61,3 +61,20 @@ async def click_refresh(base_url: str, stats: ClickStats, seconds: float, interv
         stats.error(f"websocket closed: {exc.reason}")
     except OSError as exc:
         stats.error(f"cannot connect: {exc}")
+
+
+async def snapshot(base_url: str) -> dict[str, Any] | None:
+    """One "refresh all" over /ws, as the dashboard does on load: the whole snapshot, or None."""
+    ws_url = base_url.replace("http://", "ws://") + "/ws"
+    try:
+        async with open_websocket_url(ws_url, extra_headers=[(b"Origin", base_url.encode())]) as ws:
+            await ws.send_message(json.dumps({"type": "refresh", "id": 1, "what": "all"}))
+            with trio.move_on_after(REPLY_TIMEOUT):
+                while True:
+                    msg = json.loads(await ws.get_message())
+                    if msg.get("id") == 1:
+                        data = msg.get("data")
+                        return data if msg.get("type") == "reply" and isinstance(data, dict) else None
+    except (HandshakeError, ConnectionClosed, OSError):
+        return None
+    return None
