@@ -20,6 +20,7 @@ import attrs
 import httpx
 import trio
 
+from ..backends.base import app_env
 from ..config import Config
 from ..errors import BackendError, Unavailable
 from ..manifest import Manifest
@@ -59,24 +60,15 @@ def app_python(config: Config, manifest: Manifest) -> str:
     return sys.executable
 
 
-def app_env(config: Config, manifest: Manifest, port: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def streamlit_env(
+    config: Config, manifest: Manifest, port: int, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """HomeHelper's own environment (PATH, locale) plus every app's settings, plus the UI prefix."""
     env = dict(os.environ if base is None else base)
     env.setdefault("STREAMLIT_CLIENT_TOOLBAR_MODE", "minimal")  # no "Deploy" button inside the modal
-    env.update(dict(manifest.env))
-    env.update({
-        "HH_APP_ID": manifest.id,
-        "HH_PORT": str(port),
-        "HH_HOST": "127.0.0.1",
-        "HH_DATA_DIR": str(config.data_dir(manifest.id)),
-        "HH_LOG_DIR": str(config.logs_dir(manifest.id)),
-        "HH_NODE_ID": config.node_id,
-        "HH_UI_PREFIX": ui_prefix(manifest.id),
-        "PYTHONUNBUFFERED": "1",
-    })
-    if config.redis_url:
-        env["HH_REDIS_URL"] = config.redis_url
-    else:
-        env.pop("HH_REDIS_URL", None)
+    env.pop("HH_REDIS_URL", None)  # only the config decides whether the app gets Redis
+    env.update(app_env(manifest, config, port))
+    env["HH_UI_PREFIX"] = ui_prefix(manifest.id)
     return env
 
 
@@ -132,7 +124,7 @@ async def spawn(config: Config, manifest: Manifest, port: int) -> StreamlitProce
     # exits, not when HomeHelper does. A killed HomeHelper's children are ended via the state file.
     try:
         proc = await trio.lowlevel.open_process(
-            argv, cwd=str(manifest.path), env=app_env(config, manifest, port), stdin=subprocess.DEVNULL,
+            argv, cwd=str(manifest.path), env=streamlit_env(config, manifest, port), stdin=subprocess.DEVNULL,
             stdout=fd, stderr=subprocess.STDOUT, start_new_session=True,
         )
     except OSError as exc:
