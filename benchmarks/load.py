@@ -54,6 +54,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--refresh-what", default="all", help="what a refresh asks for (the dashboard button: all)")
     p.add_argument("--app-rate", type=float, default=1.0, help="messages/s each service app publishes")
     p.add_argument("--storm-rate", type=float, default=500.0, help="storm messages/s during the load window")
+    p.add_argument("--health-interval", type=float, default=10.0, help="seconds between HomeHelper's health polls "
+                   "of each app (manifest health.interval; its default is 30)")
     p.add_argument("--streamlit", type=int, default=2, help="Streamlit apps opened and left to expire")
     p.add_argument("--load-seconds", type=float, help="load window (default 30; quick 10)")
     p.add_argument("--idle-seconds", type=float, help="idle window (default 30; quick 10)")
@@ -187,7 +189,7 @@ def bridge_phase(redis_url: str, reader: StreamReader, seconds: float) -> dict[s
 
 def run_scale(n: int, args: argparse.Namespace, redis_proc: RedisProc | None, progress: Progress) -> dict[str, Any]:
     apps_dir = STATE / "apps-load"
-    services, ui_apps = generate_apps(apps_dir, n, args.streamlit, args.app_rate)
+    services, ui_apps = generate_apps(apps_dir, n, args.streamlit, args.app_rate, args.health_interval)
     if redis_proc is not None:
         import redis
 

@@ -7,6 +7,8 @@ in the app's actor, so systemd and the process backend behave the same.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -37,6 +39,26 @@ class AppSpec:
     @property
     def log_file(self) -> Path:
         return log_file(self.log_dir)
+
+
+async def wait_pid_exit(pid: int, same: Callable[[], bool] = lambda: True, poll: float = 0.5) -> None:
+    """Return once process `pid` has ended. A pidfd wakes us when it does, so a running app
+    costs no timer; kernels without pidfds (before 5.3) fall back to polling /proc.
+    `same` says whether `pid` is still the process we mean (a PID can be reused)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError:
+        # procfs answers from memory: this stat never waits on a disk
+        while os.path.exists(f"/proc/{pid}") and same():  # noqa: ASYNC110, ASYNC240
+            await trio.sleep(poll)
+        return
+    try:
+        if same():  # checked after the pidfd pins the process: no reuse race
+            await trio.lowlevel.wait_readable(fd)
+    finally:
+        os.close(fd)
 
 
 def log_file(log_dir: Path) -> Path:

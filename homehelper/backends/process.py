@@ -19,10 +19,9 @@ import trio
 
 from ..errors import BackendError
 from ..storage import atomic_write_json, read_json
-from .base import AppSpec, UnitStatus
+from .base import AppSpec, UnitStatus, wait_pid_exit
 
 STOP_TIMEOUT = 10.0  # as TimeoutStopSec in the units
-PID_POLL = 0.5
 _PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME")
 
 
@@ -188,10 +187,7 @@ class ProcessBackend:
         if run.proc is not None:
             await run.proc.wait()
             return
-        while True:
-            if not self._alive(run):
-                return
-            await trio.sleep(PID_POLL)
+        await wait_pid_exit(run.pid, lambda: self._alive(run))
 
     async def enable(self, app_id: str, enabled: bool) -> None:
         self._save(app_id, enabled=enabled)

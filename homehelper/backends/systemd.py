@@ -3,8 +3,8 @@
 Commands from many app actors arriving together are coalesced into one
 systemctl call per verb (`systemctl start a b c`), so starting twenty apps costs
 about what one `systemctl start` of twenty units costs. State comes from
-`systemctl show`; between shows, a crash is noticed by watching the main PID
-in /proc, which costs no process spawn.
+`systemctl show`; between shows, a crash is noticed through a pidfd on the
+main PID, which costs no process spawn and no timer.
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ import trio
 
 from ..errors import BackendError
 from ..storage import atomic_write_text
-from .base import AppSpec, UnitStatus
+from .base import AppSpec, UnitStatus, wait_pid_exit
 from .units import UNIT_PREFIX, render_unit, unit_name
 
 log = logging.getLogger(__name__)
 
 SHOW_PROPS = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "NRestarts", "ExecMainCode",
               "ExecMainStatus", "Result", "ControlGroup", "UnitFileState")
-PID_POLL = 0.5  # seconds between /proc checks of a running app's main PID
 VERBS = ("start", "stop", "show")  # the calls worth batching; the rest are rare and go alone
 COALESCE_QUIET = 0.002  # gather requests of one verb until none came for this long...
 COALESCE_MAX = 0.02  # ...or this long at most: small beside one systemctl call
@@ -51,11 +50,6 @@ def cgroup_root() -> Path:
     except OSError:
         pass
     return Path("/sys/fs/cgroup")
-
-
-def _pid_exists(pid: int) -> bool:
-    """A stat in /proc: procfs answers from memory, so this never waits on a disk."""
-    return os.path.exists(f"/proc/{pid}")
 
 
 def parse_show(text: str) -> list[dict[str, str]]:
@@ -273,13 +267,8 @@ class SystemdBackend:
         return {a: out.get(a, UnitStatus(loaded=False)) for a in app_ids}
 
     async def wait_exit(self, status: UnitStatus) -> None:
-        pid = status.pid
-        if pid is None:
-            return
-        while True:
-            if not _pid_exists(pid):
-                return
-            await trio.sleep(PID_POLL)
+        if status.pid is not None:
+            await wait_pid_exit(status.pid)
 
     async def remove(self, app_id: str) -> None:
         unit = self.unit(app_id)
