@@ -73,7 +73,7 @@ class AppActor(Actor):
 
     def snapshot(self) -> dict[str, Any]:
         return {"id": self.app_id, "type": self.manifest.type, "state": self.state,
-                "port": self.port, "last_error": self.last_error}
+                "port": self.port, "last_error": self.last_error, "ui": self.manifest.ui}
 
     async def handle(self, msg: Any) -> Any:
         match msg:

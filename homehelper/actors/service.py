@@ -162,6 +162,14 @@ class ServiceApp(AppActor):
                 self.ctx.emit(AppStopped(self.app_id, reason, self.status.exit_status))
             return self.snapshot()
 
+    async def open_ui(self) -> Any:
+        """The app's own page, proxied by the dashboard under /apps/<id>/ui/ (no idle TTL for services)."""
+        if self.manifest.ui is None:
+            raise Conflict(f"{self.app_id} has no UI (its manifest has no 'ui' path)", app=self.app_id)
+        if self.state != "running":
+            raise Conflict(f"{self.app_id} is {self.state}: start it to open its UI", app=self.app_id)
+        return {"app_id": self.app_id, "url": f"/apps/{self.app_id}/ui/", "state": self.state, "ttl_left": None}
+
     async def install(self, force: bool) -> Any:
         async with self._op:
             was_running = self.status.running or self.state in ("starting", "running")

@@ -28,7 +28,7 @@ import trio_websocket
 
 from ..actors import ActorError
 from ..errors import HomeHelperError
-from ..messages import AppRemoved, AppStarted, AppStateChanged, AppStopped, GetApp, KeepAlive, OpenUI
+from ..messages import AppChanged, AppRemoved, AppStarted, AppStateChanged, AppStopped, GetApp, KeepAlive, OpenUI
 from .app import is_loopback
 from .auth import SESSION_COOKIE
 
@@ -51,6 +51,7 @@ CSP = b"frame-ancestors 'self'"
 @attrs.define
 class _Entry:
     type: str | None = None  # None until a snapshot said (events do not carry the type)
+    ui: str | None = None  # a service app's own UI path (manifest `ui`)
     state: str = "stopped"
     port: int | None = None
 
@@ -75,6 +76,9 @@ class PortCache:
                     self.entries[app_id].port, self.entries[app_id].state = None, "stopped"
             case AppRemoved(app_id=app_id):
                 self.entries.pop(app_id, None)
+            case AppChanged(app_id=app_id):
+                if app_id in self.entries:  # its manifest changed: take type and ui afresh
+                    self.entries[app_id].type = None
         return False
 
     async def get(self, app_id: str) -> _Entry | None:
@@ -86,7 +90,7 @@ class PortCache:
         except (ActorError, HomeHelperError):
             return None
         entry = self.entries.setdefault(app_id, _Entry())
-        entry.type = snap.get("type")
+        entry.type, entry.ui = snap.get("type"), snap.get("ui")
         if entry.port is None and snap.get("state") == "running":
             entry.state, entry.port = "running", snap.get("port")
         return entry
@@ -122,6 +126,9 @@ class UIProxy:
                 await _simple(send, 302, b"", [(b"location", f"/login?next=/apps/{app_id}/ui/".encode())])
             return
         entry = await self.cache.get(app_id)
+        if entry is not None and entry.type == "service" and entry.ui and kind == "http":
+            await self.service_ui(app_id, entry, rest, scope, receive, send)
+            return
         if entry is None or entry.type != "streamlit":
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
@@ -177,13 +184,27 @@ class UIProxy:
         await _simple(send, 503, STARTING_PAGE, [(b"retry-after", b"1"), (b"cache-control", b"no-store"),
                                                  (b"content-type", b"text/html; charset=utf-8")])
 
+    async def service_ui(self, app_id: str, entry: _Entry, rest: str, scope: dict[str, Any], receive: Any,
+                         send: Any) -> None:
+        """A service app's own page: /apps/<id>/ui/<rest> -> <its ui path>/<rest>, no TTL involved."""
+        if entry.state != "running" or entry.port is None:
+            await _simple(send, 503, f"{app_id} is not running: start it from the dashboard".encode(),
+                          [(b"retry-after", b"5"), (b"cache-control", b"no-store")])
+            return
+        path = (entry.ui or "").rstrip("/") + (rest or "/")
+        # Apps that build absolute links read where they are mounted from X-Forwarded-Prefix.
+        await self.http(entry.port, scope, receive, send, path=path,
+                        extra=[(b"x-forwarded-prefix", f"/apps/{app_id}/ui".encode())])
+
     # --- HTTP -------------------------------------------------------------------------
-    async def http(self, port: int, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        headers = _forward_headers(scope["headers"])
+    async def http(self, port: int, scope: dict[str, Any], receive: Any, send: Any, path: str | None = None,
+                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        headers = _forward_headers(scope["headers"]) + (extra or [])
         client = scope.get("client")
         if client:
             headers.append((b"x-forwarded-for", client[0].encode()))
-        path = scope["raw_path"].decode("latin-1") if scope.get("raw_path") else scope["path"]
+        if path is None:
+            path = scope["raw_path"].decode("latin-1") if scope.get("raw_path") else scope["path"]
         url = f"http://127.0.0.1:{port}{path}"
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")

@@ -258,6 +258,7 @@
       const r = await post(`/api/apps/${encodeURIComponent(id)}/open`);
       $("#ui-app").textContent = name;
       $("#ui-frame").src = r.url;
+      $("#ui-keepalive").hidden = r.ttl_left == null;  // service UIs have no idle stop
       setTTL(r.ttl_left);
     } catch (e) { $("#ui-app").textContent = name + ": " + e.message; }
   }
