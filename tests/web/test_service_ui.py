@@ -32,7 +32,7 @@ async def test_sensor_logger_ui_through_the_proxy(live_services: Live) -> None:
         assert r.status_code == 503 and b"not running" in r.content
         assert (await client.post("/api/apps/sensor-logger/start", headers=h)).status_code == 200
         with trio.fail_after(30):
-            while (await client.get("/api/apps/sensor-logger")).json()["state"] != "running":
+            while (await client.get("/api/apps/sensor-logger")).json()["state"] != "running":  # noqa: ASYNC110
                 await trio.sleep(0.1)
         opened = (await client.post("/api/apps/sensor-logger/open", headers=h)).json()
         assert opened["url"] == "/apps/sensor-logger/ui/" and opened["ttl_left"] is None
