@@ -14,9 +14,7 @@ bus messages below the measured capacity; idle disk writes < 100 KB/min.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,20 +25,19 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import NotAvailable, Progress, linear_fit, summary
+from benchmarks.harness import NotAvailable, Progress, summary
 from benchmarks.harness import profile as pi_profile
 from benchmarks.harness.busload import Storm, StreamReader, stream_added
 from benchmarks.harness.clients import ClickStats, click_refresh, snapshot
+from benchmarks.harness.discovery import discovery
+from benchmarks.harness.loadfigures import COLUMNS, print_report, scaling, table_rows, targets
 from benchmarks.harness.machine import board_model
 from benchmarks.harness.procs import RedisProc, Sampler, ServeProc, free_port, free_range, kill_leftovers
-from benchmarks.harness.report import text_table
-from benchmarks.harness.synth import generate_apps, generate_folders
+from benchmarks.harness.synth import generate_apps
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = REPO / "state" / "bench"
 NODE = "main"
-TARGETS = {"idle_cpu_pct": 1.0, "rss_mb": 80.0, "refresh_p99_ms": 50.0, "lost": 0, "idle_write_kb_min": 100.0}
-TARGET_APPS = 20
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -111,6 +108,7 @@ async def load_window(url: str, args: argparse.Namespace, ui_apps: list[str], se
     stats = ClickStats()
     opens: dict[str, Any] = {}
     health: dict[str, Any] = {"samples": 0, "misses": 0, "apps_missed": set()}
+    expired: dict[str, float] = {}  # Streamlit app -> seconds from its open to the first sample showing it stopped
 
     async def open_ui(app_id: str) -> None:
         t0 = time.perf_counter()
@@ -136,6 +134,7 @@ async def load_window(url: str, args: argparse.Namespace, ui_apps: list[str], se
                     if a.get("id") in healthy_at_start and not (a.get("state") == "running" and a.get("healthy")):
                         health["misses"] += 1
                         health["apps_missed"].add(a["id"])
+                    _note_expiry(a, opens, expired)
 
     async with trio.open_nursery() as n:
         for app_id in ui_apps:
@@ -144,22 +143,30 @@ async def load_window(url: str, args: argparse.Namespace, ui_apps: list[str], se
         for _ in range(args.clients):
             n.start_soon(click_refresh, url, stats, args.load_seconds, args.click_interval, args.refresh_what)
     health["apps_missed"] = sorted(health["apps_missed"])
-    return {"stats": stats, "opens": opens, "health": health}
+    return {"stats": stats, "opens": opens, "health": health, "expired": expired}
 
 
-def wait_expired(url: str, ui_apps: list[str], opens: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """After the load: wait for the opened Streamlit apps to stop on their own (idle TTL)."""
-    opened = [a for a in ui_apps if opens.get(a, {}).get("ok")]
+def _note_expiry(app: dict[str, Any], opens: dict[str, Any], expired: dict[str, float]) -> None:
+    opened = opens.get(str(app.get("id")), {})
+    if opened.get("ok") and app["id"] not in expired and app.get("state") == "stopped":
+        expired[app["id"]] = round(time.monotonic() - opened["opened_at"], 1)
+
+
+def wait_expired(url: str, opens: dict[str, Any], expired: dict[str, float], timeout: float) -> dict[str, Any]:
+    """After the load: wait for the opened Streamlit apps to stop on their own (idle TTL).
+
+    The app list is sampled every 2 s during the load and every 1 s here, so each time is an upper
+    bound, within that step, of when the app stopped."""
+    opened = [a for a, o in opens.items() if o.get("ok")]
     if not opened:
         return {"opened": 0}
     t0 = time.monotonic()
-    expired: dict[str, float] = {}
     while time.monotonic() - t0 < timeout and len(expired) < len(opened):
         for a in api_apps(url) or []:
-            if a.get("id") in opened and a["id"] not in expired and a.get("state") in ("stopped", "idle", "expired"):
-                expired[a["id"]] = round(time.monotonic() - opens[a["id"]]["opened_at"], 1)
-        time.sleep(1.0)
-    return {"opened": len(opened), "expired": len(expired), "seconds_after_open": expired}
+            _note_expiry(a, opens, expired)
+        if len(expired) < len(opened):
+            time.sleep(1.0)
+    return {"opened": len(opened), "expired": len(expired), "seconds_after_open": dict(sorted(expired.items()))}
 
 
 def bridge_phase(redis_url: str, reader: StreamReader, seconds: float) -> dict[str, Any]:
@@ -197,14 +204,13 @@ def run_scale(n: int, args: argparse.Namespace, redis_proc: RedisProc | None, pr
     port = free_port()
     svc_lo, svc_hi = free_range(max(100, n * 2))
     ui_lo, ui_hi = free_range(50)
-    env = dict(os.environ, HOMEHELPER_AUTH__LOOPBACK_WITHOUT_LOGIN="true",
-               HOMEHELPER_SERVICE_PORTS=f"{svc_lo}-{svc_hi}", HOMEHELPER_STREAMLIT_PORTS=f"{ui_lo}-{ui_hi}")
-    for key in ("HOMEHELPER_ROOT", "HOMEHELPER_PASSWORD"):  # the first start prints a generated password to
-        env.pop(key, None)  # our pipe, where nobody reads it: the benchmark never logs in
+    # Only our settings: a HOMEHELPER_* left in the shell must not change what is measured. Without
+    # HOMEHELPER_PASSWORD the first start prints a generated password to our pipe; nobody logs in.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEHELPER_")}
+    env.update(HOMEHELPER_AUTH__LOOPBACK_WITHOUT_LOGIN="true", HOMEHELPER_SERVICE_PORTS=f"{svc_lo}-{svc_hi}",
+               HOMEHELPER_STREAMLIT_PORTS=f"{ui_lo}-{ui_hi}")
     if redis_proc is not None:
         env["HOMEHELPER_REDIS_URL"] = redis_proc.url
-    else:
-        env.pop("HOMEHELPER_REDIS_URL", None)
     constraint = pi_profile.plan(args.profile, board=board_model(), core_factor=args.pi_core_factor,
                                  host_memory_mb=_host_memory_mb())
     argv = constraint.wrap([sys.executable, "-m", "homehelper", "--root", str(STATE / "root"), "serve",
@@ -255,7 +261,7 @@ def run_scale(n: int, args: argparse.Namespace, redis_proc: RedisProc | None, pr
         progress.note(f"{n} apps: waiting for the Streamlit apps to idle-expire")
         run["streamlit"] = {"opens": {k: {kk: vv for kk, vv in v.items() if kk != "opened_at"}
                                       for k, v in window["opens"].items()},
-                            **wait_expired(serve.url, ui_apps, window["opens"], timeout=60)}
+                            **wait_expired(serve.url, window["opens"], window["expired"], timeout=60)}
         progress.note(f"{n} apps: idle window {args.idle_seconds:g} s")
         sampler.mark("idle")
         time.sleep(args.idle_seconds)
@@ -286,6 +292,7 @@ def run_scale(n: int, args: argparse.Namespace, redis_proc: RedisProc | None, pr
         if sampler is not None:
             sampler.stop()
             run["series"] = sampler.series()
+            run["rss_mb_peak_whole_run"] = round(max((s["rss"] for s in sampler.samples), default=0) / 2**20, 1)
             run["marks"] = sampler.marks
         run["leftover_processes_killed"] = kill_leftovers(str(apps_dir))
         run["cgroup"] = constraint.stats()
@@ -310,162 +317,6 @@ def _host_memory_mb() -> int | None:
         return int(psutil.virtual_memory().total // 2**20)
     except Exception:
         return None
-
-
-# --- discovery ----------------------------------------------------------------------------------
-def baseline_scan(apps_dir: Path) -> list[Any]:
-    """The least a scan must do: list the folders and parse each manifest."""
-    out = []
-    with os.scandir(apps_dir) as it:
-        for entry in it:
-            if entry.name.startswith((".", "_")) or not entry.is_dir():
-                continue
-            try:
-                with open(os.path.join(entry.path, "homehelper.json"), "rb") as f:
-                    out.append(json.load(f))
-            except FileNotFoundError:
-                continue
-    return out
-
-
-def discovery(counts: list[int], rounds: int) -> list[dict[str, Any]]:
-    try:
-        from homehelper.actors.scanner import scan_folder
-    except ImportError as exc:
-        raise NotAvailable(f"homehelper.actors.scanner.scan_folder: {exc}") from None
-    out = []
-    for count in counts:
-        folder = STATE / "discovery" / str(count)
-        generate_folders(folder, count)
-        found, invalid = scan_folder(folder)
-        if len(found) != count or invalid:
-            raise RuntimeError(f"scan_folder found {len(found)} of {count} apps, invalid: {list(invalid)[:3]}")
-        baseline_scan(folder)
-        scan_t, base_t = [], []
-        for _ in range(rounds):  # interleaved: drift on a shared machine hits both alike
-            t0 = time.perf_counter()
-            scan_folder(folder)
-            scan_t.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            baseline_scan(folder)
-            base_t.append(time.perf_counter() - t0)
-        scan, base = statistics.median(scan_t), statistics.median(base_t)
-        out.append({"folders": count, "scan_ms": round(scan * 1000, 2), "baseline_ms": round(base * 1000, 2),
-                    "ratio": round(scan / base, 2) if base else None,
-                    "per_folder_us": round(scan / count * 1e6, 1)})
-    return out
-
-
-# --- figures, targets, table ----------------------------------------------------------------------
-def scaling(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    ok = [r for r in runs if "idle" in r]
-    xs = [r["apps"] for r in ok]
-    idle = [r["idle"].get("cpu_pct") for r in ok]
-    load = [r["load"].get("cpu_pct") for r in ok]
-    rss = [r["idle"].get("rss_mb_end") for r in ok]
-    out: dict[str, Any] = {"apps": xs, "idle_cpu_pct": idle, "load_cpu_pct": load, "rss_mb": rss}
-    for key, ys in (("idle_cpu_pct_per_app", idle), ("rss_mb_per_app", rss), ("load_cpu_pct_per_app", load)):
-        fit = linear_fit(xs, ys) if None not in ys else None
-        out[key] = round(fit[0], 4) if fit else None
-        if fit:
-            out[key.replace("_per_app", "_base")] = round(fit[1], 3)
-    return out
-
-
-def _at(runs: list[dict[str, Any]], apps: int) -> dict[str, Any] | None:
-    """The run with `apps` service apps, else the largest below it."""
-    done = [r for r in runs if "idle" in r and r["apps"] <= apps]
-    return max(done, key=lambda r: r["apps"]) if done else None
-
-
-def targets(runs: list[dict[str, Any]], profile: str, clients: int) -> list[dict[str, Any]]:
-    r = _at(runs, TARGET_APPS)
-    if r is None:
-        return []
-    where = f"{r['apps']} apps" + ("" if r["apps"] == TARGET_APPS else f" (no {TARGET_APPS}-app run)")
-    out = []
-
-    def add(name: str, value: Any, limit: float, unit: str, note: str = "") -> None:
-        passed = None if value is None else value < limit if name != "lost messages" else value == limit
-        out.append({"scenario": "load", "name": name, "value": value, "unit": unit,
-                    "target": f"{'=' if name == 'lost messages' else '<'} {limit:g}", "pass": passed,
-                    "note": (f"{where}; {note}" if note else where)})
-
-    add("idle CPU of HomeHelper", r["idle"].get("cpu_pct"), TARGETS["idle_cpu_pct"], "% of one core",
-        "apps publishing, health checks running, no clients")
-    rss = max(r["load"].get("rss_mb_max") or 0, r["idle"].get("rss_mb_max") or 0) or None
-    add("RSS of HomeHelper", rss, TARGETS["rss_mb"], "MB", "peak over load and idle")
-    p99 = r["load"]["refresh_ms"].get("p99")
-    add("refresh p99", p99, TARGETS["refresh_p99_ms"], "ms",
-        f"{clients} clients, profile {profile}" + ("" if profile == "pi5" else ": the target is for --profile pi5"))
-    b = r.get("bridge") or {}
-    if b.get("available") and "lost" in b:
-        below = b.get("capacity_per_s") is not None and b["storm_rate"] < b["capacity_per_s"]
-        add("lost messages", b["lost"] if below else None, TARGETS["lost"], "messages",
-            f"storm {b['storm_rate']:g}/s vs capacity {b.get('capacity_per_s')}/s"
-            + ("" if below else ": storm not below capacity, no verdict"))
-    else:
-        out.append({"scenario": "load", "name": "lost messages", "value": None, "unit": "messages", "target": "= 0",
-                    "pass": None, "note": b.get("note", "bridge not measured")})
-    add("idle disk writes", r["idle"].get("write_kb_per_min"), TARGETS["idle_write_kb_min"], "KB/min",
-        "/proc/<pid>/io write_bytes of HomeHelper itself")
-    return out
-
-
-COLUMNS = ["apps", "healthy", "idle CPU %", "load CPU %", "RSS MB", "refresh p50 ms", "p99 ms", "refresh/s",
-           "bridge ev/s", "capacity ev/s", "lost", "health misses", "idle KB/min"]
-
-
-def table_rows(runs: list[dict[str, Any]]) -> list[list[Any]]:
-    rows = []
-    for r in runs:
-        if "idle" not in r:
-            rows.append([r["apps"], "error", r.get("error", "")[:60]] + [None] * (len(COLUMNS) - 3))
-            continue
-        b = r.get("bridge") or {}
-        rows.append([r["apps"], f"{r['startup'].get('healthy')}/{r['startup'].get('of')}", r["idle"].get("cpu_pct"),
-                     r["load"].get("cpu_pct"), max(r["load"].get("rss_mb_max") or 0, r["idle"].get("rss_mb_max") or 0),
-                     r["load"]["refresh_ms"].get("p50"), r["load"]["refresh_ms"].get("p99"),
-                     r["load"].get("refreshes_per_s"), b.get("events_per_s"), b.get("capacity_per_s"), b.get("lost"),
-                     r["load"]["health"]["misses"], r["idle"].get("write_kb_per_min")])
-    return rows
-
-
-def print_report(result: dict[str, Any]) -> None:
-    prof = result["profile"]
-    print(f"load: profile {prof['profile']} ({prof['method']}): {prof['note']}")
-    if result.get("runs"):
-        print(text_table(COLUMNS, result["table"]["rows"]))
-        for r in result["runs"]:
-            for key in ("error",):
-                if r.get(key):
-                    print(f"load: {r['apps']} apps: {r[key]}")
-            ui = r.get("streamlit") or {}
-            failed = {k: v.get("error") for k, v in (ui.get("opens") or {}).items() if not v.get("ok")}
-            notes = [(r.get("startup") or {}).get("note"), (r.get("bridge") or {}).get("note"),
-                     f"Streamlit open failed: {failed}" if failed else None,
-                     f"Streamlit: {ui.get('expired')}/{ui.get('opened')} idle-expired, seconds after open "
-                     f"{ui.get('seconds_after_open')}" if ui.get("opened") else None]
-            b = r.get("bridge") or {}
-            if b.get("available") and "storm_sent" in b:
-                lat, bl = b.get("latency_ms") or {}, b.get("burst_latency_ms") or {}
-                notes.append(f"bridge: burst offered {b.get('offered_per_s')}/s, capacity {b.get('capacity_per_s')}/s, "
-                             f"burst lost {b.get('burst_lost')} of {b.get('burst_sent')} (p99 {bl.get('p99')} ms); "
-                             f"storm {b['storm_rate']:g}/s: {b['storm_arrived']}/{b['storm_sent']} arrived, "
-                             f"round trip p50 {lat.get('p50')} ms p99 {lat.get('p99')} ms; bridge dropped during load "
-                             f"{b.get('dropped_during_load')}")
-            for note in filter(None, notes):
-                print(f"load: {r['apps']} apps: {note}"[:300])
-        s = result["scaling"]
-        if s.get("idle_cpu_pct_per_app") is not None:
-            print(f"load: cost per added app: idle CPU {s['idle_cpu_pct_per_app']:+.3f} %/app, "
-                  f"load CPU {s['load_cpu_pct_per_app']:+.3f} %/app, RSS {s['rss_mb_per_app']:+.2f} MB/app")
-    for d in result.get("discovery", []):
-        print(f"discovery: {d['folders']:>5} folders: scan_folder {d['scan_ms']:>8.2f} ms  scandir+json baseline "
-              f"{d['baseline_ms']:>8.2f} ms  ratio {d['ratio']}x  ({d['per_folder_us']} us/folder)")
-    for t in result.get("targets", []):
-        verdict = {True: "PASS", False: "MISS", None: "n/a "}[t["pass"]]
-        print(f"target: {verdict} {t['name']}: {t['value']} {t['unit']} (target {t['target']}) - {t['note']}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -498,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise NotAvailable("no load run completed: " + "; ".join(r.get("error", "?") for r in result["runs"]))
     if do_disc:
         progress.note("discovery: 10, 100, 1000 folders")
-        result["discovery"] = discovery([10, 100, 1000], 3 if args.quick else 7)
+        result["discovery"] = discovery(STATE, [10, 100, 1000], 3 if args.quick else 7)
         progress.step("discovery done")
     progress.close()
     print_report(result)

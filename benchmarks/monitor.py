@@ -53,8 +53,8 @@ def stop_apps(procs: list[subprocess.Popen[bytes]]) -> None:
         p.wait()
 
 
-def bare_psutil(pids: list[int]) -> None:
-    """The psutil calls behind a snapshot, used as directly as psutil allows."""
+def _machine_calls() -> None:
+    """The machine-wide psutil calls behind a snapshot."""
     psutil.cpu_times(percpu=True)
     psutil.net_io_counters()
     psutil.virtual_memory()
@@ -65,6 +65,11 @@ def bare_psutil(pids: list[int]) -> None:
         psutil.disk_usage(part.mountpoint)
     psutil.sensors_temperatures()
     psutil.sensors_fans()
+
+
+def bare_psutil(pids: list[int]) -> None:
+    """The psutil calls behind a snapshot, used as directly as psutil allows."""
+    _machine_calls()
     children: dict[int, list[int]] = {}
     for proc in psutil.process_iter(["ppid"]):  # the process trees: one pass
         children.setdefault(proc.info["ppid"], []).append(proc.pid)
@@ -85,16 +90,7 @@ def bare_psutil(pids: list[int]) -> None:
 
 def bare_psutil_main_only(pids: list[int]) -> None:
     """For context: the same without finding the trees (each app's main process only)."""
-    psutil.cpu_times(percpu=True)
-    psutil.net_io_counters()
-    psutil.virtual_memory()
-    psutil.swap_memory()
-    os.getloadavg()
-    psutil.boot_time()
-    for part in psutil.disk_partitions(all=False):
-        psutil.disk_usage(part.mountpoint)
-    psutil.sensors_temperatures()
-    psutil.sensors_fans()
+    _machine_calls()
     for pid in pids:
         proc = psutil.Process(pid)
         with proc.oneshot():

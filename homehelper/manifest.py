@@ -133,10 +133,21 @@ _TOP = {"id", "name", "version", "description", "type", "entry", "requirements",
 
 
 def _inside(folder: Path, rel: str) -> bool:
+    """`rel` names something inside `folder`, even through symlinks."""
+    parts = Path(rel).parts
     if Path(rel).is_absolute():
         return False
+    if ".." not in parts:  # the common case: a few lstats instead of a full resolve
+        cur = folder
+        for part in parts:
+            cur = cur / part
+            if cur.is_symlink():
+                break
+        else:
+            return True
+    real = folder.resolve()
     target = (folder / rel).resolve()
-    return target == folder.resolve() or folder.resolve() in target.parents
+    return target == real or real in target.parents
 
 
 def parse_manifest(data: bytes, folder: Path) -> Manifest:
@@ -259,7 +270,8 @@ def _choice(c: _Checker, obj: dict[str, Any], field: str, choices: tuple[str, ..
 def load_manifest(folder: Path, apps_root: Path | None = None) -> Manifest:
     """Read and validate `folder/homehelper.json`, refusing paths that leave `apps_root`."""
     path = folder / MANIFEST_NAME
-    if apps_root is not None:
+    # Only a symlink (or a folder that is not a direct child) can lead out of apps/.
+    if apps_root is not None and (folder.parent != apps_root or folder.is_symlink() or path.is_symlink()):
         root = apps_root.resolve()
         for p in (folder, path):
             real = p.resolve()

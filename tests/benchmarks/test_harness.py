@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from benchmarks import __main__ as runner
-from benchmarks import load
 from benchmarks.harness import Progress, linear_fit, percentile, summary
+from benchmarks.harness import loadfigures as load
 from benchmarks.harness import profile as pi_profile
+from benchmarks.harness.discovery import baseline_scan
 from benchmarks.harness.machine import board_model, cpu_model, is_raspberry_pi
 from benchmarks.harness.procs import Sampler
 from benchmarks.harness.report import write_results
@@ -72,7 +73,8 @@ def _fake_results() -> dict:
     small["idle"]["cpu_pct"] = 0.1
     runs = [small, run]
     result = {"runs": runs, "scaling": load.scaling(runs), "targets": load.targets(runs, "pi5", 20),
-              "discovery": [{"folders": 10, "scan_ms": 1.0, "baseline_ms": 0.5, "ratio": 2.0}],
+              "discovery": [{"folders": 10, "scan_ms": 1.0, "baseline_ms": 0.5, "ratio": 2.0, "per_folder_us": 100.0}],
+              "profile": {"profile": "pi5", "method": "cgroup-v1", "note": "an approximation"},
               "table": {"columns": load.COLUMNS, "rows": load.table_rows(runs)}}
     return {"title": "t <&> x", "started": "now", "started_unix": 1_700_000_000, "quick": True,
             "profile": {"profile": "pi5", "method": "cgroup-v1", "note": "an approximation"},
@@ -100,6 +102,13 @@ def test_report_writer_makes_valid_json_and_html_with_well_formed_svg(tmp_path: 
     md = (tmp_path / "latest.md").read_text()
     assert "| idle CPU of HomeHelper | 0.40 % of one core | < 1 | PASS |" in md and "| bus | skipped |" in md
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_load_report_prints_the_table_and_verdicts(capsys: pytest.CaptureFixture[str]) -> None:
+    load.print_report(_fake_results()["scenarios"]["load"]["result"])
+    out = capsys.readouterr().out
+    assert "idle CPU %" in out and "target: PASS refresh p99: 12.5 ms (target < 50)" in out
+    assert "discovery:    10 folders" in out and "ratio 2.0x" in out
 
 
 def test_targets_give_pass_miss_and_no_verdict_above_capacity() -> None:
@@ -271,7 +280,7 @@ def test_discovery_baseline_reads_what_the_scanner_finds(tmp_path: Path) -> None
     generate_folders(tmp_path, 12)
     found, invalid = scan_folder(tmp_path)
     assert len(found) == 12 and not invalid
-    assert sorted(m["id"] for m in load.baseline_scan(tmp_path)) == sorted(m.id for m in found)
+    assert sorted(m["id"] for m in baseline_scan(tmp_path)) == sorted(m.id for m in found)
 
 
 def test_nice_ticks_cover_the_data() -> None:
