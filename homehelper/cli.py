@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check an app folder or its homehelper.json")
     v.add_argument("path", type=Path)
     sub.add_parser("password", help="set the dashboard password (HOMEHELPER_PASSWORD or a prompt); logs everyone out")
+    b = sub.add_parser("bench", help="run the benchmarks of a source checkout (python -m benchmarks ...)")
+    b.add_argument("bench_args", nargs=argparse.REMAINDER, help="e.g. --quick, --profile pi5, load")
     i = sub.add_parser("install", help="install HomeHelper itself as a systemd service (starts at boot)")
     i.add_argument("--scope", choices=["user", "system"], help="systemd scope (default from config)")
     i.add_argument("--dry-run", action="store_true", help="print the unit, change nothing")
@@ -39,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # everything after it is the benchmark runner's
+        return bench(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "validate":
         return validate(args.path)
@@ -67,6 +72,17 @@ def main(argv: list[str] | None = None) -> int:
 
         return selfinstall.install_command(config, args)
     return 2
+
+
+def bench(bench_args: list[str]) -> int:
+    import subprocess
+
+    from .config import CHECKOUT
+
+    if CHECKOUT is None or not (CHECKOUT / "benchmarks").is_dir():
+        print("homehelper bench: the benchmarks ship with the source checkout only", file=sys.stderr)
+        return 2
+    return subprocess.call([sys.executable, "-m", "benchmarks", *bench_args], cwd=CHECKOUT)
 
 
 def set_password(config: Config) -> int:

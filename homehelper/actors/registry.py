@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 AppFactory = Callable[[Manifest], Actor]
 _PERSISTED = ("name", "type", "folder", "digest", "desired", "port")
+# What the read model follows: an app's bus traffic (readings, heartbeats) never wakes the registry.
+_FOLLOWED = (AppStateChanged, AppStarted, AppStopped, AppHealthChanged, PortAssigned, AppInstalled, AppCrashed,
+             AppConfigError, AppInstallFailed, AppQuarantined)
 
 
 @attrs.define
@@ -89,7 +92,7 @@ class Registry(Actor):
         self.first_scan = True
 
     async def on_start(self, nursery: trio.Nursery) -> None:
-        sub = self.bus.subscribe(maxlen=4096, accept=lambda e: getattr(e, "app_id", None) in self.records)
+        sub = self.bus.subscribe(maxlen=4096, accept=lambda e: isinstance(e, _FOLLOWED) and e.app_id in self.records)
         nursery.start_soon(self._follow, sub)
 
     async def on_stop(self) -> None:

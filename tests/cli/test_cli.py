@@ -98,3 +98,10 @@ def test_serve_answers_lists_apps_and_stops_on_sigterm_within_5_s(tmp_path: Path
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_bench_passes_its_arguments_to_the_runner(tmp_path: Path) -> None:
+    out = hh("bench", "--list", root=tmp_path)
+    assert out.returncode == 0, out.stderr
+    listed = [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
+    assert {"actors", "services", "streamlit_ui", "dashboard", "bus", "monitor", "load"} <= set(listed)
