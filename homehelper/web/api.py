@@ -112,7 +112,13 @@ def register_api(app: QuartTrio, deps: WebDeps) -> None:
 
     @app.get("/api/events")
     async def events() -> Any:
-        return jsonify(await ops.events(deps, int_arg("limit", 100, 1, ops.MAX_EVENTS)))
+        limit = int_arg("limit", 100, 1, ops.MAX_EVENTS)
+        source = request.args.get("source", "local")
+        if source == "redis":  # the bounded Redis stream: history that outlives this process
+            return jsonify(await ops.redis_events(deps, limit))
+        if source != "local":
+            raise BadRequest(f"query parameter 'source' must be local or redis, got {source[:40]!r}", param="source")
+        return jsonify(await ops.events(deps, limit))
 
     @app.get("/api/config")
     async def get_config() -> Any:

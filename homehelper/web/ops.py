@@ -14,7 +14,7 @@ import trio
 
 from ..actors import ActorError, Broadcast
 from ..config import Config, change_config
-from ..errors import BadRequest, Conflict, HomeHelperError, UnknownApp
+from ..errors import BadRequest, Conflict, HomeHelperError, Unavailable, UnknownApp
 from ..messages import (
     ConfigChanged,
     GetApp,
@@ -102,6 +102,17 @@ async def events(deps: WebDeps, limit: int = 100) -> list[dict[str, Any]]:
     if hasattr(log, "recent"):
         return list(log.recent(limit))
     return list(await log.ask(GetEventHistory(limit), timeout=10))
+
+
+async def redis_events(deps: WebDeps, limit: int = 100) -> list[dict[str, Any]]:
+    """Recent events from the bridge's Redis stream, newest last. Without Redis that is a state of
+    this server, not a failure of it: 409, pointing at the in-process history."""
+    if deps.bridge is None:
+        raise Conflict("no Redis bridge runs: the in-process history is at /api/events")
+    try:
+        return list(await deps.bridge.ask(GetEventHistory(limit), timeout=10))
+    except Unavailable as exc:
+        raise Conflict(f"{exc.message}; the in-process history is at /api/events") from None
 
 
 async def snapshot(deps: WebDeps) -> dict[str, Any]:

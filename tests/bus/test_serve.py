@@ -19,35 +19,46 @@ async def health(url: str) -> int:
         return (await c.get(f"{url}/api/health")).status_code
 
 
+async def history(url: str, source: str) -> httpx.Response:
+    async with httpx.AsyncClient() as c:  # loopback without login: set by these tests' config
+        return await c.get(f"{url}/api/events", params={"source": source, "limit": 50})
+
+
+def settings(state_root, redis_url):
+    return load_config(state_root, overrides={"port": free_port(), "redis_url": redis_url,
+                                              "auth": {"loopback_without_login": True}}, environ={})
+
+
 async def test_serves_with_no_redis_at_all(state_root):
-    config = load_config(state_root, overrides={"port": free_port(), "redis_url": None}, environ={})
     async with trio.open_nursery() as nursery:
-        rt = await nursery.start(serve, config)
+        rt = await nursery.start(serve, settings(state_root, None))
         assert await health(rt.url) == 200
-        if "bridge" in rt.refs:  # wired by serve.py
-            state = await rt.refs["bridge"].ask(GetBusState())
-            assert (state["enabled"], state["connected"]) == (False, False)
+        state = await rt.refs["bridge"].ask(GetBusState())
+        assert (state["enabled"], state["connected"]) == (False, False)
+        assert (await history(rt.url, "redis")).status_code == 409
+        local = await history(rt.url, "local")
+        assert local.status_code == 200 and "server_started" in [e["kind"] for e in local.json()]
         nursery.cancel_scope.cancel()
 
 
 @pytest.mark.redis
 async def test_keeps_serving_while_redis_is_killed(state_root, redis):
-    config = load_config(state_root, overrides={"port": free_port(), "redis_url": redis.url}, environ={})
     async with trio.open_nursery() as nursery:
-        rt = await nursery.start(serve, config)
+        rt = await nursery.start(serve, settings(state_root, redis.url))
         events = rt.bus.subscribe(1000)
-        wired = "bridge" in rt.refs
-        if wired:
-            state = await rt.refs["bridge"].ask(GetBusState())
-            if not state["connected"]:
-                await next_event(events, lambda e: isinstance(e, BusConnected))
-        redis.kill()
-        if wired:
-            await next_event(events, lambda e: isinstance(e, BusDisconnected))
-        assert await health(rt.url) == 200
-        redis.start()
-        if wired:
+        state = await rt.refs["bridge"].ask(GetBusState())
+        if not state["connected"]:
             await next_event(events, lambda e: isinstance(e, BusConnected))
-            assert rt.root.children()["bridge"]["starts"] == 1
+        with trio.fail_after(10):  # what happened before the connection reaches the stream too
+            while "server_started" not in [e["kind"] for e in (await history(rt.url, "redis")).json()]:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        redis.kill()
+        await next_event(events, lambda e: isinstance(e, BusDisconnected))
+        assert await health(rt.url) == 200
+        gone = await history(rt.url, "redis")
+        assert gone.status_code == 409 and "in-process history" in gone.json()["message"]
+        redis.start()
+        await next_event(events, lambda e: isinstance(e, BusConnected))
+        assert rt.root.children()["bridge"]["starts"] == 1
         assert await health(rt.url) == 200
         nursery.cancel_scope.cancel()
