@@ -51,9 +51,9 @@ CSP = b"frame-ancestors 'self'"
 @attrs.define
 class _Entry:
     type: str | None = None  # None until a snapshot said (events do not carry the type)
-    ui: str | None = None  # a service app's own UI path (manifest `ui`)
     state: str = "stopped"
     port: int | None = None
+    ui: str | None = None  # a service app's own UI path (manifest `ui`)
 
 
 class PortCache:
