@@ -51,6 +51,7 @@ class Runtime:
     root: Supervisor
     apps: Supervisor
     refs: dict[str, Any]
+    ctx: AppContext
     url: str = ""
     cancel_scope: trio.CancelScope | None = None
 
@@ -85,11 +86,13 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     # Before any app actor starts, so the sensors see every AppProcessChanged.
     procs = ProcessTable.following(bus)
     sensors = root.start_child(ChildSpec("sensors", lambda: SensorActor(config, bus.publish, bus, procs)))
-    ui = root.start_child(ChildSpec("ui", lambda: UIManager(config, apps=apps)))
     backend = await choose_backend(config)  # says which at start
     await nursery.start(backend.run)  # batches systemctl calls; up before any app actor
+    # ctx.config is the live config: a change made through the API is read from here.
     ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl,
-                     extra={"apps": apps, "ui": ui, "backend": backend, "installer": Installer(config)})
+                     extra={"apps": apps, "backend": backend, "installer": Installer(config)})
+    ui = root.start_child(ChildSpec("ui", lambda: UIManager(config, apps=apps, live=lambda: ctx.config)))
+    ctx.extra["ui"] = ui
     factory = app_factory(ctx)
     registry = root.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
                                                                        config.registry_dir / "apps.json")))
@@ -99,7 +102,7 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
     refs = dict(backend=backend, ui=ui, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
                 sensors=sensors, eventlog=eventlog)
-    return Runtime(config, bus, root, apps, refs)
+    return Runtime(config, bus, root, apps, refs, ctx)
 
 
 async def serve(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
@@ -115,9 +118,11 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.
         sensors = rt.refs["sensors"]
 
         async def set_config(changes: dict[str, Any]) -> Config:
-            new = await persist_config_change(deps.config, rt.bus, changes)
+            new = await persist_config_change(deps.config, rt.bus, changes)  # announces ConfigChanged
             if new.monitor != deps.config.monitor:
                 await sensors.tell(SetMonitorConfig(new.monitor))
+            logging.getLogger().setLevel(new.log_level)
+            rt.ctx.config = new  # app actors and the UI manager read streamlit.* from here
             return new
 
         deps.set_config = set_config

@@ -39,14 +39,20 @@ class UIManager(Actor):
     name = "ui"
 
     def __init__(self, config: Config, memory: Callable[[], float] = available_mb,
-                 memory_check: float = MEMORY_CHECK, apps: Any = None) -> None:
-        self.config = config
+                 memory_check: float = MEMORY_CHECK, apps: Any = None,
+                 live: Callable[[], Config] | None = None) -> None:
+        self._config = config
+        self.live = live  # where a config changed at run time is read from (serve.py's AppContext)
         self.apps = apps  # the apps Supervisor: after a restart, the running apps get their slots back
         self.memory = memory
         self.memory_check = memory_check
         self.slots: dict[str, tuple[Any, float]] = {}  # app_id -> (ref, reserved at)
         self.some_running = trio.Event()
         self.lock = trio.Lock()  # the memory watcher and the mailbox both evict: one at a time
+
+    @property
+    def config(self) -> Config:
+        return self.live() if self.live is not None else self._config
 
     @property
     def cfg(self) -> Any:
