@@ -113,14 +113,7 @@ async def baseline_outbound(url: str, events: list[Event]) -> float:
 
 
 async def bridge_outbound(url: str, events: list[Event]) -> tuple[float, int]:
-    bus = Broadcast()
-    bridge = RedisBridge(bus, url, node_id="bench-bridge", history=HISTORY, buffer=len(events) + 1000)
-    watch = bus.subscribe(16, accept=lambda e: isinstance(e, BusConnected))
-    async with trio.open_nursery() as nursery:
-        root = Supervisor("bench", emit=bus.publish)
-        await nursery.start(root.run)
-        root.start_child(ChildSpec("bridge", lambda: bridge))
-        await watch.receive()
+    async def body(bus: Broadcast, bridge: RedisBridge) -> tuple[float, int]:
         while bridge.buffered:  # noqa: ASYNC110  (BusConnected itself goes out first)
             await trio.sleep(0.001)
         start = bridge.published
@@ -131,10 +124,9 @@ async def bridge_outbound(url: str, events: list[Event]) -> tuple[float, int]:
             await trio.lowlevel.checkpoint()
         while bridge.published - start < len(events):  # noqa: ASYNC110  (a counter; 0.5 ms polls cost ~nothing)
             await trio.sleep(0.0005)
-        elapsed = time.perf_counter() - t0
-        dropped = bridge.sub.dropped
-        nursery.cancel_scope.cancel()
-    return len(events) / elapsed, dropped
+        return len(events) / (time.perf_counter() - t0), bridge.sub.dropped
+
+    return await with_bridge(url, body, node_id="bench-bridge", buffer=len(events) + 1000)
 
 
 # --- inbound ----------------------------------------------------------------
@@ -187,9 +179,10 @@ async def baseline_inbound(server: Server, n: int) -> float:
     return n / (out[0] - t0)
 
 
-async def with_bridge(url: str, body: Any) -> Any:
+async def with_bridge(url: str, body: Any, node_id: str = "bench", **bridge_kw: Any) -> Any:
+    """Run `body(bus, bridge)` once a real bridge under a supervisor is connected to `url`."""
     bus = Broadcast()
-    bridge = RedisBridge(bus, url, node_id="bench", history=HISTORY)
+    bridge = RedisBridge(bus, url, node_id=node_id, history=HISTORY, **bridge_kw)
     watch = bus.subscribe(16, accept=lambda e: isinstance(e, BusConnected))
     async with trio.open_nursery() as nursery:
         root = Supervisor("bench", emit=bus.publish)
