@@ -24,10 +24,19 @@ ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 
 AppType = Literal["service", "streamlit"]
+HealthType = Literal["http", "process", "watchdog"]
+
+# What an app may ask for beyond the default sandbox; each needs the user's approval.
+# docs/services.md says what each one lets an app do and which unit directives it sets.
+PERMISSIONS = ("gpio", "i2c", "spi", "usb", "video", "bluetooth", "host-metrics", "lan", "internet")
+DEVICE_RE = re.compile(r"/dev/[A-Za-z0-9._:+@/*?-]{1,200}")
 
 
 @attrs.frozen
 class Health:
+    # http: poll `path`; process: alive means healthy (the default without a `health` section);
+    # watchdog: the app speaks sd_notify (READY=1, then WATCHDOG=1 at least every `interval`).
+    type: HealthType = "process"
     path: str = "/health"
     interval: float = 30.0  # seconds between polls
     timeout: float = 5.0
@@ -68,7 +77,14 @@ class Manifest:
     ttl: float = 300.0  # Streamlit idle TTL
     ui: str | None = None  # a service app's own UI path, proxied by the dashboard
     autostart: bool = False  # services: start with HomeHelper
+    permissions: tuple[str, ...] = ()  # from PERMISSIONS, sorted, no repeats
+    devices: tuple[str, ...] = ()  # /dev paths or /dev/serial/by-id/ globs, as written
     digest: str = ""  # sha256 of the manifest bytes, to notice changes
+
+    @property
+    def grants(self) -> tuple[str, ...]:
+        """What the user must approve before the app starts: permissions, then devices."""
+        return self.permissions + self.devices
 
     @property
     def entry_path(self) -> Path:
@@ -129,7 +145,7 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 
 _TOP = {"id", "name", "version", "description", "type", "entry", "requirements", "setup", "env", "health",
-        "resources", "restart", "ttl", "ui", "autostart"}
+        "resources", "restart", "ttl", "ui", "autostart", "permissions", "devices"}
 
 
 def _inside(folder: Path, rel: str) -> bool:
@@ -199,6 +215,9 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         elif not isinstance(value, str):
             c.err(f"env.{key}", "must be a string")
     health = _section(c, raw, "health", Health, {
+        # A `health` section without a type keeps its old meaning: HTTP polls.
+        "type": lambda o, w: _choice(c, o, "type", ("http", "process", "watchdog"),
+                                     "http" if "health" in raw else "process", w),
         "path": lambda o, w: _path(c, o, "path", "/health", w),
         "interval": lambda o, w: c.number(o, "interval", 30.0, 1, 3600, w),
         "timeout": lambda o, w: c.number(o, "timeout", 5.0, 0.1, 120, w),
@@ -219,6 +238,16 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
     ttl = c.number(raw, "ttl", 300.0, 10, 86400)
     ui = _path(c, raw, "ui", None) if "ui" in raw else None
     autostart = c.get(raw, "autostart", bool, False)
+    permissions = c.get(raw, "permissions", list, [])
+    for p in permissions:
+        if p not in PERMISSIONS:
+            c.err("permissions", f"unknown permission {json.dumps(p)[:60]}; known: {', '.join(PERMISSIONS)}")
+    devices = c.get(raw, "devices", list, [])
+    for d in devices:
+        if not isinstance(d, str) or not DEVICE_RE.fullmatch(d) or "/../" in d or d.endswith("/.."):
+            c.err("devices", f"{json.dumps(d)[:60]} must be a path under /dev/ (globs only under /dev/serial/by-id/)")
+        elif any(ch in d for ch in "*?") and not d.startswith("/dev/serial/by-id/"):
+            c.err("devices", f"{d!r}: globs are allowed only under /dev/serial/by-id/")
     version = c.get(raw, "version", str, "0.0.0")
     description = c.get(raw, "description", str, "")
     if c.errors:
@@ -240,6 +269,8 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         ttl=float(ttl),
         ui=ui,
         autostart=autostart,
+        permissions=tuple(sorted(set(permissions))),
+        devices=tuple(dict.fromkeys(devices)),
         digest=hashlib.sha256(data).hexdigest(),
     )
 

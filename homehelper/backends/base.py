@@ -35,6 +35,12 @@ class AppSpec:
     memory_mb: int = 256
     cpu_percent: int = 50
     tasks: int = 64
+    permissions: tuple[str, ...] = ()  # approved manifest permissions (homehelper.manifest.PERMISSIONS)
+    devices: tuple[str, ...] = ()  # approved device paths or /dev/serial/by-id/ globs, unresolved
+    # Environment the app needs but nobody else may read (its Redis password): never in the
+    # unit's Environment= (systemctl show prints those); the systemd backend hands it over in a
+    # file only the manager reads, the process backend in the child's environment.
+    secrets: tuple[tuple[str, str], ...] = ()
 
     @property
     def log_file(self) -> Path:
@@ -101,6 +107,8 @@ def app_spec(manifest: Manifest, config: Config, port: int, python: Path | None 
         memory_mb=manifest.resources.memory_mb,
         cpu_percent=manifest.resources.cpu_percent,
         tasks=manifest.resources.tasks,
+        permissions=manifest.permissions,
+        devices=manifest.devices,
     )
 
 
