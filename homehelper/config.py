@@ -9,7 +9,10 @@ The state root holds everything HomeHelper writes: `config/`, `data/<app>/`,
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ from .errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CHECKOUT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").is_file() else None
-PRODUCTION_ROOT = Path("/opt/homehelper")
+SYSTEM_ROOT = Path("/var/lib/homehelper")  # installed for root (a system service)
 
 
 @attrs.frozen
@@ -99,12 +102,62 @@ class Config:
 
 _CHOICES = {"backend": ("auto", "systemd", "process"), "systemd_scope": ("user", "system"),
             "log_level": ("DEBUG", "INFO", "WARNING", "ERROR")}
-EDITABLE = frozenset({"redis_url", "log_level", "event_history", "streamlit", "monitor", "auth"})
+# The keys a running HomeHelper follows (see homehelper/actors/settings.py for who follows each);
+# every other key is read once at start, so changing it at run time would be a silent no-op.
+EDITABLE = frozenset({"redis_url", "log_level", "streamlit", "monitor", "auth"})
+_PORT = (1, 65535)
+_PERCENT = (0.0, 100.0)
+# Inclusive bounds of numbers, by dotted key ([i] items of a list by the list's key).
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "port": _PORT, "service_ports": _PORT, "streamlit_ports": _PORT,
+    "event_history": (1, 100_000),
+    "streamlit.ttl": (1, 7 * 86400), "streamlit.max_lifetime": (1, 30 * 86400), "streamlit.max_running": (1, 64),
+    "streamlit.min_available_mb": (0, 1 << 20), "streamlit.start_timeout": (1, 3600),
+    "streamlit.stop_grace": (0.1, 300), "streamlit.busy_window": (0, 86400),
+    "monitor.interval": (0, 86400), "monitor.history": (1, 100_000), "monitor.min_duration": (0, 86400),
+    "monitor.cpu": _PERCENT, "monitor.memory": _PERCENT, "monitor.swap": _PERCENT, "monitor.disk": _PERCENT,
+    "monitor.temperature": (0.0, 150.0), "monitor.hysteresis": _PERCENT, "monitor.min_free_disk_mb": (0, 1 << 30),
+    "auth.session_hours": (0.01, 24 * 366),
+}
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_NODE_ID = re.compile(r"^[A-Za-z0-9._-]{1,40}$")  # it names Redis channels
 
 
-def default_root() -> Path:
-    """Inside the checkout while developing (git ignores it), else /opt/homehelper."""
-    return CHECKOUT / "state" if CHECKOUT is not None else PRODUCTION_ROOT
+def default_root(environ: Mapping[str, str] | None = None, euid: int | None = None) -> Path:
+    """Where state lives when neither --root nor HOMEHELPER_ROOT says: `./state` inside a checkout
+    (git ignores it); installed, /var/lib/homehelper for root (a system service) and the XDG state
+    directory (~/.local/state/homehelper) for anyone else, who cannot write to /var/lib."""
+    if CHECKOUT is not None:
+        return CHECKOUT / "state"
+    env = os.environ if environ is None else environ
+    if (os.geteuid() if euid is None else euid) == 0:
+        return SYSTEM_ROOT
+    xdg = env.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path(env.get("HOME") or Path.home()) / ".local" / "state"
+    return base / "homehelper"
+
+
+def _bounded(key: str, number: float) -> None:
+    lo, hi = _BOUNDS.get(re.sub(r"\[\d+\]$", "", key), (0, math.inf))
+    if not lo <= number <= hi:
+        span = f"from {lo:g} to {hi:g}" if hi != math.inf else f"at least {lo:g}"
+        raise ConfigError(f"config key {key!r} must be {span}, got {number!r}", key=key)
+
+
+def _check_string(key: str, value: str) -> str | None:
+    if key == "redis_url":
+        if not value.strip() or value.strip().lower() == "none":
+            return None  # the CLI's spelling of "no Redis"
+        if not value.startswith(REDIS_SCHEMES) or len(value) > 2048 or any(c.isspace() for c in value):
+            raise ConfigError(f"config key 'redis_url' must be a URL starting with {', '.join(REDIS_SCHEMES)} "
+                              f"(redis://[user:password@]host:port/db), got {value[:80]!r}", key=key)
+        return value
+    if key == "node_id" and not _NODE_ID.match(value):
+        raise ConfigError(f"config key 'node_id' must be 1-40 letters, digits, '.', '_' or '-', got {value[:80]!r}",
+                          key=key)
+    if key == "host" and (not value or len(value) > 255 or any(c.isspace() for c in value)):
+        raise ConfigError(f"config key 'host' must be a host name or address, got {value[:80]!r}", key=key)
+    return value
 
 
 def _convert(key: str, value: Any, default: Any) -> Any:
@@ -125,8 +178,11 @@ def _convert(key: str, value: Any, default: Any) -> Any:
         except ValueError:
             kind = "an integer" if isinstance(default, int) else "a number"
             raise ConfigError(f"config key {key!r} must be {kind}, got {value!r}", key=key) from None
+        if not math.isfinite(number):
+            raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}", key=key)
         if number < 0:
             raise ConfigError(f"config key {key!r} must not be negative, got {value!r}", key=key)
+        _bounded(key, number)
         return type(default)(number)
     if isinstance(default, tuple):
         if isinstance(value, str):
@@ -149,7 +205,7 @@ def _convert(key: str, value: Any, default: Any) -> Any:
     choices = _CHOICES.get(key)
     if choices and value not in choices:
         raise ConfigError(f"config key {key!r} must be one of {', '.join(choices)}, got {value!r}", key=key)
-    return value
+    return _check_string(key, value)
 
 
 def _apply(obj: Any, changes: dict[str, Any], prefix: str = "") -> Any:
@@ -168,10 +224,20 @@ def _apply(obj: Any, changes: dict[str, Any], prefix: str = "") -> Any:
             default = current if current is not None else ""
             updates[key] = _convert(dotted, value, default)
     new = attrs.evolve(obj, **updates)
-    for port_key in ("port",):
-        if prefix == "" and port_key in updates and not 1 <= new.port <= 65535:
-            raise ConfigError(f"config key 'port' must be from 1 to 65535, got {new.port}", key="port")
+    if prefix == "" and {"port", "service_ports", "streamlit_ports"} & set(updates):
+        _check_ports(new)
     return new
+
+
+def _check_ports(config: Config) -> None:
+    """The dashboard's port and the two app ranges must not overlap: an app would take the other's port."""
+    s, t = config.service_ports, config.streamlit_ports
+    if s[0] <= t[1] and t[0] <= s[1]:
+        raise ConfigError(f"config keys 'service_ports' {list(s)} and 'streamlit_ports' {list(t)} overlap",
+                          key="service_ports")
+    for key, (lo, hi) in (("service_ports", s), ("streamlit_ports", t)):
+        if lo <= config.port <= hi:
+            raise ConfigError(f"config key {key!r} {[lo, hi]} holds the dashboard's port {config.port}", key=key)
 
 
 def _from_env(environ: dict[str, str]) -> dict[str, Any]:
@@ -192,21 +258,12 @@ def load_config(root: Path | None = None, overrides: dict[str, Any] | None = Non
                 environ: dict[str, str] | None = None) -> Config:
     """Defaults < config.json < environment < `overrides` (CLI flags)."""
     env = dict(os.environ if environ is None else environ)
-    root = Path(root or env.get("HOMEHELPER_ROOT") or default_root()).expanduser().resolve()
-    apps_default = CHECKOUT / "apps" if CHECKOUT is not None and root == default_root() else root / "apps"
+    root = Path(root or env.get("HOMEHELPER_ROOT") or default_root(env)).expanduser().resolve()
+    apps_default = CHECKOUT / "apps" if CHECKOUT is not None and root == default_root(env) else root / "apps"
     config = Config(root=root, apps_dir=apps_default)
     path = config.config_file
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        text = None
-    if text is not None:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} must hold a JSON object")
+    data = read_config_file(path)
+    if data is not None:
         try:
             config = _apply(config, data)
         except ConfigError as exc:
@@ -215,6 +272,27 @@ def load_config(root: Path | None = None, overrides: dict[str, Any] | None = Non
     if overrides:
         config = _apply(config, {k: v for k, v in overrides.items() if v is not None})
     return config
+
+
+def read_config_file(path: Path) -> dict[str, Any] | None:
+    """config.json's object, None when there is none. A file that is not a JSON object (damaged, or
+    never JSON) raises ConfigError with detail `damaged`: what is wrong with it."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        what = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise ConfigError(f"{path} is {what}", damaged=what) from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        what = f"not valid JSON: {exc}" if isinstance(exc, json.JSONDecodeError) else "not valid JSON: nested too deep"
+        raise ConfigError(f"{path} is {what}", damaged=what) from None
+    if not isinstance(data, dict):
+        what = f"not a JSON object but {type(data).__name__}"
+        raise ConfigError(f"{path} must hold a JSON object, it is {what}", damaged=what)
+    return data
 
 
 def change_config(config: Config, changes: dict[str, Any]) -> Config:

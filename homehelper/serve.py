@@ -25,21 +25,22 @@ from .actors.registry import Registry
 from .actors.scanner import Scanner
 from .actors.sensors import SensorActor
 from .actors.service import ServiceApp
+from .actors.settings import Settings
 from .actors.streamlit import StreamlitApp
 from .actors.ttl import TTLClock
 from .backends import choose_backend
 from .backends.installer import Installer
 from .config import Config
 from .manifest import Manifest
-from .messages import ServerStarted, SetMonitorConfig
+from .messages import ChangeConfig, ServerStarted, SetMonitorConfig
 from .monitor import ProcessTable
 from .ui import UIManager
 from .web import WebDeps, create_app, hypercorn_config
-from .web.ops import persist_config_change
 
 log = logging.getLogger("homehelper")
 
 SHUTDOWN_GRACE = 4.0  # `homehelper serve` must be gone within 5 s of SIGTERM
+CONFIG_TIMEOUT = 60.0  # changes queue behind each other; each is one small fsync'd write
 
 
 @attrs.define
@@ -52,6 +53,9 @@ class Runtime:
     apps: Supervisor
     refs: dict[str, Any]
     ctx: AppContext
+    settings: Settings  # the live config's one owner: `settings.current`, ChangeConfig to its ref
+    instances: dict[str, Any] = attrs.field(factory=dict)  # the latest instance of root actors (introspection)
+    deps: WebDeps | None = None
     url: str = ""
     cancel_scope: trio.CancelScope | None = None
 
@@ -69,15 +73,28 @@ def app_factory(ctx: AppContext) -> Callable[[Manifest], AppActor]:
     return make
 
 
+def _remembered(instances: dict[str, Any], name: str, make: Callable[[], Any]) -> Callable[[], Any]:
+    def factory() -> Any:
+        instances[name] = actor = make()
+        return actor
+
+    return factory
+
+
 async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     """Start every actor under `nursery`; returns once they are running."""
     bus = Broadcast()
     # Recording from the first event on; the same instance across restarts keeps the ring.
     eventlog = EventLog(bus, config.event_history)
+    # The live config's owner; actors restarted later are built from its current value.
+    settings = Settings(config, bus.publish)
+    live = lambda: settings.current  # noqa: E731
+    instances: dict[str, Any] = {}
     root = Supervisor("root", emit=bus.publish)
     await nursery.start(root.run)
     apps = Supervisor("apps", emit=bus.publish)
     await nursery.start(apps.run)
+    settings_ref = root.start_child(ChildSpec("settings", lambda: settings))
     ranges = {"service": config.service_ports, "streamlit": config.streamlit_ports}
     ports = root.start_child(ChildSpec("ports", lambda: PortAllocator(ranges, config.registry_dir / "ports.json",
                                                                      bus.publish)))
@@ -85,24 +102,37 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     root.start_child(ChildSpec("eventlog", lambda: eventlog))
     # Before any app actor starts, so the sensors see every AppProcessChanged.
     procs = ProcessTable.following(bus)
-    sensors = root.start_child(ChildSpec("sensors", lambda: SensorActor(config, bus.publish, bus, procs)))
+    sensors = root.start_child(ChildSpec("sensors", _remembered(
+        instances, "sensors", lambda: SensorActor(live(), bus.publish, bus, procs))))
     backend = await choose_backend(config)  # says which at start
     await nursery.start(backend.run)  # batches systemctl calls; up before any app actor
-    # ctx.config is the live config: a change made through the API is read from here.
+    installer = Installer(config)
+    # ctx.config is the live config as app actors read it; the settings actor keeps it current.
     ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl,
-                     extra={"apps": apps, "backend": backend, "installer": Installer(config)})
-    ui = root.start_child(ChildSpec("ui", lambda: UIManager(config, apps=apps, live=lambda: ctx.config)))
+                     extra={"apps": apps, "backend": backend, "installer": installer})
+    ui = root.start_child(ChildSpec("ui", _remembered(
+        instances, "ui", lambda: UIManager(live(), apps=apps, live=lambda: ctx.config))))
     ctx.extra["ui"] = ui
     factory = app_factory(ctx)
     registry = root.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
                                                                        config.registry_dir / "apps.json")))
-    # The bridge subscribes before the first scan, so discovery reaches Redis too.
-    bridge = root.start_child(ChildSpec("bridge", lambda: RedisBridge(
-        bus, config.redis_url, config.node_id, history=config.event_history, apps=registry)))
+    # The bridge subscribes before the first scan, so discovery reaches Redis too. It follows
+    # redis_url from ConfigChanged; a restarted bridge starts from the current value.
+    bridge = root.start_child(ChildSpec("bridge", _remembered(instances, "bridge", lambda: RedisBridge(
+        bus, live().redis_url, config.node_id, history=config.event_history, apps=registry))))
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
+
+    async def follow(old: Config, new: Config) -> None:
+        ctx.config = new  # app actors and the UI manager read streamlit.* (and redis_url at a start) here
+        installer.config = new  # monitor.min_free_disk_mb
+        logging.getLogger().setLevel(new.log_level)
+        if new.monitor != old.monitor:
+            await sensors.tell(SetMonitorConfig(new.monitor))
+
+    settings.follow(follow)
     refs = dict(backend=backend, ui=ui, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
-                sensors=sensors, eventlog=eventlog)
-    return Runtime(config, bus, root, apps, refs, ctx)
+                sensors=sensors, eventlog=eventlog, settings=settings_ref)
+    return Runtime(config, bus, root, apps, refs, ctx, settings, instances)
 
 
 async def serve(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
@@ -115,17 +145,20 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.
         deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
                        scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
                        event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"])
-        sensors = rt.refs["sensors"]
+        settings_ref = rt.refs["settings"]
 
         async def set_config(changes: dict[str, Any]) -> Config:
-            new = await persist_config_change(deps.config, rt.bus, changes)  # announces ConfigChanged
-            if new.monitor != deps.config.monitor:
-                await sensors.tell(SetMonitorConfig(new.monitor))
-            logging.getLogger().setLevel(new.log_level)
-            rt.ctx.config = new  # app actors and the UI manager read streamlit.* from here
+            new: Config = await settings_ref.ask(ChangeConfig(changes), timeout=CONFIG_TIMEOUT)
             return new
 
+        def follow_web(old: Config, new: Config) -> None:
+            deps.config = new  # auth.loopback_without_login, what GET /api/config shows
+            if deps.auth is not None:
+                deps.auth.session_seconds = new.auth.session_hours * 3600.0
+
         deps.set_config = set_config
+        rt.settings.follow(follow_web)
+        rt.deps = deps
         web = create_app(deps)
         hc = hypercorn_config(config.host, config.port)
         hc.graceful_timeout = 2.0

@@ -8,22 +8,34 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
+import time
 from pathlib import Path
 from typing import Any
+
+# `.<name>.<pid>.<random>.tmp`, and `.<name>.<pid>.tmp` of older versions: what a crash mid-write leaves.
+TMP_NAME = re.compile(r"^\..+\.\d+(\.[0-9a-f]{8,})?\.tmp$")
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    # A name of its own per write: two writers of one file (two tasks, two threads) never share a
+    # temp file, so the loser of the race is simply replaced, never interleaved.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -45,3 +57,25 @@ def read_json(path: Path, default: Any = None) -> Any:
         return json.loads(path.read_bytes())
     except FileNotFoundError:
         return default
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged file to `<name>.corrupt-<time>` beside it (kept for a person to look at); the new name."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    os.replace(path, target)
+    return target
+
+
+def remove_leftover_temp_files(folder: Path) -> list[Path]:
+    """Delete the temp files interrupted atomic writes left under `folder` (call only while no write runs)."""
+    removed: list[Path] = []
+    for p in sorted(folder.rglob(".*.tmp")) if folder.is_dir() else ():
+        if TMP_NAME.match(p.name) and p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

@@ -67,3 +67,25 @@ class BusMessage(Event):
 class ServerStarted(Event):
     url: str
     backend: str
+
+
+@attrs.frozen
+class GetConfig(Command):
+    """Ask the settings actor: the live Config."""
+
+
+@attrs.frozen(eq=False)
+class ChangeConfig(Command):
+    """Tell the settings actor to validate, save and apply a change (nested keys); replies the new Config."""
+
+    changes: dict[str, Any]
+
+
+@attrs.frozen
+class StateFileDamaged(Event):
+    """A state file could not be read (not UTF-8, not JSON, not what it should hold): it was renamed
+    to `set_aside_as` for a person to look at, and HomeHelper carried on without it."""
+
+    path: str
+    set_aside_as: str
+    what: str

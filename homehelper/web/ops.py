@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..actors import ActorError, Broadcast
+from ..actors.settings import dotted, merge, save_changes
 from ..config import Config, change_config
 from ..errors import BadRequest, Conflict, HomeHelperError, Unavailable, UnknownApp
 from ..messages import (
@@ -31,7 +32,6 @@ from ..messages import (
     StartApp,
     StopApp,
 )
-from ..storage import atomic_write_json, read_json
 
 if TYPE_CHECKING:
     from .app import WebDeps
@@ -173,45 +173,32 @@ async def rescan(deps: WebDeps) -> Any:
 
 
 async def set_config(deps: WebDeps, changes: Any) -> dict[str, Any]:
-    """Validate and apply a change; it is persisted, announced as ConfigChanged, and the new config returned."""
+    """Validate and apply a change; it is persisted, announced as ConfigChanged, and the new config returned.
+
+    serve.py gives `deps.set_config`: the settings actor, which applies changes one at a time and
+    updates `deps.config` itself, in order (concurrent requests never put an older config back).
+    """
     if not isinstance(changes, dict) or not changes:
         raise BadRequest("send a JSON object of config keys to change, e.g. {\"log_level\": \"DEBUG\"}")
     if deps.set_config is not None:
         result = deps.set_config(changes)
         new = await result if inspect.isawaitable(result) else result
-    else:
-        new = await persist_config_change(deps.config, deps.bus, changes)
-    if new is not None:
-        deps.config = new
-    return deps.config.to_json()
+        return (new if new is not None else deps.config).to_json()
+    new = await persist_config_change(deps.config, deps.bus, changes)
+    deps.config = new
+    return new.to_json()
 
 
 async def persist_config_change(config: Config, bus: Broadcast, changes: dict[str, Any]) -> Config:
-    """Validate, persist only the changed keys over config.json (atomically), announce; the new Config."""
+    """Without a settings actor (a bare web app): validate, persist over config.json, announce; the new Config."""
     new = change_config(config, changes)
-    stored = read_json(config.config_file, {}) or {}
-    _merge(stored, changes)
-    await trio.to_thread.run_sync(atomic_write_json, config.config_file, stored)
+    await trio.to_thread.run_sync(save_changes, config.config_file, changes)
     bus.publish(ConfigChanged(_dotted(changes)))
     return new
 
 
-def _merge(into: dict[str, Any], changes: dict[str, Any]) -> None:
-    for k, v in changes.items():
-        if isinstance(v, dict) and isinstance(into.get(k), dict):
-            _merge(into[k], v)
-        else:
-            into[k] = v
-
-
-def _dotted(changes: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in changes.items():
-        if isinstance(v, dict):
-            out.update(_dotted(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+_merge = merge
+_dotted = dotted
 
 
 __all__ = ["ACTIONS", "act", "check_app_id", "events", "get_app", "list_apps", "rescan", "set_config",
