@@ -3,37 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from .config import Config, load_config
-from .errors import ConfigError, ManifestError
+from . import __version__
+from .config import Config, load_config, resolve_root
+from .errors import ConfigError, HomeHelperError, ManifestError
 from .manifest import MANIFEST_NAME, load_manifest
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="homehelper", description="Supervise a folder of small Python apps.")
-    p.add_argument("--root", type=Path, help="state root (config, data, logs, registry); env HOMEHELPER_ROOT")
+    # --root is taken before or after the subcommand: `homehelper --root X serve` = `homehelper serve --root X`.
+    root = argparse.ArgumentParser(add_help=False)
+    root.add_argument("--root", type=Path, default=argparse.SUPPRESS,
+                      help="state root (config, data, logs, registry); env HOMEHELPER_ROOT")
+    p = argparse.ArgumentParser(prog="homehelper", description="Supervise a folder of small Python apps.",
+                                parents=[root])
+    p.add_argument("--version", action="version", version=f"homehelper {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="run HomeHelper: actors, apps and the dashboard")
+    s = sub.add_parser("serve", parents=[root], help="run HomeHelper: actors, apps and the dashboard")
     s.add_argument("--apps-dir", type=Path, help="the folder of apps")
     s.add_argument("--host", help="address the dashboard listens on (0.0.0.0 for the LAN)")
     s.add_argument("--port", type=int, help="dashboard port (default 8000)")
     s.add_argument("--backend", choices=["auto", "systemd", "process"], help="how service apps run")
     s.add_argument("--redis-url", help="redis://host:port/0; none: the in-process bus alone")
-    a = sub.add_parser("apps", help="list discovered apps with state and port")
+    a = sub.add_parser("apps", parents=[root], help="list discovered apps with state and port")
     a.add_argument("--apps-dir", type=Path)
     a.add_argument("--port", type=int, help="port of the running dashboard")
     a.add_argument("--json", action="store_true", help="machine-readable output")
-    v = sub.add_parser("validate", help="check an app folder or its homehelper.json")
+    v = sub.add_parser("validate", parents=[root], help="check an app folder or its homehelper.json")
     v.add_argument("path", type=Path)
-    sub.add_parser("password", help="set the dashboard password (HOMEHELPER_PASSWORD or a prompt); logs everyone out")
+    sub.add_parser("password", parents=[root],
+                   help="set the dashboard password (HOMEHELPER_PASSWORD or a prompt); logs everyone out")
     b = sub.add_parser("bench", help="run the benchmarks of a source checkout (python -m benchmarks ...)")
     b.add_argument("bench_args", nargs=argparse.REMAINDER, help="e.g. --quick, --profile pi5, load")
-    i = sub.add_parser("install", help="install HomeHelper itself as a systemd service (starts at boot)")
+    i = sub.add_parser("install", parents=[root],
+                       help="install HomeHelper itself as a systemd service (starts at boot)")
     i.add_argument("--scope", choices=["user", "system"], help="systemd scope (default from config)")
     i.add_argument("--dry-run", action="store_true", help="print the unit, change nothing")
     i.add_argument("--no-start", action="store_true", help="enable the unit for the next boot, do not start it now")
@@ -41,7 +50,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Exit 0 on success; 1 with one line on stderr when something stops it (a busy port, a state
+    root in use or not writable...); 2 for a bad configuration or bad arguments."""
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except BaseException as exc:  # sorted below: the failures a user can fix are one line, bugs a traceback
+        failure = start_failure(exc)
+        if failure is None:
+            raise
+        print(f"homehelper: {failure}", file=sys.stderr)
+        return 2 if isinstance(failure, ConfigError) else 1
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["bench"]:  # everything after it is the benchmark runner's
         return bench(argv[1:])
     args = _parser().parse_args(argv)
@@ -52,17 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = str(value) if isinstance(value, Path) else value
+    root_arg = getattr(args, "root", None)
+    if args.command == "serve":
+        return serve(root_arg, overrides)
     try:
-        config = load_config(args.root, overrides)
+        config = load_config(root_arg, overrides)
     except ConfigError as exc:
         print(f"homehelper: bad configuration: {exc.message}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
-    if args.command == "serve":
-        from .serve import run_forever
-
-        return run_forever(config)
+    _logging(config)
     if args.command == "apps":
         return list_apps(config, as_json=args.json)
     if args.command == "password":
@@ -72,6 +91,69 @@ def main(argv: list[str] | None = None) -> int:
 
         return selfinstall.install_command(config, args)
     return 2
+
+
+def _logging(config: Config) -> None:
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
+
+
+def serve(root_arg: Path | None, overrides: dict[str, Any]) -> int:
+    """Lock the state root before anything else, then load (or repair) the config and run."""
+    from .serve import run_forever
+    from .stateroot import load_or_repair, lock_root
+
+    root, why = resolve_root(root_arg)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lock = lock_root(root)
+    try:
+        logging.getLogger("homehelper").info("state root %s (%s)", root, why)
+        try:
+            config, notices = load_or_repair(root, overrides)
+        except ConfigError as exc:
+            print(f"homehelper: bad configuration: {exc.message}", file=sys.stderr)
+            return 2
+        logging.getLogger().setLevel(config.log_level)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        try:
+            return run_forever(config, lock=lock, notices=notices)
+        except BaseException as exc:
+            failure = start_failure(exc, listen=f"{config.host}:{config.port}")
+            if failure is None:
+                raise
+            print(f"homehelper: {failure}", file=sys.stderr)
+            return 1
+    finally:
+        lock.release()
+
+
+def start_failure(exc: BaseException, listen: str = "") -> HomeHelperError | str | None:
+    """What to say for a failure a user can fix (found inside trio's exception groups), or None for a bug."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = start_failure(inner, listen)
+            if found is not None:
+                return found
+        return None
+    if isinstance(exc, HomeHelperError):
+        return exc
+    if isinstance(exc, OSError):
+        return describe_os_error(exc, listen)
+    return None
+
+
+def describe_os_error(exc: OSError, listen: str = "") -> str:
+    on = f" on {listen}" if listen else ""
+    if exc.errno == errno.EADDRINUSE:
+        return (f"cannot listen{on}: the address is in use; another program, or another HomeHelper, "
+                f"has the port: choose one with --port")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen{on}: {exc.strerror} (is --host an address of this machine?)"
+    if isinstance(exc, PermissionError) and exc.filename:
+        return (f"permission denied on {exc.filename}: choose a state root you can write with --root "
+                f"or HOMEHELPER_ROOT")
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 def bench(bench_args: list[str]) -> int:

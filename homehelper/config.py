@@ -254,12 +254,28 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def resolve_root(root: Path | str | None = None, environ: Mapping[str, str] | None = None) -> tuple[Path, str]:
+    """The state root, and what chose it (said at start): --root, HOMEHELPER_ROOT, or the default."""
+    env = os.environ if environ is None else environ
+    if root:
+        return Path(root).expanduser().resolve(), "--root"
+    if env.get("HOMEHELPER_ROOT"):
+        return Path(env["HOMEHELPER_ROOT"]).expanduser().resolve(), "HOMEHELPER_ROOT"
+    if CHECKOUT is not None:
+        why = "inside the checkout"
+    elif os.geteuid() == 0:
+        why = "the system default, running as root"
+    else:
+        why = "the user's XDG state directory"
+    return default_root(env).expanduser().resolve(), why
+
+
 def load_config(root: Path | None = None, overrides: dict[str, Any] | None = None,
                 environ: dict[str, str] | None = None) -> Config:
     """Defaults < config.json < environment < `overrides` (CLI flags)."""
     env = dict(os.environ if environ is None else environ)
-    root = Path(root or env.get("HOMEHELPER_ROOT") or default_root(env)).expanduser().resolve()
-    apps_default = CHECKOUT / "apps" if CHECKOUT is not None and root == default_root(env) else root / "apps"
+    root, _ = resolve_root(root, env)
+    apps_default = CHECKOUT / "apps" if CHECKOUT is not None and root == default_root(env).resolve() else root / "apps"
     config = Config(root=root, apps_dir=apps_default)
     path = config.config_file
     data = read_config_file(path)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import attrs
@@ -32,8 +33,9 @@ from .backends import choose_backend
 from .backends.installer import Installer
 from .config import Config
 from .manifest import Manifest
-from .messages import ChangeConfig, ServerStarted, SetMonitorConfig
+from .messages import ChangeConfig, Event, ServerStarted, SetMonitorConfig
 from .monitor import ProcessTable
+from .stateroot import RootLock, lock_root, prepare_root
 from .ui import UIManager
 from .web import WebDeps, create_app, hypercorn_config
 
@@ -135,12 +137,28 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     return Runtime(config, bus, root, apps, refs, ctx, settings, instances)
 
 
-async def serve(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
-    """Run HomeHelper until cancelled. Reports the Runtime once the server listens."""
-    for sub in ("config", "registry", "run", "data", "logs"):
-        (config.root / sub).mkdir(parents=True, exist_ok=True)
+async def serve(config: Config, *, lock: RootLock | None = None, notices: Sequence[Event] = (),
+                task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run HomeHelper until cancelled. Reports the Runtime once the server listens.
+
+    The state root is locked first (Conflict naming the holder when another HomeHelper has it),
+    unless the caller holds `lock` already; `notices` are published once the event log records.
+    """
+    own = lock is None
+    held = await trio.to_thread.run_sync(lock_root, config.root) if lock is None else lock
+    try:
+        await trio.to_thread.run_sync(prepare_root, config.root)
+        await _serve(config, notices, task_status)
+    finally:
+        if own:
+            held.release()
+
+
+async def _serve(config: Config, notices: Sequence[Event], task_status: trio.TaskStatus[Runtime]) -> None:
     async with trio.open_nursery() as nursery:
         rt = await build_tree(config, nursery)
+        for notice in notices:
+            rt.bus.publish(notice)
         rt.cancel_scope = nursery.cancel_scope
         deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
                        scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
@@ -169,12 +187,12 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.
         task_status.started(rt)
 
 
-def run_forever(config: Config) -> int:
+def run_forever(config: Config, lock: RootLock | None = None, notices: Sequence[Event] = ()) -> int:
     """`homehelper serve`: run until Ctrl-C or SIGTERM, then stop within SHUTDOWN_GRACE."""
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            rt: Runtime = await nursery.start(serve, config)
+            rt: Runtime = await nursery.start(partial(serve, config, lock=lock, notices=notices))
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
                     log.info("%s: stopping", signal.Signals(signum).name)
