@@ -5,6 +5,9 @@ units are enabled on their own and adopted when HomeHelper starts).
 User scope (the default) needs lingering, or the user's manager only runs
 while someone is logged in. System scope runs HomeHelper as root, since it
 manages system units; its apps' units run as the owner of the state root.
+The unit names the state root it was installed with (--root): installed
+outside a checkout that is ~/.local/state/homehelper for a user and
+/var/lib/homehelper for root (which systemd then creates: StateDirectory=).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends.systemd import unit_dir
-from .config import Config
+from .config import SYSTEM_ROOT, Config
 from .storage import atomic_write_text
 
 UNIT = "homehelper.service"
@@ -45,6 +48,7 @@ def render_self_unit(config: Config, scope: str, python: str = sys.executable) -
         f"WorkingDirectory={root}",
         f"Environment=HOMEHELPER_ROOT={root}",
         "Environment=PYTHONUNBUFFERED=1",
+        *(["StateDirectory=homehelper", "StateDirectoryMode=0755"] if config.root == SYSTEM_ROOT else []),
         "Restart=on-failure",
         "RestartSec=5",
         "TimeoutStopSec=10",

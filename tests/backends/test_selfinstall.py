@@ -37,3 +37,14 @@ def test_install_writes_verifies_and_enables(systemd_user, state_root: Path) -> 
         systemd_user.systemctl("disable", selfinstall.UNIT)
         path.unlink(missing_ok=True)
         systemd_user.systemctl("daemon-reload")
+
+
+def test_a_system_install_on_the_default_system_root_lets_systemd_make_it(state_root: Path) -> None:
+    import attrs
+
+    from homehelper.config import SYSTEM_ROOT
+
+    config = make_config(state_root)
+    unit = selfinstall.render_self_unit(attrs.evolve(config, root=SYSTEM_ROOT), "system")
+    assert f"--root {SYSTEM_ROOT} serve" in unit and "StateDirectory=homehelper" in unit
+    assert "StateDirectory" not in selfinstall.render_self_unit(config, "user")
