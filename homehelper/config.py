@@ -137,6 +137,16 @@ def default_root(environ: Mapping[str, str] | None = None, euid: int | None = No
     return base / "homehelper"
 
 
+def redact_url(url: str | None) -> str | None:
+    """A Redis URL without its password (`redis://user:***@host:6379/0`), fit for logs and events."""
+    if not url or "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    userinfo, _, host = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{':***' if colon else ''}@{host}"
+
+
 def _bounded(key: str, number: float) -> None:
     lo, hi = _BOUNDS.get(re.sub(r"\[\d+\]$", "", key), (0, math.inf))
     if not lo <= number <= hi:

@@ -183,3 +183,19 @@ async def test_keys_nobody_follows_are_refused_and_nonsense_is_refused_by_name(s
                 rt.ctx.extra["installer"].check_disk()
         nursery.cancel_scope.cancel()
     assert json.loads(config.config_file.read_text()) == {"monitor": {"min_free_disk_mb": 2**30}}
+
+
+async def test_a_redis_password_reaches_the_bridge_but_never_the_event_log(state_root) -> None:
+    config = load_config(state_root, overrides={"port": free_port(), "auth": {"loopback_without_login": True}},
+                         environ={})
+    url = "redis://homehelper:s3cret@127.0.0.1:1/0"
+    async with trio.open_nursery() as nursery:
+        rt = await nursery.start(serve, config)
+        async with httpx.AsyncClient(base_url=rt.url) as c:
+            assert (await c.patch("/api/config", json={"redis_url": url})).status_code == 200
+            events = (await c.get("/api/events")).json()
+        nursery.cancel_scope.cancel()
+    assert rt.instances["bridge"].url == url
+    (changed,) = [e for e in events if e["kind"] == "config_changed"]
+    assert changed["changes"] == {"redis_url": "redis://homehelper:***@127.0.0.1:1/0"}
+    assert "s3cret" not in json.dumps(events)

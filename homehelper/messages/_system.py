@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 
+from ..config import redact_url
 from ._base import Command, Event
 
 
@@ -39,7 +40,15 @@ class AlertCleared(Event):
 
 @attrs.frozen
 class ConfigChanged(Event):
-    changes: dict[str, Any]  # dotted key -> new value
+    changes: dict[str, Any]  # dotted key -> new value (in process: the Redis bridge reads redis_url here)
+
+    def to_json(self) -> dict[str, Any]:
+        # What leaves the process (event log, dashboard, Redis, where apps read) never holds the
+        # Redis password.
+        data = super().to_json()
+        if isinstance(data["changes"].get("redis_url"), str):
+            data["changes"] = {**data["changes"], "redis_url": redact_url(data["changes"]["redis_url"])}
+        return data
 
 
 @attrs.frozen
