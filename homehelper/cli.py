@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         failure = start_failure(exc)
         if failure is None:
             raise
+        logging.getLogger("homehelper").debug("stopped by", exc_info=exc)  # the whole story, at log_level DEBUG
         print(f"homehelper: {failure}", file=sys.stderr)
         return 2 if isinstance(failure, ConfigError) else 1
 
@@ -121,6 +122,7 @@ def serve(root_arg: Path | None, overrides: dict[str, Any]) -> int:
             failure = start_failure(exc, listen=f"{config.host}:{config.port}")
             if failure is None:
                 raise
+            logging.getLogger("homehelper").debug("stopped by", exc_info=exc)
             print(f"homehelper: {failure}", file=sys.stderr)
             return 1
     finally:
