@@ -104,9 +104,12 @@ class Settings(Actor):
             raise Unavailable(f"could not save {path}: {exc.strerror or exc}; nothing was changed") from None
         old, self.current = self.current, new
         for follower in self.followers:
-            result = follower(old, new)
-            if inspect.isawaitable(result):
-                await result
+            try:
+                result = follower(old, new)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # one part failing to follow must not keep the change from the others
+                log.exception("config: a follower of the change failed")
         self.emit(ConfigChanged(dotted(changes)))
         # Keys only for redis_url: its password stays out of the log.
         log.info("config changed: %s", ", ".join(k if k == "redis_url" else f"{k}={v!r}"

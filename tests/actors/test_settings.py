@@ -68,3 +68,20 @@ async def test_a_file_damaged_while_running_is_set_aside_not_overwritten(tmp_pat
     assert json.loads(config.config_file.read_text()) == {"log_level": "DEBUG"}
     (aside,) = config.config_file.parent.glob("config.json.corrupt-*")
     assert aside.read_bytes() == b"\x00\x01 not json"
+
+
+async def test_a_follower_that_fails_does_not_keep_the_change_from_the_others(tmp_path: Path, caplog) -> None:
+    bus = Broadcast()
+    settings = Settings(load_config(tmp_path, environ={}), bus.publish)
+    got: list[str] = []
+
+    def broken(old: Config, new: Config) -> None:
+        raise RuntimeError("boom")
+
+    settings.follow(broken)
+    settings.follow(lambda old, new: got.append(new.log_level))
+    with bus.subscribe() as sub:
+        await settings.change({"log_level": "ERROR"})
+        assert [type(e) for e in await sub.receive_batch()] == [ConfigChanged]
+    assert got == ["ERROR"] and settings.current.log_level == "ERROR"
+    assert "a follower of the change failed" in caplog.text
