@@ -12,6 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from ..errors import BackendError
 from .base import AppSpec
 
 UNIT_PREFIX = "hh-"
@@ -54,32 +55,85 @@ def unit_name(app_id: str, prefix: str = UNIT_PREFIX) -> str:
     return f"{prefix}{app_id}.service"
 
 
-def _escape_exec(arg: str) -> str:
+# Control characters and Unicode line breaks: a unit file is line-based, so any of these in a
+# value would begin a directive of the app's choosing. The manifest refuses them; this is the
+# second wall, for values that come from elsewhere (folder names, config).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Characters a path may not hold here: `:` separates BindPaths= fields, quotes and backslashes
+# mean something in some directives and nothing in others (WorkingDirectory= takes its value raw).
+_PATH_BAD = re.compile(r"[:\"'\\]")
+
+
+class UnsafeUnitValue(BackendError):
+    """A value would change the unit's meaning (a new line, a continuation, a prefix)."""
+
+    code = "unsafe_unit_value"
+
+
+def _text(value: str, what: str) -> str:
+    """A value with no line of its own: control characters refused, specifiers kept literal."""
+    m = _CONTROL.search(value)
+    if m:
+        raise UnsafeUnitValue(f"{what} holds the control character U+{ord(m.group()):04X}", field=what)
+    return value.replace("%", "%%")
+
+
+def _quote(value: str, what: str) -> str:
+    """A double-quoted word, for directives that unquote (Environment=, ExecStart=, *Paths=)."""
+    return '"' + _text(value, what).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _escape_exec(arg: str, what: str = "ExecStart") -> str:
     """One ExecStart word: specifiers and variables kept literal, quoted when needed."""
-    arg = arg.replace("%", "%%").replace("$", "$$")
-    if re.search(r'[\s"\'\\;]', arg):
-        arg = '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return arg
+    if re.fullmatch(r"[A-Za-z0-9/._=,+@-]+", arg) and not arg.startswith(("-", "+", "@", ":", "!")):
+        return arg
+    return _quote(arg, what).replace("$", "$$")
 
 
 def _escape_env(key: str, value: str) -> str:
-    value = value.replace("%", "%%").replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'Environment="{key}={value}"'
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise UnsafeUnitValue(f"environment variable name {key!r} is not valid", field="env")
+    return "Environment=" + _quote(f"{key}={value}", f"env.{key}")
 
 
-def _escape_path(path: Path) -> str:
-    text = str(path).replace("%", "%%")
+def _path(path: Path, what: str) -> str:
+    """A path as a raw value (WorkingDirectory=, StandardOutput=append:)."""
+    text = str(path)
+    if not path.is_absolute() or _PATH_BAD.search(text) or text != text.strip():
+        raise UnsafeUnitValue(f"{what} {text!r} must be an absolute path without quotes, backslashes, "
+                              "':' or surrounding spaces", field=what)
+    return _text(text, what)
+
+
+def _qpath(path: Path, what: str) -> str:
+    """A path as one word of a list directive (BindPaths=, ReadWritePaths=)."""
+    text = _path(path, what)
     return f'"{text}"' if re.search(r"\s", text) else text
+
+
+def _description(text: str) -> str:
+    # Description= is taken raw and trimmed: a trailing backslash would continue onto the next line.
+    text = _text(text, "description").strip()
+    if text.rstrip().endswith("\\"):
+        raise UnsafeUnitValue("description must not end with a backslash", field="description")
+    return text
 
 
 def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "default.target") -> str:
     """The unit text for `spec`. `user`: whom a system-scope unit runs as (user units run as their
     manager's user). Logs go to logs/<id>/app.log, journald or not, so tail, follow and rotation
     work alike on every machine."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", spec.app_id):
+        raise UnsafeUnitValue(f"app id {spec.app_id!r} is not valid", field="id")
+    if user is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}", user):
+        raise UnsafeUnitValue(f"user {user!r} is not a valid user name", field="user")
+    if not spec.argv or not spec.argv[0].startswith("/"):
+        # Absolute, so no `-`, `+`, `!` or `@` prefix can change how systemd runs the program.
+        raise UnsafeUnitValue(f"the program {spec.argv[:1]!r} must be an absolute path", field="argv")
     lines = [
         "# Written by HomeHelper; edits are overwritten. The app's manifest is the source.",
         "[Unit]",
-        f"Description={spec.description or spec.app_id}",
+        f"Description={_description(spec.description.strip() or spec.app_id)}",
         "After=network.target",
         # HomeHelper restarts apps itself; systemd's own rate limit would fight it.
         "StartLimitIntervalSec=0",
@@ -87,13 +141,13 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         "[Service]",
         "Type=exec",
         "ExecStart=" + " ".join(_escape_exec(a) for a in spec.argv),
-        f"WorkingDirectory={_escape_path(spec.cwd)}",
+        f"WorkingDirectory={_path(spec.cwd, 'cwd')}",
         *(_escape_env(k, v) for k, v in spec.env),
         "Restart=no",
         "TimeoutStopSec=10",
         "KillMode=control-group",
         *([f"User={user}"] if user else []),
-        f"StandardOutput=append:{_escape_path(spec.log_file)}",
+        f"StandardOutput=append:{_path(spec.log_file, 'log file')}",
         "StandardError=inherit",
         "CPUAccounting=yes",
         "MemoryAccounting=yes",
@@ -103,7 +157,7 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         f"CPUQuota={spec.cpu_percent}%",
         f"TasksMax={spec.tasks}",
         *SANDBOX,
-        f"ReadWritePaths={_escape_path(spec.data_dir)} {_escape_path(spec.log_dir)}",
+        f"ReadWritePaths={_qpath(spec.data_dir, 'data_dir')} {_qpath(spec.log_dir, 'log_dir')}",
         "",
         "[Install]",
         f"WantedBy={wanted_by}",
