@@ -3,52 +3,23 @@ Raspberry Pi OS bookworm): no `RestartSteps`, `StartLimit*` in `[Unit]`.
 
 systemd never restarts an app itself (`Restart=no`): HomeHelper's actor owns
 the policy (backoff, quarantine), so both backends behave alike. The sandbox
-gives an app its own data and log folders to write and nothing else.
+(sandbox.py) gives an app its own data and log folders to write and nothing else.
+Every value is escaped for the directive it lands in, or refused: no value can add,
+drop or change a directive.
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import BackendError
+from ..errors import UnsafeUnitValue
 from .base import AppSpec
+from .sandbox import BASE, Node, groups_for, network, private_tmp_problem, proc, walls
 
 UNIT_PREFIX = "hh-"
-
-# Each line was checked with `systemd-analyze verify` and a real start on systemd 252.
-# MemoryDenyWriteExecute is left out: libffi and some wheels need W+X pages.
-SANDBOX = (
-    "NoNewPrivileges=yes",
-    "ProtectSystem=strict",
-    "ProtectHome=read-only",
-    "PrivateTmp=yes",
-    "PrivateDevices=yes",
-    "PrivateUsers=yes",
-    "ProtectKernelTunables=yes",
-    "ProtectKernelModules=yes",
-    "ProtectKernelLogs=yes",
-    "ProtectControlGroups=yes",
-    "ProtectClock=yes",
-    "ProtectHostname=yes",
-    "ProtectProc=invisible",
-    "ProcSubset=pid",
-    "RestrictNamespaces=yes",
-    "RestrictRealtime=yes",
-    "RestrictSUIDSGID=yes",
-    "LockPersonality=yes",
-    "RemoveIPC=yes",
-    "KeyringMode=private",
-    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
-    "SystemCallArchitectures=native",
-    "SystemCallFilter=@system-service",
-    "SystemCallFilter=~@privileged @resources",
-    "SystemCallErrorNumber=EPERM",
-    "CapabilityBoundingSet=",
-    "AmbientCapabilities=",
-    "UMask=0077",
-)
 
 
 def unit_name(app_id: str, prefix: str = UNIT_PREFIX) -> str:
@@ -62,12 +33,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Characters a path may not hold here: `:` separates BindPaths= fields, quotes and backslashes
 # mean something in some directives and nothing in others (WorkingDirectory= takes its value raw).
 _PATH_BAD = re.compile(r"[:\"'\\]")
-
-
-class UnsafeUnitValue(BackendError):
-    """A value would change the unit's meaning (a new line, a continuation, a prefix)."""
-
-    code = "unsafe_unit_value"
 
 
 def _text(value: str, what: str) -> str:
@@ -119,10 +84,11 @@ def _description(text: str) -> str:
     return text
 
 
-def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "default.target") -> str:
+def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "default.target",
+                nodes: Sequence[Node] = ()) -> str:
     """The unit text for `spec`. `user`: whom a system-scope unit runs as (user units run as their
-    manager's user). Logs go to logs/<id>/app.log, journald or not, so tail, follow and rotation
-    work alike on every machine."""
+    manager's user). `nodes`: the device nodes it may open (sandbox.resolve_devices). Logs go to
+    logs/<id>/app.log, journald or not, so tail, follow and rotation work alike on every machine."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", spec.app_id):
         raise UnsafeUnitValue(f"app id {spec.app_id!r} is not valid", field="id")
     if user is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}", user):
@@ -130,6 +96,11 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
     if not spec.argv or not spec.argv[0].startswith("/"):
         # Absolute, so no `-`, `+`, `!` or `@` prefix can change how systemd runs the program.
         raise UnsafeUnitValue(f"the program {spec.argv[:1]!r} must be an absolute path", field="argv")
+    problem = private_tmp_problem(spec.data_dir, spec.log_dir, spec.cwd, Path(spec.argv[0]))
+    if problem:
+        raise UnsafeUnitValue(problem, field="paths")
+    hidden, writable, readonly = walls(spec)
+    groups = groups_for(spec.permissions) if user else []  # a user manager cannot add groups
     lines = [
         "# Written by HomeHelper; edits are overwritten. The app's manifest is the source.",
         "[Unit]",
@@ -147,6 +118,7 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         "TimeoutStopSec=10",
         "KillMode=control-group",
         *([f"User={user}"] if user else []),
+        *([f"SupplementaryGroups={' '.join(groups)}"] if groups else []),
         f"StandardOutput=append:{_path(spec.log_file, 'log file')}",
         "StandardError=inherit",
         "CPUAccounting=yes",
@@ -156,14 +128,32 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         f"MemoryHigh={max(spec.memory_mb * 9 // 10, 1)}M",
         f"CPUQuota={spec.cpu_percent}%",
         f"TasksMax={spec.tasks}",
-        *SANDBOX,
-        f"ReadWritePaths={_qpath(spec.data_dir, 'data_dir')} {_qpath(spec.log_dir, 'log_dir')}",
+        *BASE,
+        *proc(spec),
+        *network(spec),
+        # The walls: HomeHelper's state and the apps folder hidden, the app's own folders bound back.
+        *(f"TemporaryFileSystem={_qpath(h, 'state root')}:ro" for h in hidden),
+        "BindPaths=" + " ".join(_qpath(w, "data and log folders") for w in writable),
+        *(["BindReadOnlyPaths=" + " ".join(_qpath(r, "venv and app folder") for r in readonly)] if readonly else []),
+        *_devices(nodes),
         "",
         "[Install]",
         f"WantedBy={wanted_by}",
         "",
     ]
     return "\n".join(lines)
+
+
+def _devices(nodes: Sequence[Node]) -> list[str]:
+    """Each node bound into the private /dev (and allowed where the manager enforces DeviceAllow=)."""
+    lines: list[str] = []
+    for n in nodes:
+        node = _path(n.node, "device")
+        if n.at == n.node:
+            lines += [f"BindPaths={node}", f"DeviceAllow={node} rw"]
+        elif not _PATH_BAD.search(str(n.at)) and not re.search(r"\s", str(n.at)):
+            lines.append(f"BindPaths={node}:{_path(n.at, 'device')}")  # /dev/serial/by-id/... as asked
+    return lines
 
 
 def systemd_version() -> int | None:
