@@ -102,6 +102,18 @@ class BackendError(HomeHelperError):
     code = "backend_error"
 
 
+class DeviceMissing(BackendError):
+    """A device the app's manifest names is not on this machine; `detail['devices']` lists them."""
+
+    code = "device_missing"
+
+
+class UnsafeUnitValue(BackendError):
+    """A value would change the meaning of an app's unit file (a new line, a prefix, a separator)."""
+
+    code = "unsafe_unit_value"
+
+
 class InstallFailed(BackendError):
     """An app's venv, requirements or setup commands failed; `detail['output_tail']` says why."""
 

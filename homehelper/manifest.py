@@ -19,8 +19,12 @@ from .errors import ManifestError
 
 MANIFEST_NAME = "homehelper.json"
 MAX_MANIFEST_BYTES = 64 * 1024
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Used with fullmatch: `$` alone would accept a trailing newline, which splits a unit's lines.
+ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# C0 and C1 controls, DEL, and Unicode line breaks: any of them in a value that reaches a unit
+# file, a path or a command line could start a new directive or hide one.
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 
 AppType = Literal["service", "streamlit"]
@@ -179,10 +183,12 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
     c = _Checker(raw)
     for key in sorted(set(raw) - _TOP):
         c.err(key, "unknown field")
+    for field, ch in _control_chars(raw):
+        c.err(field, f"contains the control character U+{ord(ch):04X}; values must be printable text")
     app_id = c.get(raw, "id", str, None)
     if app_id is None and "id" not in raw:
         c.err("id", "is required")
-    elif app_id is not None and not ID_RE.match(app_id):
+    elif app_id is not None and not ID_RE.fullmatch(app_id):
         c.err("id", "must be 1-40 lowercase letters, digits or '-', starting with a letter or digit")
         app_id = None
     app_type = c.get(raw, "type", str, None)
@@ -210,7 +216,7 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         setup = []
     env = c.get(raw, "env", dict, {})
     for key, value in env.items():
-        if not ENV_RE.match(key):
+        if not ENV_RE.fullmatch(key):
             c.err(f"env.{key}", "is not a valid environment variable name")
         elif not isinstance(value, str):
             c.err(f"env.{key}", "must be a string")
@@ -250,6 +256,10 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
             c.err("devices", f"{d!r}: globs are allowed only under /dev/serial/by-id/")
     version = c.get(raw, "version", str, "0.0.0")
     description = c.get(raw, "description", str, "")
+    for field, text in (("name", name), ("description", description)):
+        # A unit line ending in a backslash continues on the next line: it would swallow a directive.
+        if isinstance(text, str) and text.rstrip().endswith("\\"):
+            c.err(field, "must not end with a backslash")
     if c.errors:
         raise ManifestError(f"{MANIFEST_NAME} has {len(c.errors)} error(s): " + "; ".join(c.errors), c.errors)
     return Manifest(
@@ -273,6 +283,27 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         devices=tuple(dict.fromkeys(devices)),
         digest=hashlib.sha256(data).hexdigest(),
     )
+
+
+def _control_chars(value: Any, field: str = "") -> list[tuple[str, str]]:
+    """(field, first bad character) for every string, key included, holding a control character."""
+    found: list[tuple[str, str]] = []
+    if isinstance(value, str):
+        m = CONTROL_RE.search(value)
+        if m:
+            found.append((field or "manifest", m.group()))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{field}.{key}" if field else str(key)
+            m = CONTROL_RE.search(str(key))
+            if m:
+                found.append((f"{field}.{key!r}" if field else repr(key), m.group()))
+                continue
+            found.extend(_control_chars(item, name))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found.extend(_control_chars(item, f"{field}[{i}]"))
+    return found
 
 
 def _section(c: _Checker, raw: dict[str, Any], field: str, cls: type, readers: dict[str, Any]) -> Any:

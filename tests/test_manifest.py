@@ -37,6 +37,16 @@ def test_every_example_app_is_valid_by_both() -> None:
         ({"id": "a", "type": "service", "ui": "http://x"}, "ui"),
         ({"id": "a", "type": "service", "colour": "red"}, "colour"),
         ({"id": "a", "type": "service", "ttl": True}, "ttl"),
+        # Control characters would add directives to the app's unit (issue 12.1).
+        ({"id": "a\n", "type": "service"}, "id"),
+        ({"id": "a", "type": "service", "name": "x\nExecStartPre=+/bin/sh -c id"}, "name"),
+        ({"id": "a", "type": "service", "description": "x\rReadWritePaths=/"}, "description"),
+        ({"id": "a", "type": "service", "version": "1\u2028"}, "version"),
+        ({"id": "a", "type": "service", "env": {"MODE": "a\u0000b"}}, "env.MODE"),
+        ({"id": "a", "type": "service", "env": {"MODE\n": "x"}}, "env.'MODE\\n'"),
+        ({"id": "a", "type": "service", "setup": ["echo\u0085hi"]}, "setup[0]"),
+        ({"id": "a", "type": "service", "health": {"path": "/h\nx"}}, "health.path"),
+        ({"id": "a", "type": "service", "ui": "/ui\t"}, "ui"),
     ],
 )
 def test_each_bad_field_is_named_by_both(tmp_path: Path, raw: dict, field: str) -> None:
@@ -63,3 +73,21 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         parse_manifest(b'{"id": "A B", "type": "cron", "entry": "/etc/passwd"}', tmp_path)
     fields = sorted(e.split(":")[0] for e in exc.value.errors)
     assert fields == ["entry", "id", "type"]
+
+
+@pytest.mark.parametrize("field", ["name", "description"])
+def test_a_name_ending_in_a_backslash_is_refused(tmp_path: Path, field: str) -> None:
+    """A unit line ending in a backslash runs on into the next line and swallows its directive."""
+    (tmp_path / "main.py").write_text("")
+    with pytest.raises(ManifestError) as exc:
+        parse_manifest(json.dumps({"id": "a", "type": "service", field: "sneaky \\"}).encode(), tmp_path)
+    assert any(e.startswith(f"{field}:") for e in exc.value.errors), exc.value.errors
+
+
+def test_a_control_character_is_named_with_its_field(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("")
+    raw = {"id": "a", "type": "service", "env": {"TOKEN": "x\u0000y"}, "setup": ["ok", "b\rc"]}
+    with pytest.raises(ManifestError) as exc:
+        parse_manifest(json.dumps(raw).encode(), tmp_path)
+    assert "env.TOKEN: contains the control character U+0000; values must be printable text" in exc.value.errors
+    assert any(e.startswith("setup[1]: contains the control character U+000D") for e in exc.value.errors)

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import trio
 
-from ..errors import BackendError
+from ..errors import BackendError, DeviceMissing
 from ..storage import atomic_write_text
 from .base import AppSpec, UnitStatus, wait_pid_exit
+from .sandbox import resolve_devices
 from .units import UNIT_PREFIX, render_unit, unit_name
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class SystemdBackend:
         self._pending: dict[str, _Batch] = {}
         self._wakes = {verb: trio.Event() for verb in VERBS}
         self._written: dict[str, str] = {}
+        self._unstartable: dict[str, DeviceMissing] = {}  # app id -> why its last prepare could not finish
         self._reload_lock = trio.Lock()
         self._reloads_asked = self._reloads_done = 0
         self.reloads = 0  # daemon-reloads run, for the record
@@ -207,7 +209,16 @@ class SystemdBackend:
         spec.data_dir.mkdir(parents=True, exist_ok=True)
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         unit = self.unit(spec.app_id)
-        text = render_unit(spec, user=self.run_as,
+        # Devices are looked up at each start: a USB adapter plugged in since the last one counts.
+        try:
+            nodes = await trio.to_thread.run_sync(resolve_devices, spec)
+        except DeviceMissing as exc:
+            # `start` raises it: the app actor shows a BackendError from start as config_error,
+            # one clear state until the device is there, not a restart loop.
+            self._unstartable[spec.app_id] = exc
+            return
+        self._unstartable.pop(spec.app_id, None)
+        text = render_unit(spec, user=self.run_as, nodes=nodes,
                            wanted_by="multi-user.target" if self.scope == "system" else "default.target")
         path = self.unit_dir / unit
         if self._written.get(unit) == text:
@@ -235,6 +246,8 @@ class SystemdBackend:
             self.reloads += 1
 
     async def start(self, app_id: str) -> None:
+        if app_id in self._unstartable:
+            raise self._unstartable[app_id]
         await self._do("start", self.unit(app_id))
 
     async def stop(self, app_id: str) -> None:
@@ -245,6 +258,8 @@ class SystemdBackend:
                 raise
 
     async def enable(self, app_id: str, enabled: bool) -> None:
+        if enabled and app_id in self._unstartable:
+            raise self._unstartable[app_id]
         await self.systemctl("enable" if enabled else "disable", self.unit(app_id))
 
     async def status(self, app_id: str) -> UnitStatus:

@@ -3,83 +3,108 @@ Raspberry Pi OS bookworm): no `RestartSteps`, `StartLimit*` in `[Unit]`.
 
 systemd never restarts an app itself (`Restart=no`): HomeHelper's actor owns
 the policy (backoff, quarantine), so both backends behave alike. The sandbox
-gives an app its own data and log folders to write and nothing else.
+(sandbox.py) gives an app its own data and log folders to write and nothing else.
+Every value is escaped for the directive it lands in, or refused: no value can add,
+drop or change a directive.
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import UnsafeUnitValue
 from .base import AppSpec
+from .sandbox import BASE, Node, groups_for, network, private_tmp_problem, proc, walls
 
 UNIT_PREFIX = "hh-"
-
-# Each line was checked with `systemd-analyze verify` and a real start on systemd 252.
-# MemoryDenyWriteExecute is left out: libffi and some wheels need W+X pages.
-SANDBOX = (
-    "NoNewPrivileges=yes",
-    "ProtectSystem=strict",
-    "ProtectHome=read-only",
-    "PrivateTmp=yes",
-    "PrivateDevices=yes",
-    "PrivateUsers=yes",
-    "ProtectKernelTunables=yes",
-    "ProtectKernelModules=yes",
-    "ProtectKernelLogs=yes",
-    "ProtectControlGroups=yes",
-    "ProtectClock=yes",
-    "ProtectHostname=yes",
-    "ProtectProc=invisible",
-    "ProcSubset=pid",
-    "RestrictNamespaces=yes",
-    "RestrictRealtime=yes",
-    "RestrictSUIDSGID=yes",
-    "LockPersonality=yes",
-    "RemoveIPC=yes",
-    "KeyringMode=private",
-    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
-    "SystemCallArchitectures=native",
-    "SystemCallFilter=@system-service",
-    "SystemCallFilter=~@privileged @resources",
-    "SystemCallErrorNumber=EPERM",
-    "CapabilityBoundingSet=",
-    "AmbientCapabilities=",
-    "UMask=0077",
-)
 
 
 def unit_name(app_id: str, prefix: str = UNIT_PREFIX) -> str:
     return f"{prefix}{app_id}.service"
 
 
-def _escape_exec(arg: str) -> str:
+# Control characters and Unicode line breaks: a unit file is line-based, so any of these in a
+# value would begin a directive of the app's choosing. The manifest refuses them; this is the
+# second wall, for values that come from elsewhere (folder names, config).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Characters a path may not hold here: `:` separates BindPaths= fields, quotes and backslashes
+# mean something in some directives and nothing in others (WorkingDirectory= takes its value raw).
+_PATH_BAD = re.compile(r"[:\"'\\]")
+
+
+def _text(value: str, what: str) -> str:
+    """A value with no line of its own: control characters refused, specifiers kept literal."""
+    m = _CONTROL.search(value)
+    if m:
+        raise UnsafeUnitValue(f"{what} holds the control character U+{ord(m.group()):04X}", field=what)
+    return value.replace("%", "%%")
+
+
+def _quote(value: str, what: str) -> str:
+    """A double-quoted word, for directives that unquote (Environment=, ExecStart=, *Paths=)."""
+    return '"' + _text(value, what).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _escape_exec(arg: str, what: str = "ExecStart") -> str:
     """One ExecStart word: specifiers and variables kept literal, quoted when needed."""
-    arg = arg.replace("%", "%%").replace("$", "$$")
-    if re.search(r'[\s"\'\\;]', arg):
-        arg = '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return arg
+    if re.fullmatch(r"[A-Za-z0-9/._=,+@-]+", arg) and not arg.startswith(("-", "+", "@", ":", "!")):
+        return arg
+    return _quote(arg, what).replace("$", "$$")
 
 
 def _escape_env(key: str, value: str) -> str:
-    value = value.replace("%", "%%").replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'Environment="{key}={value}"'
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise UnsafeUnitValue(f"environment variable name {key!r} is not valid", field="env")
+    return "Environment=" + _quote(f"{key}={value}", f"env.{key}")
 
 
-def _escape_path(path: Path) -> str:
-    text = str(path).replace("%", "%%")
+def _path(path: Path, what: str) -> str:
+    """A path as a raw value (WorkingDirectory=, StandardOutput=append:)."""
+    text = str(path)
+    if not path.is_absolute() or _PATH_BAD.search(text) or text != text.strip():
+        raise UnsafeUnitValue(f"{what} {text!r} must be an absolute path without quotes, backslashes, "
+                              "':' or surrounding spaces", field=what)
+    return _text(text, what)
+
+
+def _qpath(path: Path, what: str) -> str:
+    """A path as one word of a list directive (BindPaths=, ReadWritePaths=)."""
+    text = _path(path, what)
     return f'"{text}"' if re.search(r"\s", text) else text
 
 
-def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "default.target") -> str:
+def _description(text: str) -> str:
+    # Description= is taken raw and trimmed: a trailing backslash would continue onto the next line.
+    text = _text(text, "description").strip()
+    if text.rstrip().endswith("\\"):
+        raise UnsafeUnitValue("description must not end with a backslash", field="description")
+    return text
+
+
+def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "default.target",
+                nodes: Sequence[Node] = ()) -> str:
     """The unit text for `spec`. `user`: whom a system-scope unit runs as (user units run as their
-    manager's user). Logs go to logs/<id>/app.log, journald or not, so tail, follow and rotation
-    work alike on every machine."""
+    manager's user). `nodes`: the device nodes it may open (sandbox.resolve_devices). Logs go to
+    logs/<id>/app.log, journald or not, so tail, follow and rotation work alike on every machine."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", spec.app_id):
+        raise UnsafeUnitValue(f"app id {spec.app_id!r} is not valid", field="id")
+    if user is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}", user):
+        raise UnsafeUnitValue(f"user {user!r} is not a valid user name", field="user")
+    if not spec.argv or not spec.argv[0].startswith("/"):
+        # Absolute, so no `-`, `+`, `!` or `@` prefix can change how systemd runs the program.
+        raise UnsafeUnitValue(f"the program {spec.argv[:1]!r} must be an absolute path", field="argv")
+    problem = private_tmp_problem(spec.data_dir, spec.log_dir, spec.cwd, Path(spec.argv[0]))
+    if problem:
+        raise UnsafeUnitValue(problem, field="paths")
+    hidden, writable, readonly = walls(spec)
+    groups = groups_for(spec.permissions) if user else []  # a user manager cannot add groups
     lines = [
         "# Written by HomeHelper; edits are overwritten. The app's manifest is the source.",
         "[Unit]",
-        f"Description={spec.description or spec.app_id}",
+        f"Description={_description(spec.description.strip() or spec.app_id)}",
         "After=network.target",
         # HomeHelper restarts apps itself; systemd's own rate limit would fight it.
         "StartLimitIntervalSec=0",
@@ -87,13 +112,14 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         "[Service]",
         "Type=exec",
         "ExecStart=" + " ".join(_escape_exec(a) for a in spec.argv),
-        f"WorkingDirectory={_escape_path(spec.cwd)}",
+        f"WorkingDirectory={_path(spec.cwd, 'cwd')}",
         *(_escape_env(k, v) for k, v in spec.env),
         "Restart=no",
         "TimeoutStopSec=10",
         "KillMode=control-group",
         *([f"User={user}"] if user else []),
-        f"StandardOutput=append:{_escape_path(spec.log_file)}",
+        *([f"SupplementaryGroups={' '.join(groups)}"] if groups else []),
+        f"StandardOutput=append:{_path(spec.log_file, 'log file')}",
         "StandardError=inherit",
         "CPUAccounting=yes",
         "MemoryAccounting=yes",
@@ -102,14 +128,32 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         f"MemoryHigh={max(spec.memory_mb * 9 // 10, 1)}M",
         f"CPUQuota={spec.cpu_percent}%",
         f"TasksMax={spec.tasks}",
-        *SANDBOX,
-        f"ReadWritePaths={_escape_path(spec.data_dir)} {_escape_path(spec.log_dir)}",
+        *BASE,
+        *proc(spec),
+        *network(spec),
+        # The walls: HomeHelper's state and the apps folder hidden, the app's own folders bound back.
+        *(f"TemporaryFileSystem={_qpath(h, 'state root')}:ro" for h in hidden),
+        "BindPaths=" + " ".join(_qpath(w, "data and log folders") for w in writable),
+        *(["BindReadOnlyPaths=" + " ".join(_qpath(r, "venv and app folder") for r in readonly)] if readonly else []),
+        *_devices(nodes),
         "",
         "[Install]",
         f"WantedBy={wanted_by}",
         "",
     ]
     return "\n".join(lines)
+
+
+def _devices(nodes: Sequence[Node]) -> list[str]:
+    """Each node bound into the private /dev (and allowed where the manager enforces DeviceAllow=)."""
+    lines: list[str] = []
+    for n in nodes:
+        node = _path(n.node, "device")
+        if n.at == n.node:
+            lines += [f"BindPaths={node}", f"DeviceAllow={node} rw"]
+        elif not _PATH_BAD.search(str(n.at)) and not re.search(r"\s", str(n.at)):
+            lines.append(f"BindPaths={node}:{_path(n.at, 'device')}")  # /dev/serial/by-id/... as asked
+    return lines
 
 
 def systemd_version() -> int | None:
