@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,14 @@ def read_json(path: Path, default: Any = None) -> Any:
         return json.loads(path.read_bytes())
     except FileNotFoundError:
         return default
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged file to `<name>.corrupt-<UTC time>` beside it (kept for a person); the new path."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while os.path.lexists(target):
+        target, n = path.with_name(f"{path.name}.corrupt-{stamp}-{n}"), n + 1
+    os.replace(path, target)
+    return target

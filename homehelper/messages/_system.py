@@ -67,3 +67,13 @@ class BusMessage(Event):
 class ServerStarted(Event):
     url: str
     backend: str
+
+
+@attrs.frozen
+class StateFileDamaged(Event):
+    """A state file was unreadable or wrong: kept aside as `set_aside_as` (None if even that failed),
+    rebuilt as `what` says, and HomeHelper carried on."""
+
+    path: str
+    set_aside_as: str | None
+    what: str
