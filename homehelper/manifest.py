@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -178,6 +180,8 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         raw = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{MANIFEST_NAME} is not valid JSON: {exc}") from None
+    except RecursionError:  # 30,000 nested `[` fit in the size limit
+        raise ManifestError(f"{MANIFEST_NAME} is nested too deeply to be a manifest") from None
     if not isinstance(raw, dict):
         raise ManifestError(f"{MANIFEST_NAME} must hold a JSON object")
     c = _Checker(raw)
@@ -340,10 +344,36 @@ def load_manifest(folder: Path, apps_root: Path | None = None) -> Manifest:
             if real != root and root not in real.parents:
                 raise ManifestError(f"{p.name} resolves to {real}, outside {root}: symlinks out of apps/ are refused")
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_MANIFEST_BYTES + 1)
+        data = _read_regular(path, MAX_MANIFEST_BYTES + 1)
     except FileNotFoundError:
         raise ManifestError(f"{folder.name}/ has no {MANIFEST_NAME}") from None
     except OSError as exc:
         raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
     return parse_manifest(data, folder)
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """Up to `limit` bytes of a regular file. O_NONBLOCK: opening a FIFO must not wait for a writer;
+    the fstat of the opened file then refuses anything else (FIFO, device, folder), race-free."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ManifestError(f"{MANIFEST_NAME} is {_file_kind(st.st_mode)}, not a regular file")
+        os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        size = 0
+        while size < limit and (chunk := os.read(fd, min(65536, limit - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a special file"

@@ -60,13 +60,12 @@ def read_json(path: Path, default: Any = None) -> Any:
 
 
 def set_aside(path: Path) -> Path:
-    """Rename a damaged file to `<name>.corrupt-<time>` beside it (kept for a person to look at); the new name."""
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    """Rename a damaged file to `<name>.corrupt-<UTC time>` beside it (kept for a person); the new path."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
     n = 1
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    while os.path.lexists(target):
+        target, n = path.with_name(f"{path.name}.corrupt-{stamp}-{n}"), n + 1
     os.replace(path, target)
     return target
 

@@ -6,7 +6,16 @@ This package's private modules import no domain code; the domain actors
 
 from ._broadcast import Broadcast, Subscription
 from ._errors import ActorCrashed, ActorError, ActorTimeout, MailboxClosed, MailboxFull
-from ._events import ChildExited, ChildQuarantined, ChildRestarting, ChildStarted, ChildStopped
+from ._events import (
+    ChildCrashed,
+    ChildExited,
+    ChildQuarantined,
+    ChildRestarting,
+    ChildStarted,
+    ChildStopped,
+    CommandFailed,
+    Event,
+)
 from ._runtime import Actor, ActorRef, open_mailbox
 from ._supervisor import ChildSpec, Restart, RestartPolicy, Supervisor, UnknownChild
 
@@ -17,12 +26,15 @@ __all__ = [
     "ActorRef",
     "ActorTimeout",
     "Broadcast",
+    "ChildCrashed",
     "ChildExited",
     "ChildQuarantined",
     "ChildRestarting",
     "ChildSpec",
     "ChildStarted",
     "ChildStopped",
+    "CommandFailed",
+    "Event",
     "MailboxClosed",
     "MailboxFull",
     "Restart",

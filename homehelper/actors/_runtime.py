@@ -6,12 +6,17 @@ its channel, so every ActorRef handed out stays valid across restarts.
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import trio
 
 from ._errors import ActorCrashed, ActorTimeout, MailboxClosed, MailboxFull
+from ._events import CommandFailed
+
+log = logging.getLogger(__name__)
 
 M = TypeVar("M")
 
@@ -85,17 +90,24 @@ class ActorRef(Generic[M]):
         return req.value
 
 
+def _no_emit(event: object) -> None:
+    pass
+
+
 class Actor:
     """Base class: override `handle`; optionally `on_start` and `on_stop`.
 
     `handle` returns the reply to an `ask` (ignored for a `tell`). An exception
     that is an `ActorError` (a domain error, see `is_reply_error`) goes back to
-    the asker and the actor carries on; any other exception crashes the actor,
-    so its supervisor can restart it with fresh state.
+    the asker and the actor carries on; for a `tell`, nobody waits for it, so it
+    is logged and published as a `CommandFailed` event through `emit_event`
+    (its supervisor's `emit`). Any other exception crashes the actor, so its
+    supervisor can restart it with fresh state.
     """
 
     name: str = "actor"
     mailbox_size: int = DEFAULT_MAILBOX
+    emit_event: Callable[[object], None] = staticmethod(_no_emit)  # set by the supervisor before `run`
 
     async def on_start(self, nursery: trio.Nursery) -> None:
         """Called once per (re)start, before the first message."""
@@ -125,11 +137,27 @@ class Actor:
                             item.fail(ActorCrashed(self.name, exc))
                             raise
                     else:
-                        await self.handle(item)
+                        try:
+                            await self.handle(item)
+                        except Exception as exc:
+                            if not self.is_reply_error(exc):
+                                raise
+                            self._tell_failed(item, exc)
                 nursery.cancel_scope.cancel()
             finally:
                 with trio.CancelScope(shield=True), trio.move_on_after(2):
                     await self.on_stop()
+
+
+    def _tell_failed(self, msg: object, exc: Exception) -> None:
+        command = type(msg).__name__
+        log.warning("%s: %s failed: %s", self.name, command, exc)
+        detail = getattr(exc, "detail", None)
+        app_id = getattr(msg, "app_id", None)
+        self.emit_event(CommandFailed(
+            self.name, command, str(exc) or type(exc).__name__,
+            dict(detail) if isinstance(detail, dict) and detail else None,
+            app_id if isinstance(app_id, str) else None))
 
 
 def open_mailbox(name: str, size: int = DEFAULT_MAILBOX) -> tuple[ActorRef[Any], trio.MemoryReceiveChannel[Any]]:

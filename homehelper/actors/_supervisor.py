@@ -17,8 +17,8 @@ import attrs
 import trio
 
 from ._errors import ActorError
-from ._events import ChildExited, ChildQuarantined, ChildRestarting, ChildStarted, ChildStopped
-from ._runtime import DEFAULT_MAILBOX, Actor, ActorRef, open_mailbox
+from ._events import ChildCrashed, ChildExited, ChildQuarantined, ChildRestarting, ChildStarted, ChildStopped
+from ._runtime import DEFAULT_MAILBOX, Actor, ActorRef, _no_emit, open_mailbox
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,6 @@ class _Child:
     state: str = "starting"
     starts: int = 0
     last_error: str | None = None
-
-
-def _no_emit(event: object) -> None:
-    pass
 
 
 class Supervisor:
@@ -136,12 +132,17 @@ class Supervisor:
                     self._emit(ChildStarted(self.name, spec.name, child.starts))
                     error: Exception | None = None
                     try:
-                        await spec.factory().run(child.inbox)
+                        actor = spec.factory()
+                        actor.emit_event = self._emit
+                        await actor.run(child.inbox)
                     except Exception as exc:
                         error = exc
                         child.last_error = repr(exc)
                         log.exception("%s/%s crashed", self.name, spec.name)
-                    self._emit(ChildExited(self.name, spec.name, None if error is None else repr(error)))
+                    if error is None:
+                        self._emit(ChildExited(self.name, spec.name))
+                    else:
+                        self._emit(ChildCrashed(self.name, spec.name, repr(error), child.starts))
                     if spec.restart is Restart.TEMPORARY or (error is None and spec.restart is Restart.TRANSIENT):
                         child.state = "exited"
                         return

@@ -7,15 +7,18 @@ after a real bind test.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadRequest, PortsExhausted
-from ..messages import AllocatePort, PortAssigned, ReleasePort
-from ..storage import atomic_write_json, read_json
+from ..messages import AllocatePort, PortAssigned, ReleasePort, StateFileDamaged
+from ..storage import atomic_write_json
 from . import Actor
+from .registry import check_saved
+from .statefile import check_mapping, is_port, peek_state, read_state
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,33 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def _check_ports(value: Any) -> tuple[dict[str, int], list[str]]:
+    good, problems = check_mapping(value, lambda app_id, port: None if is_port(port) else
+                                   f"must be a port number, found {json.dumps(port)[:40]}")
+    owner: dict[int, str] = {}
+    for app_id, port in sorted(good.items()):
+        if port in owner:
+            problems.append(f"{app_id!r}: port {port} is {owner[port]!r}'s too")
+        else:
+            owner[port] = app_id
+    return {a: p for p, a in owner.items()}, problems
+
+
+def load_ports(state_file: Path) -> tuple[dict[str, int], StateFileDamaged | None]:
+    """The saved port map. A damaged one is set aside and rebuilt from the ports the registry
+    (apps.json beside it) last saw, so apps keep their ports where those are still free."""
+    assigned, damaged = read_state(state_file, _check_ports, {},
+                                   "ports rebuilt from the registry; each app keeps its port where still free")
+    if damaged is not None:
+        # only a peek: a damaged registry is the registry's to report and set aside
+        saved = peek_state(state_file.with_name("apps.json"), check_saved, {})
+        for app_id, rec in sorted(saved.items()):
+            port = rec.get("port")
+            if port is not None and app_id not in assigned and port not in assigned.values():
+                assigned[app_id] = port
+    return assigned, damaged
+
+
 class PortAllocator(Actor):
     name = "ports"
 
@@ -39,8 +69,12 @@ class PortAllocator(Actor):
         self.ranges = ranges
         self.state_file = state_file
         self.emit = emit or (lambda e: None)
-        saved = read_json(state_file, {}) if state_file else {}
-        self.assigned: dict[str, int] = {k: v for k, v in saved.items() if isinstance(v, int)}
+        self.assigned: dict[str, int] = {}
+        if state_file is not None:  # a small file, read once per (re)start of the actor
+            self.assigned, damaged = load_ports(state_file)
+            if damaged is not None:
+                self.emit(damaged)
+                self._save()  # the rebuilt map, so the next start has it
 
     async def handle(self, msg: Any) -> Any:
         match msg:

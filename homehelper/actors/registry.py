@@ -37,8 +37,9 @@ from ..messages import (
     StartApp,
     StopApp,
 )
-from ..storage import atomic_write_json, read_json
+from ..storage import atomic_write_json
 from . import Actor, ActorError, Broadcast, ChildSpec, Supervisor
+from .statefile import check_mapping, is_port, read_state
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,26 @@ class AppRecord:
         return {k: getattr(self, k) for k in _PERSISTED}
 
 
+def _saved_entry(app_id: str, rec: Any) -> str | None:
+    if not isinstance(rec, dict):
+        return f"must be an object, found {type(rec).__name__}"
+    for key in ("name", "folder", "digest"):
+        if not isinstance(rec.get(key), str):
+            return f"{key} must be a string"
+    if rec.get("type") not in ("service", "streamlit"):
+        return "type must be 'service' or 'streamlit'"
+    if rec.get("desired") not in ("running", "stopped"):
+        return "desired must be 'running' or 'stopped'"
+    if rec.get("port") is not None and not is_port(rec["port"]):
+        return "port must be a port number or null"
+    return None
+
+
+def check_saved(value: Any) -> tuple[dict[str, Any], list[str]]:
+    """registry/apps.json: app id -> the persisted fields; bad entries are dropped (their apps rebuilt)."""
+    return check_mapping(value, _saved_entry)
+
+
 class Registry(Actor):
     name = "registry"
 
@@ -88,10 +109,16 @@ class Registry(Actor):
         self.state_file = state_file
         self.records: dict[str, AppRecord] = {}
         self.invalid: dict[str, tuple[str, ...]] = {}
-        self.saved: dict[str, Any] = (read_json(state_file, {}) if state_file else {}) or {}
+        self.saved: dict[str, Any] = {}  # what the file holds (read in on_start)
         self.first_scan = True
 
     async def on_start(self, nursery: trio.Nursery) -> None:
+        if self.state_file is not None:
+            self.saved, damaged = await trio.to_thread.run_sync(
+                read_state, self.state_file, check_saved, {},
+                "apps rebuilt from a scan and what the backend reports running; the others stay stopped")
+            if damaged is not None:
+                self.bus.publish(damaged)
         sub = self.bus.subscribe(maxlen=4096, accept=lambda e: isinstance(e, _FOLLOWED) and e.app_id in self.records)
         nursery.start_soon(self._follow, sub)
 
@@ -190,8 +217,10 @@ class Registry(Actor):
     def _update(self, rec: AppRecord, ev: Any) -> None:
         before = rec.persisted()
         match ev:
-            case AppStateChanged(state=state):
+            case AppStateChanged(state=state, reason=reason):
                 rec.state = state
+                if reason == "adopted":  # found running by the backend: the user left it running
+                    rec.desired = "running"
                 if state in ("stopped", "install_failed", "config_error"):
                     rec.healthy = None
             case AppStarted(port=port, reason=reason):

@@ -1,7 +1,8 @@
 """The scanner: reads apps/ at start and on Rescan, reports what changed.
 
-Each folder is judged alone: a broken manifest marks that one app invalid and
-the scan carries on. The file reads run in a worker thread so a slow SD card
+Each folder is judged alone: a broken manifest (bad JSON, nested too deeply,
+a FIFO, a folder or a device in its place, any error at all) marks that one
+app invalid with the reason and the scan carries on. The file reads run in a worker thread so a slow SD card
 never stalls the event loop.
 """
 
@@ -38,6 +39,9 @@ def scan_folder(apps_dir: Path) -> tuple[list[Manifest], dict[str, tuple[str, ..
             candidates.append(load_manifest(folder, apps_dir))
         except ManifestError as exc:
             invalid[folder.name] = tuple(exc.errors)
+        except Exception as exc:  # whatever one folder does, it stays that folder's problem
+            log.warning("apps/%s: reading its manifest failed", folder.name, exc_info=True)
+            invalid[folder.name] = (f"{MANIFEST_NAME} could not be read: {type(exc).__name__}: {exc}"[:300],)
     # A duplicated id belongs to the folder named after it, else to the first folder.
     owner: dict[str, Manifest] = {}
     for m in sorted(candidates, key=lambda m: (m.path.name != m.id, m.path.name)):
@@ -51,6 +55,7 @@ def scan_folder(apps_dir: Path) -> tuple[list[Manifest], dict[str, tuple[str, ..
 
 class Scanner(Actor):
     name = "scanner"
+    read_folder = staticmethod(scan_folder)  # what runs in the worker thread
 
     def __init__(self, apps_dir: Path, registry: ActorRef[Any], emit: Any) -> None:
         self.apps_dir = apps_dir
@@ -70,7 +75,9 @@ class Scanner(Actor):
                 raise BadRequest(f"scanner: unknown message {type(msg).__name__}")
 
     async def scan(self) -> dict[str, list[str]]:
-        manifests, invalid = await trio.to_thread.run_sync(scan_folder, self.apps_dir)
+        # abandon_on_cancel: a read that hangs (a stalled SD card, some special file) must not
+        # hold up a shutdown; the thread ends on its own and its result is dropped.
+        manifests, invalid = await trio.to_thread.run_sync(self.read_folder, self.apps_dir, abandon_on_cancel=True)
         found = {m.id: m for m in manifests}
         summary: dict[str, list[str]] = {"discovered": [], "changed": [], "removed": [], "invalid": []}
         for app_id, m in found.items():

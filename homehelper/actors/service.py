@@ -39,11 +39,18 @@ from ..messages import (
     EnableApp,
     GetLogs,
 )
-from ..storage import atomic_write_json, read_json
+from ..storage import atomic_write_json
 from . import ActorError
 from .app import AppActor, AppContext
+from .statefile import check_mapping, is_port, read_state
 
 log = logging.getLogger(__name__)
+
+
+def _check_record(value: Any) -> tuple[dict[str, Any], list[str]]:
+    good, problems = check_mapping(value, lambda key, v: None if key == "port" and (v is None or is_port(v))
+                                   else "unknown field" if key != "port" else "must be a port number or null")
+    return good, problems
 
 
 class ServiceApp(AppActor):
@@ -85,11 +92,19 @@ class ServiceApp(AppActor):
     def log_path(self) -> Path:
         return log_file(self.ctx.config.logs_dir(self.app_id))
 
-    def _record(self) -> None:
+    async def _read_record(self) -> dict[str, Any]:
+        """run/services/<id>.json; a damaged one is set aside and said (the port is then read from the process)."""
+        record, damaged = await trio.to_thread.run_sync(
+            read_state, self.record_path, _check_record, {}, "the port is taken from the running process, if any")
+        if damaged is not None:
+            self.ctx.emit(damaged)
+        return record
+
+    async def _record(self) -> None:
         """What a restarted HomeHelper needs to adopt this app: its port. Written when it changes only
         (an fsync per start would cost more than the start on an SD card)."""
-        if read_json(self.record_path, {}) != {"port": self.port}:
-            atomic_write_json(self.record_path, {"port": self.port})
+        if await self._read_record() != {"port": self.port}:
+            await trio.to_thread.run_sync(atomic_write_json, self.record_path, {"port": self.port})
 
     def snapshot(self) -> dict[str, Any]:
         snap = super().snapshot()
@@ -104,7 +119,7 @@ class ServiceApp(AppActor):
         self._nursery = nursery
         self.status = await self.backend.status(self.app_id)
         if self.status.running:  # adoption: it kept running while HomeHelper was away
-            port = (read_json(self.record_path, {}) or {}).get("port")
+            port = (await self._read_record()).get("port")
             self.port = port if isinstance(port, int) else env_port(self.status.pid)
             self.desired = "running"
             self.started_at = trio.current_time()
@@ -237,7 +252,7 @@ class ServiceApp(AppActor):
         assert self.port is not None
         spec = app_spec(self.manifest, config, self.port)
         await self.backend.prepare(spec)
-        self._record()
+        await self._record()
         self.log_offset = logs.size(self.log_path)
         self.started_at = trio.current_time()
         self._generation += 1

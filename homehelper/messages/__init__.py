@@ -1,13 +1,22 @@
 """Every message in HomeHelper, in one place.
 
 Commands are imperative (`StartApp`), events past tense (`AppStarted`). The
-runtime's own supervision events are re-exported here too. One module per
+runtime's own events (supervision, CommandFailed) and the `Event` base are
+re-exported here too. One module per
 area; each is listed twice below (star import, and in `_AREAS`).
 """
 
 from types import ModuleType
 
-from ..actors import ChildExited, ChildQuarantined, ChildRestarting, ChildStarted, ChildStopped
+from ..actors import (
+    ChildCrashed,
+    ChildExited,
+    ChildQuarantined,
+    ChildRestarting,
+    ChildStarted,
+    ChildStopped,
+    CommandFailed,
+)
 from . import _apps, _bus, _monitor, _services, _streamlit, _system
 from ._apps import *  # noqa: F403
 from ._base import Command, Event
@@ -27,11 +36,13 @@ def _messages(module: ModuleType) -> list[str]:
 
 
 __all__ = [  # built from the area modules, so no name is listed twice by hand
+    "ChildCrashed",
     "ChildExited",
     "ChildQuarantined",
     "ChildRestarting",
     "ChildStarted",
     "ChildStopped",
+    "CommandFailed",
     "Command",
     "Event",
     *(name for area in _AREAS for name in _messages(area)),

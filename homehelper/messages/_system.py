@@ -92,9 +92,9 @@ class ChangeConfig(Command):
 
 @attrs.frozen
 class StateFileDamaged(Event):
-    """A state file could not be read (not UTF-8, not JSON, not what it should hold): it was renamed
-    to `set_aside_as` for a person to look at, and HomeHelper carried on without it."""
+    """A state file was unreadable or wrong: kept aside as `set_aside_as` (None if even that failed),
+    rebuilt as `what` says, and HomeHelper carried on."""
 
     path: str
-    set_aside_as: str
+    set_aside_as: str | None
     what: str

@@ -77,3 +77,16 @@ async def test_while_apps_run_memory_is_watched_and_idle_apps_are_evicted(make_t
         await tree.wait_event("app_stopped", "a", timeout=5, reason="evicted")
         assert streamlit_pids(str(state_root)) == []
         assert await tree.ui.ask(GetUISlots()) == {}
+
+
+async def test_an_open_told_at_the_cap_is_an_event_and_the_app_actor_lives_on(make_tree, state_root):
+    # The proxy tells OpenUI (nobody waits for the answer): a refusal must not crash the app's actor.
+    async with make_tree(max_running=1, busy_window=600.0) as tree:
+        a, b = tree.add_app("a"), tree.add_app("b")
+        await a.ask(OpenUI("a"), timeout=30)
+        await b.tell(OpenUI("b"))
+        failed = await tree.wait_event("command_failed", "b", timeout=30)
+        assert failed.command == "OpenUI" and "streamlit.max_running" in failed.error
+        assert (await b.ask(GetApp("b")))["state"] == "stopped"
+        assert tree.apps.children()["b"]["starts"] == 1  # never crashed, never restarted
+        assert not [e for e in tree.events if e.kind == "child_crashed"]
