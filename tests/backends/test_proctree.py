@@ -60,12 +60,17 @@ def _port_free(port: int) -> bool:
 
 async def _start_forking(backend: Any, state_root: Path, main_exits: bool) -> tuple[int, int, Path]:
     config = make_config(state_root)
-    port = config.service_ports[0]
+    with socket.socket() as s:  # a port nobody holds now (other suites run beside this one)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     manifest = write_app(config.apps_dir, "forky", FORKING_APP, env={"MAIN_EXITS": "1" if main_exits else "0"})
     await backend.prepare(app_spec(manifest, config, port, Path(sys.executable)))
     await backend.start("forky")
     marker = config.data_dir("forky") / "grandchild"
-    await wait_until(marker.exists)
+    try:
+        await wait_until(marker.exists)
+    except trio.TooSlowError:
+        raise AssertionError((config.logs_dir("forky") / "app.log").read_text()) from None
     return int(marker.read_text()), port, marker
 
 
