@@ -27,7 +27,7 @@ from .actors.sensors import SensorActor
 from .actors.service import ServiceApp
 from .actors.streamlit import StreamlitApp
 from .actors.ttl import TTLClock
-from .backends import choose_backend
+from .backends import SystemdBackend, choose_backend
 from .backends.installer import Installer
 from .config import Config
 from .manifest import Manifest
@@ -90,7 +90,8 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     await nursery.start(backend.run)  # batches systemctl calls; up before any app actor
     # ctx.config is the live config: a change made through the API is read from here.
     ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl,
-                     extra={"apps": apps, "backend": backend, "installer": Installer(config)})
+                     extra={"apps": apps, "backend": backend, "installer": Installer(
+                         config, sandbox=backend if isinstance(backend, SystemdBackend) else None)})
     ui = root.start_child(ChildSpec("ui", lambda: UIManager(config, apps=apps, live=lambda: ctx.config)))
     ctx.extra["ui"] = ui
     factory = app_factory(ctx)
