@@ -29,7 +29,7 @@ from .actors.service import ServiceApp
 from .actors.settings import Settings
 from .actors.streamlit import StreamlitApp
 from .actors.ttl import TTLClock
-from .backends import choose_backend
+from .backends import SystemdBackend, choose_backend
 from .backends.installer import Installer
 from .config import Config
 from .manifest import Manifest
@@ -108,7 +108,7 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
         instances, "sensors", lambda: SensorActor(live(), bus.publish, bus, procs))))
     backend = await choose_backend(config)  # says which at start
     await nursery.start(backend.run)  # batches systemctl calls; up before any app actor
-    installer = Installer(config)
+    installer = Installer(config, sandbox=backend if isinstance(backend, SystemdBackend) else None)
     # ctx.config is the live config as app actors read it; the settings actor keeps it current.
     ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl,
                      extra={"apps": apps, "backend": backend, "installer": installer})

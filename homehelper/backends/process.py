@@ -1,16 +1,20 @@
 """The process backend: trio subprocesses, for machines without systemd.
 
-Each app runs in its own session (process group), so a stop reaches every
-process it forked, and it outlives a HomeHelper restart like a systemd unit
-does: a small state file (pid + start time) lets the next HomeHelper adopt it.
+Each app runs in its own session, with a token in its environment that every
+process it forks inherits (see `proctree`): a stop, or the main process's exit,
+ends the whole tree as systemd's cgroup does, even a double-forked daemon. Apps
+outlive a HomeHelper restart like a systemd unit does: a small state file lets
+the next HomeHelper adopt them. The token is written before the spawn, so a
+HomeHelper killed mid-start leaves a record the next one adopts or ends.
 Resource limits and the sandbox are systemd's; this backend has neither.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,10 @@ import trio
 
 from ..errors import BackendError
 from ..storage import atomic_write_json, read_json
+from . import proctree
 from .base import AppSpec, UnitStatus, wait_pid_exit
+
+log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 10.0  # as TimeoutStopSec in the units
 _PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME")
@@ -44,13 +51,26 @@ def _signal_status(code: int) -> tuple[str, str, int | None]:
     return "failed", "exit-code", code
 
 
+def writable_dir(app_id: str, folder: Path, what: str) -> None:
+    """Make `folder` or say, as an app error, which folder is wrong and how to fix it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackendError(f"{app_id}: cannot create the {what} folder {folder}: {exc.strerror}; "
+                           f"HomeHelper's user must be able to write its parent", app=app_id) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BackendError(f"{app_id}: the {what} folder {folder} is not writable by HomeHelper's user; "
+                           f"fix it with: chmod u+rwx {folder}", app=app_id)
+
+
 class _Run:
     """One started (or adopted) app process."""
 
-    def __init__(self, pid: int, created: float, proc: trio.Process | None) -> None:
+    def __init__(self, pid: int, created: float, proc: trio.Process | None, token: str | None) -> None:
         self.pid = pid
         self.created = created
         self.proc = proc  # None for an adopted process (not our child)
+        self.token = token
         self.stopping = False
         self.final: UnitStatus | None = None
 
@@ -64,6 +84,7 @@ class ProcessBackend:
         self._runs: dict[str, _Run] = {}
         self._last: dict[str, UnitStatus] = {}
         self._locks: dict[str, trio.Lock] = {}
+        self._searched: dict[str, str] = {}  # app -> token already searched for in vain
 
     def __repr__(self) -> str:
         return f"<ProcessBackend {self.state_dir}>"
@@ -76,20 +97,38 @@ class ProcessBackend:
         return self.state_dir / f"{app_id}.json"
 
     def _state(self, app_id: str) -> dict[str, Any]:
-        data = read_json(self._state_file(app_id), {})
-        return data if isinstance(data, dict) else {}
+        path = self._state_file(app_id)
+        try:
+            data = read_json(path, {})
+        except (OSError, ValueError) as exc:  # garbage (a power cut, a hand edit): set it aside
+            data = exc
+        if isinstance(data, dict):
+            return data
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            os.replace(path, aside)
+            log.warning("%s: damaged state file %s set aside as %s (%s); assuming no process runs",
+                        app_id, path, aside.name, data)
+        except OSError as exc:
+            log.warning("%s: damaged state file %s (%s) could not be set aside: %s", app_id, path, data, exc)
+        return {}
 
     def _save(self, app_id: str, **changes: Any) -> None:
         data = self._state(app_id)
         data.update(changes)
-        atomic_write_json(self._state_file(app_id), data)
+        try:
+            atomic_write_json(self._state_file(app_id), data)
+        except OSError as exc:
+            raise BackendError(f"{app_id}: cannot write {self._state_file(app_id)}: {exc.strerror}; "
+                               f"fix it with: chmod u+rwx {self.state_dir}", app=app_id) from None
 
     def _lock(self, app_id: str) -> trio.Lock:
         return self._locks.setdefault(app_id, trio.Lock())
 
     async def prepare(self, spec: AppSpec) -> None:
-        spec.data_dir.mkdir(parents=True, exist_ok=True)
-        spec.log_dir.mkdir(parents=True, exist_ok=True)
+        writable_dir(spec.app_id, spec.data_dir, "data")
+        writable_dir(spec.app_id, spec.log_dir, "log")
+        writable_dir(spec.app_id, self.state_dir, "process state")
         self._specs[spec.app_id] = spec
         if not self._state_file(spec.app_id).exists():
             self._save(spec.app_id, enabled=False)
@@ -97,16 +136,25 @@ class ProcessBackend:
     def _adopt(self, app_id: str) -> _Run | None:
         """The process a previous HomeHelper started, if it is still the same process."""
         data = self._state(app_id)
-        pid, created = data.get("pid"), data.get("created")
-        if not isinstance(pid, int) or created is None:
-            return None
+        pid, created, token = data.get("pid"), data.get("created"), data.get("token")
+        token = token if isinstance(token, str) else None
+        if not isinstance(pid, int) or not isinstance(created, (int, float)):
+            # Killed between writing the token and the PID: the token finds the process.
+            if token is None or self._searched.get(app_id) == token:
+                return None
+            self._searched[app_id] = token
+            found = proctree.find_leader(token)
+            if found is None:
+                return None
+            pid, created = found
+            log.info("%s: adopting process %d from an interrupted start", app_id, pid)
         try:
             p = psutil.Process(pid)
             if abs(p.create_time() - float(created)) > 0.05 or p.status() == psutil.STATUS_ZOMBIE:
                 return None
         except psutil.Error:
             return None
-        run = _Run(pid, float(created), None)
+        run = _Run(pid, float(created), None, token)
         self._runs[app_id] = run
         return run
 
@@ -121,9 +169,19 @@ class ProcessBackend:
             spec = self._specs.get(app_id)
             if spec is None:
                 raise BackendError(f"{app_id}: not prepared; install it first", app=app_id)
+            old = self._state(app_id).get("token")
+            if isinstance(old, str):  # what an earlier run or a dead HomeHelper left behind goes first
+                await proctree.end_tree(old, None, STOP_TIMEOUT)
+            token = proctree.new_token()
+            self._save(app_id, token=token, pid=None, created=None)  # on disk before the process exists
             env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
             env.update(spec.env)
-            fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            env[proctree.TOKEN_VAR] = token
+            try:
+                fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            except OSError as exc:
+                raise BackendError(f"{app_id}: cannot open its log {spec.log_file}: {exc.strerror}; "
+                                   f"fix it with: chmod u+rw {spec.log_file}", app=app_id) from None
             try:
                 proc = await trio.lowlevel.open_process(
                     list(spec.argv), cwd=str(spec.cwd), env=env, stdin=subprocess.DEVNULL, stdout=fd,
@@ -139,7 +197,7 @@ class ProcessBackend:
                 created = 0.0
             _reap()
             _children.add(proc)
-            self._runs[app_id] = _Run(proc.pid, created, proc)
+            self._runs[app_id] = _Run(proc.pid, created, proc, token)
             self._save(app_id, pid=proc.pid, created=created)
 
     def _alive(self, run: _Run) -> bool:
@@ -154,40 +212,37 @@ class ProcessBackend:
     async def stop(self, app_id: str) -> None:
         async with self._lock(app_id):
             run = self._current(app_id)
-            if run is None or not self._alive(run):
-                self._forget(app_id, run)
+            token = self._state(app_id).get("token")
+            if run is None and not isinstance(token, str):
                 return
-            run.stopping = True
-            self._kill(run, signal.SIGTERM)
-            with trio.move_on_after(STOP_TIMEOUT):
-                await self._wait(run)
-            if self._alive(run):
-                self._kill(run, signal.SIGKILL)
-                await self._wait(run)
-            self._forget(app_id, run)
-            self._last[app_id] = UnitStatus(active="inactive", sub="dead", result="success")
+            if run is not None:
+                run.stopping = True
+            # The session only while its leader lives: a dead leader's PID may be someone else's now.
+            session = run.pid if run is not None and self._alive(run) else None
+            await proctree.end_tree(token if isinstance(token, str) else None, session, STOP_TIMEOUT)
+            if run is not None:
+                if run.proc is not None:
+                    await run.proc.wait()
+                self._last[app_id] = UnitStatus(active="inactive", sub="dead", result="success")
+            self._forget(app_id)
 
-    def _kill(self, run: _Run, sig: int) -> None:
-        try:
-            os.killpg(run.pid, sig)  # the whole session: whatever the app forked goes too
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            os.kill(run.pid, sig)
-
-    def _forget(self, app_id: str, run: _Run | None) -> None:
-        if run is not None:
-            self._runs.pop(app_id, None)
-            data = self._state(app_id)
-            if data.pop("pid", None) is not None:
-                data.pop("created", None)
+    def _forget(self, app_id: str) -> None:
+        self._runs.pop(app_id, None)
+        data = self._state(app_id)
+        if any(data.pop(k, None) is not None for k in ("pid", "created", "token")):
+            try:
                 atomic_write_json(self._state_file(app_id), data)
+            except OSError as exc:  # the next start ends what the stale token names: no harm
+                log.warning("%s: cannot update %s: %s", app_id, self._state_file(app_id), exc)
 
     async def _wait(self, run: _Run) -> None:
         if run.proc is not None:
             await run.proc.wait()
-            return
-        await wait_pid_exit(run.pid, lambda: self._alive(run))
+        else:
+            await wait_pid_exit(run.pid, lambda: self._alive(run))
+        if run.token is not None and not run.stopping:
+            # The main process is gone: so goes what it forked, as under systemd's KillMode=control-group.
+            await proctree.end_tree(run.token, None, STOP_TIMEOUT)
 
     async def enable(self, app_id: str, enabled: bool) -> None:
         self._save(app_id, enabled=enabled)
@@ -197,12 +252,14 @@ class ProcessBackend:
         run = self._current(app_id)
         if run is not None and not run.stopping and run.proc is not None and run.proc.poll() is not None:
             active, result, exit_status = _signal_status(run.proc.returncode or 0)
-            self._forget(app_id, run)
+            await self._wait(run)  # its children end with it
+            self._forget(app_id)
             self._last[app_id] = UnitStatus(active=active, sub="failed" if active == "failed" else "dead",
                                             result=result, exit_status=exit_status)
             run = None
         elif run is not None and run.proc is None and not self._alive(run):
-            self._forget(app_id, run)  # adopted, then gone: its exit status is not ours to know
+            await self._wait(run)
+            self._forget(app_id)  # adopted, then gone: its exit status is not ours to know
             self._last[app_id] = UnitStatus(active="failed", sub="failed", result="unknown")
             run = None
         if run is not None:
@@ -224,7 +281,7 @@ class ProcessBackend:
                 created = psutil.Process(status.pid).create_time()
             except psutil.Error:
                 return
-            run = _Run(status.pid, created, None)
+            run = _Run(status.pid, created, None, None)
         await self._wait(run)
 
     async def remove(self, app_id: str) -> None:

@@ -164,3 +164,19 @@ def systemd_version() -> int | None:
         return None
     m = re.match(r"systemd (\d+)", out)
     return int(m.group(1)) if m else None
+
+
+def exec_properties(spec: AppSpec) -> list[str]:
+    """The sandbox and limit lines render_unit gives the app, as "Key=Value" strings for a transient
+    unit (`systemd-run -p`): the app's setup commands run under the same rules as the app."""
+    return [
+        "CPUAccounting=yes",
+        "MemoryAccounting=yes",
+        "TasksAccounting=yes",
+        f"MemoryMax={spec.memory_mb}M",
+        f"MemoryHigh={max(spec.memory_mb * 9 // 10, 1)}M",
+        f"CPUQuota={spec.cpu_percent}%",
+        f"TasksMax={spec.tasks}",
+        *SANDBOX,
+        f"ReadWritePaths={_escape_path(spec.data_dir)} {_escape_path(spec.log_dir)}",
+    ]
