@@ -26,6 +26,7 @@ from ..storage import atomic_write_json, atomic_write_text, read_json
 # scrypt at n=2**14, r=8: 16 MiB and ~50 ms per check on a Pi 5; slow for a guesser, fine for a person.
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 SESSION_COOKIE = "hh_session"
+APP_COOKIE = "hh_app"  # an app page's own cookie on the app origin (names starting with it are all ours)
 MAX_SESSIONS = 256
 MAX_TOKENS = 64
 TOKEN_PREFIX = "hh_"

@@ -30,7 +30,7 @@ from ..actors import ActorError
 from ..errors import HomeHelperError
 from ..messages import AppChanged, AppRemoved, AppStarted, AppStateChanged, AppStopped, GetApp, KeepAlive, OpenUI
 from .app import is_loopback
-from .auth import SESSION_COOKIE
+from .auth import APP_COOKIE, SESSION_COOKIE, TOKEN_PREFIX
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO: a log line (a disk write on a Pi) per proxied request.
@@ -245,7 +245,7 @@ class UIProxy:
             elif name in (b"origin", b"user-agent", b"accept-language"):
                 extra.append((name, value))
             elif name == b"cookie":
-                kept = _strip_session_cookie(value)
+                kept = _strip_our_cookies(value)
                 if kept:
                     extra.append((name, kept))
         resource = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
@@ -346,26 +346,43 @@ async def _body(receive: Any) -> AsyncIterator[bytes]:
 
 
 def _forward_headers(raw: Any, strip_cookie: bool = True) -> list[tuple[bytes, bytes]]:
-    """Headers minus hop-by-hop ones (and those `Connection` names), minus the dashboard's session
-    cookie on the way to the app; Host kept."""
+    """Headers minus hop-by-hop ones (and those `Connection` names), Host kept.
+
+    Towards the app (`strip_cookie`): minus every HomeHelper credential, since the app is not
+    HomeHelper's code and could replay them: our cookies, a `Bearer hh_...` token, the CSRF header.
+    Towards the browser: minus any Set-Cookie of ours, so an app cannot plant or clear a session."""
     listed = {t.strip().lower() for n, v in raw if n.lower() == b"connection" for t in v.split(b",")}
     out = []
     for name, value in raw:
         low = name.lower()
         if low in HOP_BY_HOP or low in listed:
             continue
-        if strip_cookie and low == b"cookie":
-            value = _strip_session_cookie(value)
-            if not value:
+        if strip_cookie:
+            if low == b"cookie":
+                value = _strip_our_cookies(value)
+                if not value:
+                    continue
+            elif low == b"x-csrf-token" or (low == b"authorization" and _is_our_token(value)):
                 continue
+        elif low == b"set-cookie" and _is_our_cookie(value.split(b"=", 1)[0].strip()):
+            continue
         out.append((name, value))
     return out
 
 
-def _strip_session_cookie(value: bytes) -> bytes:
-    """The app never sees the dashboard's session (it is not HomeHelper's code)."""
-    key = SESSION_COOKIE.encode() + b"="
-    return b"; ".join(p for p in (c.strip() for c in value.split(b";")) if p and not p.startswith(key))
+def _is_our_token(value: bytes) -> bool:
+    scheme, _, cred = value.strip().partition(b" ")
+    return scheme.lower() == b"bearer" and cred.strip().startswith(TOKEN_PREFIX.encode())
+
+
+def _is_our_cookie(name: bytes) -> bool:
+    return name == SESSION_COOKIE.encode() or name.startswith(APP_COOKIE.encode())
+
+
+def _strip_our_cookies(value: bytes) -> bytes:
+    """The app never sees the dashboard's session nor its own ticket cookie (it is not HomeHelper's code)."""
+    return b"; ".join(p for p in (c.strip() for c in value.split(b";"))
+                      if p and not _is_our_cookie(p.split(b"=", 1)[0].strip()))
 
 
 def _sendable(code: int | None) -> int:
