@@ -231,7 +231,16 @@ def raise_bad(message: str) -> None:
 
 
 def _safe_next(nxt: str | None) -> str:
-    # only paths on this server: never an open redirect
-    if not nxt or not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
+    r"""Where to go after login: only a path on this server, never an open redirect.
+
+    Browsers drop tabs and newlines anywhere in a URL, trim spaces and control characters, and read
+    `\` as `/`: `/\t/evil.com` becomes `//evil.com`, another host. So anything but printable ASCII
+    is refused outright, then the path must start with one `/` and parse with no scheme or host."""
+    if not nxt or any(not 0x21 <= ord(c) <= 0x7E for c in nxt) or "\\" in nxt:
+        return "/"
+    if not nxt.startswith("/") or nxt.startswith("//"):
+        return "/"
+    parts = urlsplit(nxt)
+    if parts.scheme or parts.netloc:
         return "/"
     return nxt
