@@ -59,6 +59,8 @@ class Config:
     apps_dir: Path
     host: str = "127.0.0.1"
     port: int = 8000
+    apps_port: int = 0  # app pages' own origin (a second listener): 0 = port + 1
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides localhost, IPs, this machine's name
     service_ports: tuple[int, int] = (8100, 8199)
     streamlit_ports: tuple[int, int] = (8501, 8599)
     backend: str = "auto"  # auto | systemd | process
@@ -128,6 +130,12 @@ def _convert(key: str, value: Any, default: Any) -> Any:
         if number < 0:
             raise ConfigError(f"config key {key!r} must not be negative, got {value!r}", key=key)
         return type(default)(number)
+    if key == "allowed_hosts":  # names (".example.org" also allows its subdomains)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v and " " not in v for v in value):
+            raise ConfigError(f"config key {key!r} must be a list of host names, got {value!r}", key=key)
+        return tuple(v.lower().rstrip(".") for v in value)
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [v for v in value.replace("-", ",").split(",") if v]
@@ -168,9 +176,10 @@ def _apply(obj: Any, changes: dict[str, Any], prefix: str = "") -> Any:
             default = current if current is not None else ""
             updates[key] = _convert(dotted, value, default)
     new = attrs.evolve(obj, **updates)
-    for port_key in ("port",):
-        if prefix == "" and port_key in updates and not 1 <= new.port <= 65535:
-            raise ConfigError(f"config key 'port' must be from 1 to 65535, got {new.port}", key="port")
+    for port_key in ("port", "apps_port"):
+        if prefix == "" and port_key in updates and not 1 <= getattr(new, port_key) <= 65535:
+            raise ConfigError(f"config key {port_key!r} must be from 1 to 65535, got {getattr(new, port_key)}",
+                              key=port_key)
     return new
 
 

@@ -18,6 +18,7 @@ from ..config import Config
 from ..errors import Forbidden, HomeHelperError, Unauthorized
 from .auth import SESSION_COOKIE, Auth, auth_file
 from .errors import translate
+from .guard import HostGuard, own_names
 
 MAX_BODY = 64 * 1024  # every request body the API takes is small JSON
 PUBLIC = ("/login", "/static/", "/api/health", "/openapi.json", "/favicon.ico")
@@ -210,6 +211,8 @@ def create_app(deps: WebDeps) -> QuartTrio:
         pass
     else:
         register_proxy(app, deps)
+    names, suffixes = own_names(deps.config.host, deps.config.allowed_hosts)
+    app.asgi_app = HostGuard(app.asgi_app, names, suffixes)  # type: ignore[method-assign]  # outermost
     return app
 
 

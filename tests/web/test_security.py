@@ -35,3 +35,50 @@ async def test_login_next_keeps_a_plain_path_and_query(client) -> None:
     page = await client.get("/login?next=/%09/evil.com")  # the form carries a safe next only
     html = await page.get_data(as_text=True)
     assert 'value="/"' in html and "evil" not in html
+
+
+async def test_dns_rebinding_names_are_refused_even_with_loopback_login(nursery, state_root) -> None:
+    import attrs
+    import httpx
+
+    from homehelper.config import AuthConfig
+    from tests.web.conftest import start_live
+    from tests.web.test_proxy import UPGRADE
+
+    live = await start_live(nursery, state_root, 1, allowed_hosts=("pi.home.arpa", ".lan"))
+    deps = live.tree.deps
+    deps.config = attrs.evolve(deps.config, auth=AuthConfig(loopback_without_login=True))  # read per request
+    port = live.url.rsplit(":", 1)[1]
+    async with httpx.AsyncClient(base_url=live.url, trust_env=False) as c:
+        evil = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+        for method, path, body in (("GET", "/api/config", None), ("POST", "/api/tokens", {"name": "x"}),
+                                   ("POST", "/api/apps/app-00/start", None), ("PATCH", "/api/config", {}),
+                                   ("GET", "/", None), ("GET", "/apps/app-00/ui/", None)):
+            r = await c.request(method, path, headers=evil, json=body)
+            assert r.status_code == 421, (method, path, r.status_code)
+            assert "allowed_hosts" in r.json()["message"]
+        assert (await c.get("/ws", headers={**UPGRADE, **evil})).status_code == 403
+        ok = await c.get("/ws", headers={**UPGRADE, "Origin": live.url})  # loopback: no login needed
+        assert ok.status_code == 101
+        assert (await c.get("/api/tokens", headers={"Host": "rebind.127.0.0.1.nip.io"})).status_code == 421
+        # the names this server does answer to
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "pi.home.arpa", "tv.lan",
+                     f"{__import__('socket').gethostname()}:{port}", "app.localhost"):
+            r = await c.get("/api/config", headers={"Host": host})
+            assert r.status_code == 200, (host, r.status_code)
+        same = {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"}
+        assert (await c.post("/api/tokens", headers=same, json={"name": "ok"})).status_code in (200, 201)
+
+
+def test_allowed_hosts_and_apps_port_config_keys(tmp_path) -> None:
+    from homehelper.config import load_config
+    from homehelper.errors import ConfigError
+
+    env = {"HOMEHELPER_ALLOWED_HOSTS": "Pi.Home.Arpa, .lan", "HOMEHELPER_APPS_PORT": "9001"}
+    c = load_config(tmp_path, environ=env)
+    assert c.allowed_hosts == ("pi.home.arpa", ".lan") and c.apps_port == 9001
+    assert load_config(tmp_path, environ={}).apps_port == 0  # 0: port + 1
+    for bad in ({"allowed_hosts": [1]}, {"allowed_hosts": "a b"}, {"apps_port": 70000}):
+        with pytest.raises(ConfigError) as err:
+            load_config(tmp_path, overrides=bad, environ={})
+        assert next(iter(bad)) in err.value.message
