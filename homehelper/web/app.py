@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
+import trio
 from quart import Response, g, jsonify, redirect, render_template, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -20,6 +21,7 @@ from .auth import SESSION_COOKIE, Auth, auth_file
 from .errors import translate
 from .guard import HostGuard, own_names
 
+HASHING = 1  # password checks at once, across every client (scrypt: 16 MiB each)
 MAX_BODY = 64 * 1024  # every request body the API takes is small JSON
 PUBLIC = ("/login", "/static/", "/api/health", "/openapi.json", "/favicon.ico")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -68,6 +70,7 @@ def create_app(deps: WebDeps) -> QuartTrio:
         deps.auth.ensure_password()
         deps.auth.ensure_cli_token(deps.config.run_dir / "cli-token")  # read by `homehelper apps`
     auth: Auth = deps.auth
+    hashing = trio.CapacityLimiter(HASHING)
     app.extensions["homehelper"] = deps
 
     def identify(req: Any) -> str | None:
@@ -167,8 +170,6 @@ def create_app(deps: WebDeps) -> QuartTrio:
 
     @app.post("/login")
     async def login() -> Any:
-        import trio
-
         is_json = request.is_json
         if is_json:
             body = await request.get_json(silent=True)
@@ -182,7 +183,9 @@ def create_app(deps: WebDeps) -> QuartTrio:
             raise_bad("password is required")
         client = request.remote_addr or "?"
         try:
-            s = await trio.to_thread.run_sync(auth.login, password, client)
+            auth.limiter.attempt(client)  # counted here, before any hashing: a flood gets 429s
+            # one scrypt (16 MiB) at a time: parallel guesses from many addresses keep memory flat
+            s = await trio.to_thread.run_sync(auth.login_counted, password, client, limiter=hashing)
         except HomeHelperError as exc:
             if is_json:
                 raise

@@ -12,6 +12,7 @@ import hmac
 import os
 import secrets
 import sys
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -68,6 +69,16 @@ class RateLimiter:
     def __init__(self, limit: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit, self.window, self.clock = limit, window, clock
         self.failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def attempt(self, key: str) -> None:
+        """Count an attempt before its password is checked (429 past the limit); a success resets.
+
+        Counting first means a hundred guesses sent at once cannot all slip in before the first
+        failure is recorded."""
+        with self.lock:
+            self.check(key)
+            self.fail(key)
 
     def check(self, key: str) -> None:
         now = self.clock()
@@ -102,6 +113,7 @@ class Auth:
         self.clock = clock
         self.sessions: OrderedDict[str, Session] = OrderedDict()
         self.limiter = RateLimiter()
+        self.hashed = 0  # password checks run (scrypt: 16 MiB each), for tests and diagnostics
         self.data: dict[str, Any] = {}
         self._stamp: tuple[int, int] | None = None
         self._reload()
@@ -151,13 +163,17 @@ class Auth:
 
     # --- login and sessions ---------------------------------------------------
     def login(self, password: str, client: str) -> Session:
-        """Check the password (slow: call from a worker thread) and open a session."""
-        self.limiter.check(client)
+        """Count the attempt, check the password (slow: call from a worker thread), open a session."""
+        self.limiter.attempt(client)
+        return self.login_counted(password, client)
+
+    def login_counted(self, password: str, client: str) -> Session:
+        """The password check of an attempt already counted with `limiter.attempt(client)`."""
         self._reload()
         stored = self.data.get("password")
+        self.hashed += 1
         if not isinstance(password, str) or stored is None or not check_password(password, stored):
-            self.limiter.fail(client)
-            raise Unauthorized("wrong password")
+            raise Unauthorized("wrong password")  # already counted as a failure
         self.limiter.reset(client)
         return self.new_session()
 

@@ -82,3 +82,35 @@ def test_allowed_hosts_and_apps_port_config_keys(tmp_path) -> None:
         with pytest.raises(ConfigError) as err:
             load_config(tmp_path, overrides=bad, environ={})
         assert next(iter(bad)) in err.value.message
+
+
+async def test_a_hundred_parallel_wrong_logins_hash_at_most_the_limit(live) -> None:
+    import httpx
+    import psutil
+    import trio
+
+    me = psutil.Process()  # the live server runs in this process
+    auth = live.tree.deps.auth
+    limit = auth.limiter.limit
+    hashed_before = auth.hashed
+    statuses: list[int] = []
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(base_url=live.url, trust_env=False, timeout=60, limits=limits) as c:
+        await c.get("/api/health")
+        rss_before = me.memory_info().rss
+
+        async def guess(i: int) -> None:
+            r = await c.post("/login", json={"password": f"wrong guess {i}"})
+            statuses.append(r.status_code)
+
+        async with trio.open_nursery() as n:
+            for i in range(100):
+                n.start_soon(guess, i)
+        rss_after = me.memory_info().rss
+        assert auth.hashed - hashed_before <= limit  # counted before hashing, not after
+        assert statuses.count(401) <= limit and statuses.count(429) >= 100 - limit
+        assert sorted(set(statuses)) in ([401, 429], [429])
+        # one scrypt (16 MiB) at a time: not 20 at once (~320 MiB)
+        assert rss_after - rss_before < 80 * 1024 * 1024, (rss_before, rss_after)
+        r = await c.post("/login", json={"password": PASSWORD})
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1  # even the right one, for now
