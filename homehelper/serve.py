@@ -35,6 +35,7 @@ from .messages import ServerStarted, SetMonitorConfig
 from .monitor import ProcessTable
 from .ui import UIManager
 from .web import WebDeps, create_app, hypercorn_config
+from .web.auth import open_auth
 from .web.ops import persist_config_change
 
 log = logging.getLogger("homehelper")
@@ -109,12 +110,13 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.
     """Run HomeHelper until cancelled. Reports the Runtime once the server listens."""
     for sub in ("config", "registry", "run", "data", "logs"):
         (config.root / sub).mkdir(parents=True, exist_ok=True)
+    auth = open_auth(config)  # before any task: a damaged auth.json stops the start as one plain error
     async with trio.open_nursery() as nursery:
         rt = await build_tree(config, nursery)
         rt.cancel_scope = nursery.cancel_scope
         deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
                        scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
-                       event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"])
+                       event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth)
         sensors = rt.refs["sensors"]
 
         async def set_config(changes: dict[str, Any]) -> Config:

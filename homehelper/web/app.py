@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from ..actors import ActorRef, Broadcast, Supervisor
 from ..config import Config
 from ..errors import Forbidden, HomeHelperError, Unauthorized
-from .auth import SESSION_COOKIE, Auth, auth_file
+from .auth import SESSION_COOKIE, Auth, open_auth
 from .errors import translate
 from .guard import HostGuard, own_names
 
@@ -66,9 +66,7 @@ def create_app(deps: WebDeps) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config["TEMPLATES_AUTO_RELOAD"] = False
     if deps.auth is None:
-        deps.auth = Auth(auth_file(deps.config.root), deps.config.auth.session_hours)
-        deps.auth.ensure_password()
-        deps.auth.ensure_cli_token(deps.config.run_dir / "cli-token")  # read by `homehelper apps`
+        deps.auth = open_auth(deps.config)
     auth: Auth = deps.auth
     hashing = trio.CapacityLimiter(HASHING)
     app.extensions["homehelper"] = deps

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import sys
@@ -21,8 +22,10 @@ from typing import Any
 
 import attrs
 
-from ..errors import NotFound, TooManyRequests, Unauthorized, ValidationError
+from ..errors import HomeHelperError, NotFound, TooManyRequests, Unauthorized, ValidationError
 from ..storage import atomic_write_json, atomic_write_text, read_json
+
+log = logging.getLogger(__name__)
 
 # scrypt at n=2**14, r=8: 16 MiB and ~50 ms per check on a Pi 5; slow for a guesser, fine for a person.
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -119,15 +122,28 @@ class Auth:
         self._reload()
 
     def _reload(self) -> None:
-        """Re-read auth.json when another process (`homehelper password`) changed it; a stat otherwise."""
+        """Re-read auth.json when another process (`homehelper password`) changed it; a stat otherwise.
+
+        Damaged at start: AuthFileDamaged (nothing to rebuild it from). Damaged while running: the
+        last good copy stays in use and it is logged once."""
         try:
             st = self.path.stat()
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise AuthFileDamaged(self.path, exc.strerror or str(exc)) from None
         stamp = (st.st_mtime_ns, st.st_ino)
         if stamp != self._stamp:
+            try:
+                data = load_auth_data(self.path)
+            except AuthFileDamaged as exc:
+                if self._stamp is None:
+                    raise
+                log.error("%s; keeping the copy read before", exc.message)
+                self._stamp = stamp
+                return
             old = self.data.get("password")
-            self.data = read_json(self.path, {}) or {}
+            self.data = data
             if self._stamp is not None and self.data.get("password") != old:
                 self.sessions.clear()  # a password changed elsewhere logs everyone out here too
             self._stamp = stamp
@@ -237,6 +253,12 @@ class Auth:
                 return
         except FileNotFoundError:
             pass
+        except IsADirectoryError:  # not ours to delete: set aside, named so it is found
+            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            path.rename(aside)
+            log.warning("%s was a folder, not a token file: moved to %s and a fresh token written", path, aside)
+        except (OSError, UnicodeDecodeError):
+            pass  # unreadable: replaced below
         self.data["tokens"] = [t for t in self.data.get("tokens", []) if t.get("name") != CLI_TOKEN_NAME]
         made = self.create_token(CLI_TOKEN_NAME)
         atomic_write_text(path, made["token"] + "\n", mode=0o600)
@@ -249,3 +271,43 @@ class Auth:
 
 def auth_file(root: Path) -> Path:
     return root / "config" / "auth.json"
+
+
+class AuthFileDamaged(HomeHelperError):
+    """config/auth.json cannot be read: the password hash and tokens have no other copy."""
+
+    code = "auth_file_damaged"
+
+    def __init__(self, path: Path, what: str) -> None:
+        super().__init__(f"{path} is damaged ({what}): restore it from a backup, or move it aside and start "
+                         "again to get a new password (API tokens must then be created again)", path=str(path))
+
+
+def load_auth_data(path: Path) -> dict[str, Any]:
+    """auth.json's content, checked field by field ({} when missing); AuthFileDamaged names what is wrong."""
+    try:
+        data = read_json(path, {})
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise AuthFileDamaged(path, getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(data, dict):
+        raise AuthFileDamaged(path, "not a JSON object")
+    pw = data.get("password")
+    if pw is not None and not (isinstance(pw, dict) and all(isinstance(pw.get(k), str) for k in ("salt", "hash"))
+                               and all(isinstance(pw.get(k), int) and pw[k] > 0 for k in ("n", "r", "p"))):
+        raise AuthFileDamaged(path, "'password' is not a scrypt hash")
+    tokens = data.get("tokens", [])
+    if not isinstance(tokens, list) or not all(
+            isinstance(t, dict) and all(isinstance(t.get(k), str) for k in ("id", "name", "hash"))
+            and isinstance(t.get("created"), (int, float)) for t in tokens):
+        raise AuthFileDamaged(path, "'tokens' is not a list of tokens")
+    return data
+
+
+def open_auth(config: Any) -> Auth:
+    """The server's Auth at start: the password set (or generated and printed), the CLI token written.
+
+    Raises AuthFileDamaged, one line naming the file and the fix, when auth.json is damaged."""
+    auth = Auth(auth_file(config.root), config.auth.session_hours)
+    auth.ensure_password()
+    auth.ensure_cli_token(config.run_dir / "cli-token")  # read by `homehelper apps`
+    return auth

@@ -114,3 +114,53 @@ async def test_a_hundred_parallel_wrong_logins_hash_at_most_the_limit(live) -> N
         assert rss_after - rss_before < 80 * 1024 * 1024, (rss_before, rss_after)
         r = await c.post("/login", json={"password": PASSWORD})
         assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1  # even the right one, for now
+
+
+@pytest.mark.parametrize("content, what", [
+    ('{"password": {"algo": "scrypt", "n": 16384, "r"', "JSONDecodeError"),
+    ('{"tokens": {"id": "x"}}', "'tokens' is not a list"),
+    ('{"tokens": [{"id": 1}]}', "'tokens' is not a list"),
+    ('{"password": "hunter2"}', "'password' is not a scrypt hash"),
+    ('[1, 2]', "not a JSON object"),
+    (b"\xff\xfe\x00", "UnicodeDecodeError"),
+])
+async def test_a_damaged_auth_file_stops_the_start_with_one_line(state_root, content, what) -> None:
+    from homehelper.config import load_config
+    from homehelper.errors import HomeHelperError
+    from homehelper.serve import serve
+    from homehelper.web.auth import auth_file
+
+    path = auth_file(state_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)  # type: ignore[operator]
+    config = load_config(state_root, environ={})
+    with pytest.raises(HomeHelperError) as err:  # plain, not wrapped in an exception group
+        await serve(config)
+    message = err.value.message
+    assert str(path) in message and what in message and "\n" not in message
+    assert "move it aside" in message
+    assert path.read_bytes() == (content if isinstance(content, bytes) else content.encode())  # untouched
+
+
+async def test_an_auth_file_damaged_while_running_keeps_the_good_copy(state_root, caplog) -> None:
+    from homehelper.web.auth import Auth, auth_file
+
+    auth = Auth(auth_file(state_root), 1)
+    auth.set_password("long enough")
+    token = auth.create_token("t")["token"]
+    auth_file(state_root).write_text("{trunc")
+    assert auth.check_token(token)  # the copy read before is kept
+    assert "is damaged" in caplog.text
+
+
+def test_a_cli_token_folder_is_set_aside_and_a_fresh_token_written(state_root) -> None:
+    from homehelper.config import load_config
+    from homehelper.web.auth import open_auth
+
+    config = load_config(state_root, environ={"HOMEHELPER_PASSWORD": "long enough"})
+    token_path = config.run_dir / "cli-token"
+    (token_path / "inside").mkdir(parents=True)
+    auth = open_auth(config)
+    assert token_path.is_file() and auth.check_token(token_path.read_text().strip())
+    aside = [p for p in config.run_dir.iterdir() if p.name.startswith("cli-token.corrupt-")]
+    assert len(aside) == 1 and (aside[0] / "inside").is_dir()  # set aside, nothing lost
