@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import attrs
 import trio
-from hypercorn.trio import serve as hypercorn_serve
 
 from .actors import Broadcast, ChildSpec, Supervisor
 from .actors.app import AppActor, AppContext
@@ -34,7 +34,7 @@ from .manifest import Manifest
 from .messages import ServerStarted, SetMonitorConfig
 from .monitor import ProcessTable
 from .ui import UIManager
-from .web import WebDeps, create_app, hypercorn_config
+from .web import WebDeps, create_app, serve_app
 from .web.auth import open_auth
 from .web.ops import persist_config_change
 
@@ -129,9 +129,9 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[Runtime] = trio.
 
         deps.set_config = set_config
         web = create_app(deps)
-        hc = hypercorn_config(config.host, config.port)
-        hc.graceful_timeout = 2.0
-        bound: list[str] = await nursery.start(hypercorn_serve, web, hc)
+        # the dashboard, and app pages on their own port (apps_port); stopped by cancellation
+        bound: list[str] = await nursery.start(partial(serve_app, web, config.host, config.port, trio.Event(),
+                                                       graceful=2.0))
         rt.url = bound[0] if bound else f"http://{config.host}:{config.port}"
         rt.bus.publish(ServerStarted(rt.url, backend=rt.refs["backend"].name))
         log.info("HomeHelper serving %s (apps in %s, state in %s)", rt.url, config.apps_dir, config.root)

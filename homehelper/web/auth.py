@@ -33,6 +33,7 @@ SESSION_COOKIE = "hh_session"
 APP_COOKIE = "hh_app"  # an app page's own cookie on the app origin (names starting with it are all ours)
 MAX_SESSIONS = 256
 MAX_TOKENS = 64
+TICKET_SECONDS = 60.0
 TOKEN_PREFIX = "hh_"
 CLI_TOKEN_NAME = "cli (this machine)"
 
@@ -64,6 +65,16 @@ class Session:
     sid: str
     csrf: str
     expires: float
+
+
+@attrs.define
+class AppSession:
+    """A ticket, or the app-scoped session it became: one app's pages on the app origin."""
+
+    app_id: str
+    parent: str | None  # the dashboard session it came from
+    expires: float
+    epoch: int = 0  # the password generation (for those without a parent session)
 
 
 class RateLimiter:
@@ -115,6 +126,9 @@ class Auth:
         self.session_seconds = session_hours * 3600.0
         self.clock = clock
         self.sessions: OrderedDict[str, Session] = OrderedDict()
+        self.tickets: OrderedDict[str, AppSession] = OrderedDict()
+        self.app_sessions: OrderedDict[str, AppSession] = OrderedDict()
+        self.epoch = 0  # bumped by a new password: ends app sessions that have no dashboard session
         self.limiter = RateLimiter()
         self.hashed = 0  # password checks run (scrypt: 16 MiB each), for tests and diagnostics
         self.data: dict[str, Any] = {}
@@ -146,6 +160,7 @@ class Auth:
             self.data = data
             if self._stamp is not None and self.data.get("password") != old:
                 self.sessions.clear()  # a password changed elsewhere logs everyone out here too
+                self.epoch += 1
             self._stamp = stamp
 
     # --- first run ------------------------------------------------------------
@@ -171,6 +186,7 @@ class Auth:
         self.data["password"] = hash_password(password)
         self._save()
         self.sessions.clear()  # a new password logs everyone out
+        self.epoch += 1
 
     def _save(self) -> None:
         atomic_write_json(self.path, self.data, mode=0o600)
@@ -218,6 +234,48 @@ class Auth:
     def logout(self, sid: str | None) -> None:
         if sid:
             self.sessions.pop(sid, None)
+
+    # --- app pages: tickets and app-scoped sessions on the app origin ---------------
+    def issue_ticket(self, app_id: str, parent: str | None) -> str:
+        """A single-use ticket, good for TICKET_SECONDS, that opens `app_id`'s pages on the app origin.
+
+        `parent` is the dashboard session asking (None for a token or loopback): the app session
+        the ticket becomes ends with it."""
+        ticket = secrets.token_urlsafe(24)
+        self.tickets[ticket] = AppSession(app_id, parent, self.clock() + TICKET_SECONDS, self.epoch)
+        while len(self.tickets) > MAX_SESSIONS:
+            self.tickets.popitem(last=False)
+        return ticket
+
+    def redeem_ticket(self, ticket: str | None, app_id: str) -> str | None:
+        """The app-session id for a valid ticket of `app_id` (the ticket is used up), else None."""
+        t = self.tickets.pop(ticket, None) if ticket else None
+        if t is None or t.app_id != app_id or t.expires <= self.clock() or not self._parent_alive(t):
+            return None
+        sid = secrets.token_urlsafe(32)
+        self.app_sessions[sid] = AppSession(app_id, t.parent, self.clock() + self.session_seconds, t.epoch)
+        while len(self.app_sessions) > 2 * MAX_SESSIONS:
+            self.app_sessions.popitem(last=False)
+        return sid
+
+    def app_session(self, sid: str | None, app_id: str) -> bool:
+        """Whether the app cookie `sid` opens `app_id`'s pages: that app only, while its dashboard
+        session lives (logout or a new password ends it), sliding like a session."""
+        s = self.app_sessions.get(sid) if sid else None
+        if s is None or s.app_id != app_id:
+            return False
+        now = self.clock()
+        if s.expires <= now or not self._parent_alive(s):
+            del self.app_sessions[sid]  # type: ignore[arg-type]
+            return False
+        s.expires = now + self.session_seconds
+        return True
+
+    def _parent_alive(self, s: AppSession) -> bool:
+        if s.parent is None:
+            return s.epoch == self.epoch
+        p = self.sessions.get(s.parent)
+        return p is not None and p.expires > self.clock()
 
     # --- API tokens -----------------------------------------------------------
     def tokens(self) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import pytest
 
 from homehelper.web.proxy import _Entry
 from tests.fixtures.streamlit import tree_factory
-from tests.web.test_proxy import logged_in, open_app, rerun_until_text, ws_connect, ws_headers
+from tests.web.test_proxy import enter_app, logged_in, open_app, rerun_until_text, ws_base, ws_connect, ws_headers
 
 
 @pytest.fixture
@@ -57,7 +57,9 @@ async def test_http_requests_reach_the_app_without_our_credentials(make_tree):
             client = await logged_in(tree)
             csrf = client.headers["X-CSRF-Token"]
             session = client.cookies["hh_session"]
-            r = await client.get("/apps/echo/ui/x?q=1", headers={
+            appc = await enter_app(client, "echo")
+            appc.headers["X-CSRF-Token"] = csrf
+            r = await appc.get("/apps/echo/ui/x?q=1", headers={
                 "Authorization": f"Bearer {token}", "Cookie": f"hh_session={session}; own=1; hh_app_echo=t"})
             assert r.status_code == 200, r.text
             seen = {k.lower(): v for k, v in r.json()["headers"]}
@@ -68,11 +70,15 @@ async def test_http_requests_reach_the_app_without_our_credentials(make_tree):
             assert seen["cookie"] == "own=1"  # the app's own cookie still reaches it
             assert r.json()["path"] == "/x?q=1"
             # the app's own Authorization (not a HomeHelper token) passes
-            r = await client.get("/apps/echo/ui/", headers={"Authorization": "Basic dTpw"})
+            r = await appc.get("/apps/echo/ui/", headers={"Authorization": "Basic dTpw"})
             assert dict((k.lower(), v) for k, v in r.json()["headers"])["authorization"] == "Basic dTpw"
             # an app cannot set (or clear) HomeHelper's cookies in the browser
             planted = r.headers.get_list("set-cookie")
             assert planted == ["own=kept; Path=/"]
+            app_cookie = next(v for k, v in appc.cookies.items() if k == "hh_app")
+            r = await appc.get("/apps/echo/ui/")  # the app cookie lets in, and is not passed on
+            assert r.status_code == 200 and app_cookie not in r.text and "hh_app" not in r.text
+            await appc.aclose()
             await client.aclose()
     finally:
         server.shutdown()
@@ -84,15 +90,19 @@ async def test_websockets_reach_the_app_without_our_credentials(make_tree):
         token = tree.web.extensions["homehelper"].auth.create_token("script")["token"]
         client = await logged_in(tree)
         await open_app(client, "wsecho")
+        appc = await enter_app(client, "wsecho")
         csrf = client.headers["X-CSRF-Token"]
         session = client.cookies["hh_session"]
-        headers = [*ws_headers(tree, client), (b"authorization", f"Bearer {token}".encode()),
+        app_cookie = appc.cookies["hh_app"]
+        headers = [*ws_headers(appc), (b"authorization", f"Bearer {token}".encode()),
                    (b"x-csrf-token", csrf.encode())]
-        headers = [(n, v + b"; own=1; hh_app_wsecho=t") if n == b"cookie" else (n, v) for n, v in headers]
-        url = tree.url.replace("http://", "ws://") + "/apps/wsecho/ui/_stcore/stream"
+        headers = [(n, v + f"; own=1; hh_app_wsecho=t; hh_session={session}".encode()) if n == b"cookie" else (n, v)
+                   for n, v in headers]
+        url = ws_base(appc) + "/apps/wsecho/ui/_stcore/stream"
         async with ws_connect(url, headers, ["streamlit"]) as ws:
             seen = "".join(await rerun_until_text(ws, "ECHO "))
         assert "own" in seen  # the echo ran and shows the app's own cookie
-        for secret in (token, csrf, session, "hh_app_wsecho", "hh_session"):
+        for secret in (token, csrf, session, app_cookie, "hh_app", "hh_session"):
             assert secret not in seen
+        await appc.aclose()
         await client.aclose()

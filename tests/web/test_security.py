@@ -164,3 +164,27 @@ def test_a_cli_token_folder_is_set_aside_and_a_fresh_token_written(state_root) -
     assert token_path.is_file() and auth.check_token(token_path.read_text().strip())
     aside = [p for p in config.run_dir.iterdir() if p.name.startswith("cli-token.corrupt-")]
     assert len(aside) == 1 and (aside[0] / "inside").is_dir()  # set aside, nothing lost
+
+
+def test_app_tickets_are_single_use_short_lived_and_scoped_to_one_app(state_root) -> None:
+    from homehelper.web.auth import TICKET_SECONDS, Auth, auth_file
+
+    now = [1000.0]
+    auth = Auth(auth_file(state_root), 1, clock=lambda: now[0])
+    auth.set_password("long enough")
+    s = auth.login("long enough", "c")
+    t = auth.issue_ticket("a", s.sid)
+    assert auth.redeem_ticket(t, "b") is None  # another app: refused, and the ticket is spent
+    assert auth.redeem_ticket(t, "a") is None
+    t = auth.issue_ticket("a", s.sid)
+    now[0] += TICKET_SECONDS + 1
+    assert auth.redeem_ticket(t, "a") is None  # too late
+    sid = auth.redeem_ticket(auth.issue_ticket("a", s.sid), "a")
+    assert sid and auth.app_session(sid, "a") and not auth.app_session(sid, "b")
+    assert not auth.app_session(s.sid, "a")  # the dashboard's session is not an app cookie
+    auth.logout(s.sid)
+    assert not auth.app_session(sid, "a")  # logging out of the dashboard closes its app pages too
+    orphan = auth.redeem_ticket(auth.issue_ticket("a", None), "a")  # from a token or loopback
+    assert orphan and auth.app_session(orphan, "a")
+    auth.set_password("another password")
+    assert not auth.app_session(orphan, "a")  # a new password ends those too
