@@ -117,11 +117,16 @@ async def bench(rounds: int, messages: int, root: Path) -> dict[str, Any]:
             await app.ask(StopApp(APP_ID), timeout=30)
         await client.post(f"/api/apps/{APP_ID}/open")
         port = (await app.ask(GetApp(APP_ID)))["port"]
-        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items()).encode()
+        # app pages have their own origin: the dashboard hands out a ticket for it, which becomes a cookie
+        ticket_url = (await client.get(f"/apps/{APP_ID}/ui/")).headers["location"]
+        apps_url = ticket_url.split("/apps/")[0]
+        async with httpx.AsyncClient(trust_env=False) as appc:
+            await appc.get(ticket_url)
+            cookie = "; ".join(f"{k}={v}" for k, v in appc.cookies.items()).encode()
         path = f"/apps/{APP_ID}/ui/_stcore/stream"
         async with ws(f"ws://127.0.0.1:{port}{path}", []) as direct, \
-                ws(tree.url.replace("http://", "ws://") + path,
-                   [(b"origin", tree.url.encode()), (b"cookie", cookie)]) as proxied:
+                ws(apps_url.replace("http://", "ws://") + path,
+                   [(b"origin", apps_url.encode()), (b"cookie", cookie)]) as proxied:
             for _ in range(min(50, messages)):  # warm-up, not counted
                 await heartbeat_rtt(direct)
                 await heartbeat_rtt(proxied)

@@ -62,6 +62,8 @@ class Config:
     apps_dir: Path
     host: str = "127.0.0.1"
     port: int = 8000
+    apps_port: int = 0  # app pages' own origin (a second listener): 0 = port + 1
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides localhost, IPs, this machine's name
     service_ports: tuple[int, int] = (8100, 8199)
     streamlit_ports: tuple[int, int] = (8501, 8599)
     backend: str = "auto"  # auto | systemd | process
@@ -194,6 +196,12 @@ def _convert(key: str, value: Any, default: Any) -> Any:
             raise ConfigError(f"config key {key!r} must not be negative, got {value!r}", key=key)
         _bounded(key, number)
         return type(default)(number)
+    if key == "allowed_hosts":  # names (".example.org" also allows its subdomains)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v and " " not in v for v in value):
+            raise ConfigError(f"config key {key!r} must be a list of host names, got {value!r}", key=key)
+        return tuple(v.lower().rstrip(".") for v in value)
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [v for v in value.replace("-", ",").split(",") if v]
@@ -234,7 +242,12 @@ def _apply(obj: Any, changes: dict[str, Any], prefix: str = "") -> Any:
             default = current if current is not None else ""
             updates[key] = _convert(dotted, value, default)
     new = attrs.evolve(obj, **updates)
-    if prefix == "" and {"port", "service_ports", "streamlit_ports"} & set(updates):
+    for port_key in ("port", "apps_port"):
+        if prefix == "" and port_key in updates and not (port_key == "apps_port" and new.apps_port == 0) \
+                and not 1 <= getattr(new, port_key) <= 65535:
+            raise ConfigError(f"config key {port_key!r} must be from 1 to 65535, got {getattr(new, port_key)}",
+                              key=port_key)
+    if prefix == "" and {"port", "apps_port", "service_ports", "streamlit_ports"} & set(updates):
         _check_ports(new)
     return new
 
@@ -245,9 +258,11 @@ def _check_ports(config: Config) -> None:
     if s[0] <= t[1] and t[0] <= s[1]:
         raise ConfigError(f"config keys 'service_ports' {list(s)} and 'streamlit_ports' {list(t)} overlap",
                           key="service_ports")
+    apps_port = config.apps_port or config.port + 1
     for key, (lo, hi) in (("service_ports", s), ("streamlit_ports", t)):
-        if lo <= config.port <= hi:
-            raise ConfigError(f"config key {key!r} {[lo, hi]} holds the dashboard's port {config.port}", key=key)
+        for what, port in (("dashboard's port", config.port), ("app pages' port (apps_port)", apps_port)):
+            if lo <= port <= hi:
+                raise ConfigError(f"config key {key!r} {[lo, hi]} holds the {what} {port}", key=key)
 
 
 def _from_env(environ: dict[str, str]) -> dict[str, Any]:

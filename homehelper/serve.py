@@ -15,7 +15,6 @@ from typing import Any
 
 import attrs
 import trio
-from hypercorn.trio import serve as hypercorn_serve
 
 from .actors import Broadcast, ChildSpec, Supervisor
 from .actors.app import AppActor, AppContext
@@ -37,7 +36,8 @@ from .messages import ChangeConfig, Event, ServerStarted, SetMonitorConfig
 from .monitor import ProcessTable
 from .stateroot import RootLock, lock_root, prepare_root
 from .ui import UIManager
-from .web import WebDeps, create_app, hypercorn_config
+from .web import WebDeps, create_app, serve_app
+from .web.auth import open_auth
 
 log = logging.getLogger("homehelper")
 
@@ -155,6 +155,8 @@ async def serve(config: Config, *, lock: RootLock | None = None, notices: Sequen
 
 
 async def _serve(config: Config, notices: Sequence[Event], task_status: trio.TaskStatus[Runtime]) -> None:
+    # before any task: a damaged auth.json stops the start as one plain error
+    auth = await trio.to_thread.run_sync(open_auth, config)
     async with trio.open_nursery() as nursery:
         rt = await build_tree(config, nursery)
         for notice in notices:
@@ -162,7 +164,7 @@ async def _serve(config: Config, notices: Sequence[Event], task_status: trio.Tas
         rt.cancel_scope = nursery.cancel_scope
         deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
                        scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
-                       event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"])
+                       event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth)
         settings_ref = rt.refs["settings"]
 
         async def set_config(changes: dict[str, Any]) -> Config:
@@ -178,9 +180,9 @@ async def _serve(config: Config, notices: Sequence[Event], task_status: trio.Tas
         rt.settings.follow(follow_web)
         rt.deps = deps
         web = create_app(deps)
-        hc = hypercorn_config(config.host, config.port)
-        hc.graceful_timeout = 2.0
-        bound: list[str] = await nursery.start(hypercorn_serve, web, hc)
+        # the dashboard, and app pages on their own port (apps_port); stopped by cancellation
+        bound: list[str] = await nursery.start(partial(serve_app, web, config.host, config.port, trio.Event(),
+                                                       graceful=2.0))
         rt.url = bound[0] if bound else f"http://{config.host}:{config.port}"
         rt.bus.publish(ServerStarted(rt.url, backend=rt.refs["backend"].name))
         log.info("HomeHelper serving %s (apps in %s, state in %s)", rt.url, config.apps_dir, config.root)

@@ -99,7 +99,6 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
     problem = private_tmp_problem(spec.data_dir, spec.log_dir, spec.cwd, Path(spec.argv[0]))
     if problem:
         raise UnsafeUnitValue(problem, field="paths")
-    hidden, writable, readonly = walls(spec)
     groups = groups_for(spec.permissions) if user else []  # a user manager cannot add groups
     lines = [
         "# Written by HomeHelper; edits are overwritten. The app's manifest is the source.",
@@ -121,21 +120,7 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         *([f"SupplementaryGroups={' '.join(groups)}"] if groups else []),
         f"StandardOutput=append:{_path(spec.log_file, 'log file')}",
         "StandardError=inherit",
-        "CPUAccounting=yes",
-        "MemoryAccounting=yes",
-        "TasksAccounting=yes",
-        f"MemoryMax={spec.memory_mb}M",
-        f"MemoryHigh={max(spec.memory_mb * 9 // 10, 1)}M",
-        f"CPUQuota={spec.cpu_percent}%",
-        f"TasksMax={spec.tasks}",
-        *BASE,
-        *proc(spec),
-        *network(spec),
-        # The walls: HomeHelper's state and the apps folder hidden, the app's own folders bound back.
-        *(f"TemporaryFileSystem={_qpath(h, 'state root')}:ro" for h in hidden),
-        "BindPaths=" + " ".join(_qpath(w, "data and log folders") for w in writable),
-        *(["BindReadOnlyPaths=" + " ".join(_qpath(r, "venv and app folder") for r in readonly)] if readonly else []),
-        *_devices(nodes),
+        *exec_properties(spec, nodes),
         "",
         "[Install]",
         f"WantedBy={wanted_by}",
@@ -166,9 +151,11 @@ def systemd_version() -> int | None:
     return int(m.group(1)) if m else None
 
 
-def exec_properties(spec: AppSpec) -> list[str]:
-    """The sandbox and limit lines render_unit gives the app, as "Key=Value" strings for a transient
-    unit (`systemd-run -p`): the app's setup commands run under the same rules as the app."""
+def exec_properties(spec: AppSpec, nodes: Sequence[Node] = ()) -> list[str]:
+    """The limit, sandbox and wall lines of the app's unit, as "Key=Value" strings: render_unit writes
+    them, and a transient unit (`systemd-run -p`) gets the same, so the app's setup commands run
+    under the same rules as the app."""
+    hidden, writable, readonly = walls(spec)
     return [
         "CPUAccounting=yes",
         "MemoryAccounting=yes",
@@ -177,6 +164,12 @@ def exec_properties(spec: AppSpec) -> list[str]:
         f"MemoryHigh={max(spec.memory_mb * 9 // 10, 1)}M",
         f"CPUQuota={spec.cpu_percent}%",
         f"TasksMax={spec.tasks}",
-        *SANDBOX,
-        f"ReadWritePaths={_escape_path(spec.data_dir)} {_escape_path(spec.log_dir)}",
+        *BASE,
+        *proc(spec),
+        *network(spec),
+        # The walls: HomeHelper's state and the apps folder hidden, the app's own folders bound back.
+        *(f"TemporaryFileSystem={_qpath(h, 'state root')}:ro" for h in hidden),
+        "BindPaths=" + " ".join(_qpath(w, "data and log folders") for w in writable),
+        *(["BindReadOnlyPaths=" + " ".join(_qpath(r, "venv and app folder") for r in readonly)] if readonly else []),
+        *_devices(nodes),
     ]

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
+import trio
 from quart import Response, g, jsonify, redirect, render_template, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from ..actors import ActorRef, Broadcast, Supervisor
 from ..config import Config
-from ..errors import Forbidden, HomeHelperError, Unauthorized
-from .auth import SESSION_COOKIE, Auth, auth_file
+from ..errors import Forbidden, HomeHelperError, NotFound, Unauthorized
+from .auth import SESSION_COOKIE, Auth, open_auth
 from .errors import translate
+from .guard import HostGuard, host_name, own_names
 
+HASHING = 1  # password checks at once, across every client (scrypt: 16 MiB each)
 MAX_BODY = 64 * 1024  # every request body the API takes is small JSON
+APP_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 PUBLIC = ("/login", "/static/", "/api/health", "/openapi.json", "/favicon.ico")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # Everything the page uses is ours: its script, its stylesheet, its websocket, the apps' UIs it frames.
@@ -42,6 +47,29 @@ class WebDeps:
     ttl: ActorRef[Any] | None = None  # the TTL clock: how long an opened UI has left
     set_config: Callable[[dict[str, Any]], Any] | None = None  # changes -> new Config (may be async)
     auth: Auth | None = None  # built from config.root when None
+    dashboard_port: int | None = None  # the ports really bound (serve_app sets them; port 0 in tests)
+    apps_port: int | None = None
+
+
+def _origin(scope: Any, port: int) -> str:
+    """scheme://<the name the client used>:port, for the other listener of this server."""
+    host = next((v.decode("latin-1") for n, v in scope.get("headers", ()) if n == b"host"), None)
+    name = host_name(host) if host else "127.0.0.1"
+    scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+    return f"{scheme}://{name}:{port}"
+
+
+def apps_port(deps: WebDeps) -> int:
+    """Where app pages are served: the bound port, else `apps_port`, else the dashboard's port + 1."""
+    return deps.apps_port or deps.config.apps_port or (deps.dashboard_port or deps.config.port) + 1
+
+
+def apps_origin(deps: WebDeps, scope: Any) -> str:
+    return _origin(scope, apps_port(deps))
+
+
+def dashboard_origin(deps: WebDeps, scope: Any) -> str:
+    return _origin(scope, deps.dashboard_port or deps.config.port)
 
 
 def is_loopback(addr: str | None) -> bool:
@@ -63,10 +91,9 @@ def create_app(deps: WebDeps) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config["TEMPLATES_AUTO_RELOAD"] = False
     if deps.auth is None:
-        deps.auth = Auth(auth_file(deps.config.root), deps.config.auth.session_hours)
-        deps.auth.ensure_password()
-        deps.auth.ensure_cli_token(deps.config.run_dir / "cli-token")  # read by `homehelper apps`
+        deps.auth = open_auth(deps.config)
     auth: Auth = deps.auth
+    hashing = trio.CapacityLimiter(HASHING)
     app.extensions["homehelper"] = deps
 
     def identify(req: Any) -> str | None:
@@ -143,12 +170,13 @@ def create_app(deps: WebDeps) -> QuartTrio:
     @app.after_request
     async def headers(resp: Response) -> Response:
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")  # the UI modal frames our own /apps/<id>/ui/
+        resp.headers.setdefault("X-Frame-Options", "DENY")  # nothing frames the dashboard
         resp.headers.setdefault("Referrer-Policy", "same-origin")
         if request.path.startswith("/api/"):
             resp.headers.setdefault("Cache-Control", "no-store")
-        if resp.mimetype == "text/html":
-            resp.headers.setdefault("Content-Security-Policy", CSP)
+        if resp.mimetype == "text/html":  # the app modal frames the app origin (another port)
+            resp.headers.setdefault("Content-Security-Policy", CSP.replace(
+                "frame-src 'self'", f"frame-src 'self' {apps_origin(deps, request.scope)}"))
         return resp
 
     # --- pages ------------------------------------------------------------------
@@ -166,8 +194,6 @@ def create_app(deps: WebDeps) -> QuartTrio:
 
     @app.post("/login")
     async def login() -> Any:
-        import trio
-
         is_json = request.is_json
         if is_json:
             body = await request.get_json(silent=True)
@@ -181,7 +207,9 @@ def create_app(deps: WebDeps) -> QuartTrio:
             raise_bad("password is required")
         client = request.remote_addr or "?"
         try:
-            s = await trio.to_thread.run_sync(auth.login, password, client)
+            auth.limiter.attempt(client)  # counted here, before any hashing: a flood gets 429s
+            # one scrypt (16 MiB) at a time: parallel guesses from many addresses keep memory flat
+            s = await trio.to_thread.run_sync(auth.login_counted, password, client, limiter=hashing)
         except HomeHelperError as exc:
             if is_json:
                 raise
@@ -190,6 +218,24 @@ def create_app(deps: WebDeps) -> QuartTrio:
         resp: Any = jsonify({"ok": True, "csrf": s.csrf}) if is_json else redirect(nxt)
         resp.set_cookie(SESSION_COOKIE, s.sid, httponly=True, samesite="Strict", path="/",
                         secure=request.scheme == "https")
+        return resp
+
+    @app.get("/apps/<app_id>/ui/")
+    @app.get("/apps/<app_id>/ui/<path:rest>")
+    async def app_page(app_id: str, rest: str = "") -> Any:
+        """An app's page lives on the app origin: hand this user a ticket for that one app there.
+
+        Only for the dashboard's own pages and typed or bookmarked URLs (Sec-Fetch-Site), so an
+        app's page script cannot fetch tickets for other apps through the user's session."""
+        if not APP_ID_RE.fullmatch(app_id):
+            raise NotFound(f"no app with id {app_id!r}")
+        site = request.headers.get("Sec-Fetch-Site")
+        if site not in (None, "same-origin", "none"):
+            raise Forbidden("an app's page opens from the dashboard itself")
+        ticket = auth.issue_ticket(app_id, g.session.sid if g.session is not None else None)
+        resp: Any = redirect(f"{apps_origin(deps, request.scope)}/apps/{app_id}/ticket?t={ticket}")
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        resp.headers["Cache-Control"] = "no-store"
         return resp
 
     @app.post("/logout")
@@ -210,6 +256,10 @@ def create_app(deps: WebDeps) -> QuartTrio:
         pass
     else:
         register_proxy(app, deps)
+    names, suffixes = own_names(deps.config.host, deps.config.allowed_hosts)
+    app.asgi_app = HostGuard(app.asgi_app, names, suffixes)  # type: ignore[method-assign]  # outermost
+    if "app_origin" in app.extensions:
+        app.extensions["app_origin"] = HostGuard(app.extensions["app_origin"], names, suffixes)
     return app
 
 
@@ -231,7 +281,16 @@ def raise_bad(message: str) -> None:
 
 
 def _safe_next(nxt: str | None) -> str:
-    # only paths on this server: never an open redirect
-    if not nxt or not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
+    r"""Where to go after login: only a path on this server, never an open redirect.
+
+    Browsers drop tabs and newlines anywhere in a URL, trim spaces and control characters, and read
+    `\` as `/`: `/\t/evil.com` becomes `//evil.com`, another host. So anything but printable ASCII
+    is refused outright, then the path must start with one `/` and parse with no scheme or host."""
+    if not nxt or any(not 0x21 <= ord(c) <= 0x7E for c in nxt) or "\\" in nxt:
+        return "/"
+    if not nxt.startswith("/") or nxt.startswith("//"):
+        return "/"
+    parts = urlsplit(nxt)
+    if parts.scheme or parts.netloc:
         return "/"
     return nxt

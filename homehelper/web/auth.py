@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import sys
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -20,14 +22,18 @@ from typing import Any
 
 import attrs
 
-from ..errors import NotFound, TooManyRequests, Unauthorized, ValidationError
+from ..errors import HomeHelperError, NotFound, TooManyRequests, Unauthorized, ValidationError
 from ..storage import atomic_write_json, atomic_write_text, read_json
+
+log = logging.getLogger(__name__)
 
 # scrypt at n=2**14, r=8: 16 MiB and ~50 ms per check on a Pi 5; slow for a guesser, fine for a person.
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 SESSION_COOKIE = "hh_session"
+APP_COOKIE = "hh_app"  # an app page's own cookie on the app origin (names starting with it are all ours)
 MAX_SESSIONS = 256
 MAX_TOKENS = 64
+TICKET_SECONDS = 60.0
 TOKEN_PREFIX = "hh_"
 CLI_TOKEN_NAME = "cli (this machine)"
 
@@ -61,12 +67,32 @@ class Session:
     expires: float
 
 
+@attrs.define
+class AppSession:
+    """A ticket, or the app-scoped session it became: one app's pages on the app origin."""
+
+    app_id: str
+    parent: str | None  # the dashboard session it came from
+    expires: float
+    epoch: int = 0  # the password generation (for those without a parent session)
+
+
 class RateLimiter:
     """Failed logins per client address: `limit` within `window` seconds, then 429."""
 
     def __init__(self, limit: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit, self.window, self.clock = limit, window, clock
         self.failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def attempt(self, key: str) -> None:
+        """Count an attempt before its password is checked (429 past the limit); a success resets.
+
+        Counting first means a hundred guesses sent at once cannot all slip in before the first
+        failure is recorded."""
+        with self.lock:
+            self.check(key)
+            self.fail(key)
 
     def check(self, key: str) -> None:
         now = self.clock()
@@ -100,23 +126,41 @@ class Auth:
         self.session_seconds = session_hours * 3600.0
         self.clock = clock
         self.sessions: OrderedDict[str, Session] = OrderedDict()
+        self.tickets: OrderedDict[str, AppSession] = OrderedDict()
+        self.app_sessions: OrderedDict[str, AppSession] = OrderedDict()
+        self.epoch = 0  # bumped by a new password: ends app sessions that have no dashboard session
         self.limiter = RateLimiter()
+        self.hashed = 0  # password checks run (scrypt: 16 MiB each), for tests and diagnostics
         self.data: dict[str, Any] = {}
         self._stamp: tuple[int, int] | None = None
         self._reload()
 
     def _reload(self) -> None:
-        """Re-read auth.json when another process (`homehelper password`) changed it; a stat otherwise."""
+        """Re-read auth.json when another process (`homehelper password`) changed it; a stat otherwise.
+
+        Damaged at start: AuthFileDamaged (nothing to rebuild it from). Damaged while running: the
+        last good copy stays in use and it is logged once."""
         try:
             st = self.path.stat()
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise AuthFileDamaged(self.path, exc.strerror or str(exc)) from None
         stamp = (st.st_mtime_ns, st.st_ino)
         if stamp != self._stamp:
+            try:
+                data = load_auth_data(self.path)
+            except AuthFileDamaged as exc:
+                if self._stamp is None:
+                    raise
+                log.error("%s; keeping the copy read before", exc.message)
+                self._stamp = stamp
+                return
             old = self.data.get("password")
-            self.data = read_json(self.path, {}) or {}
+            self.data = data
             if self._stamp is not None and self.data.get("password") != old:
                 self.sessions.clear()  # a password changed elsewhere logs everyone out here too
+                self.epoch += 1
             self._stamp = stamp
 
     # --- first run ------------------------------------------------------------
@@ -142,6 +186,7 @@ class Auth:
         self.data["password"] = hash_password(password)
         self._save()
         self.sessions.clear()  # a new password logs everyone out
+        self.epoch += 1
 
     def _save(self) -> None:
         atomic_write_json(self.path, self.data, mode=0o600)
@@ -150,13 +195,17 @@ class Auth:
 
     # --- login and sessions ---------------------------------------------------
     def login(self, password: str, client: str) -> Session:
-        """Check the password (slow: call from a worker thread) and open a session."""
-        self.limiter.check(client)
+        """Count the attempt, check the password (slow: call from a worker thread), open a session."""
+        self.limiter.attempt(client)
+        return self.login_counted(password, client)
+
+    def login_counted(self, password: str, client: str) -> Session:
+        """The password check of an attempt already counted with `limiter.attempt(client)`."""
         self._reload()
         stored = self.data.get("password")
+        self.hashed += 1
         if not isinstance(password, str) or stored is None or not check_password(password, stored):
-            self.limiter.fail(client)
-            raise Unauthorized("wrong password")
+            raise Unauthorized("wrong password")  # already counted as a failure
         self.limiter.reset(client)
         return self.new_session()
 
@@ -185,6 +234,48 @@ class Auth:
     def logout(self, sid: str | None) -> None:
         if sid:
             self.sessions.pop(sid, None)
+
+    # --- app pages: tickets and app-scoped sessions on the app origin ---------------
+    def issue_ticket(self, app_id: str, parent: str | None) -> str:
+        """A single-use ticket, good for TICKET_SECONDS, that opens `app_id`'s pages on the app origin.
+
+        `parent` is the dashboard session asking (None for a token or loopback): the app session
+        the ticket becomes ends with it."""
+        ticket = secrets.token_urlsafe(24)
+        self.tickets[ticket] = AppSession(app_id, parent, self.clock() + TICKET_SECONDS, self.epoch)
+        while len(self.tickets) > MAX_SESSIONS:
+            self.tickets.popitem(last=False)
+        return ticket
+
+    def redeem_ticket(self, ticket: str | None, app_id: str) -> str | None:
+        """The app-session id for a valid ticket of `app_id` (the ticket is used up), else None."""
+        t = self.tickets.pop(ticket, None) if ticket else None
+        if t is None or t.app_id != app_id or t.expires <= self.clock() or not self._parent_alive(t):
+            return None
+        sid = secrets.token_urlsafe(32)
+        self.app_sessions[sid] = AppSession(app_id, t.parent, self.clock() + self.session_seconds, t.epoch)
+        while len(self.app_sessions) > 2 * MAX_SESSIONS:
+            self.app_sessions.popitem(last=False)
+        return sid
+
+    def app_session(self, sid: str | None, app_id: str) -> bool:
+        """Whether the app cookie `sid` opens `app_id`'s pages: that app only, while its dashboard
+        session lives (logout or a new password ends it), sliding like a session."""
+        s = self.app_sessions.get(sid) if sid else None
+        if s is None or s.app_id != app_id:
+            return False
+        now = self.clock()
+        if s.expires <= now or not self._parent_alive(s):
+            del self.app_sessions[sid]  # type: ignore[arg-type]
+            return False
+        s.expires = now + self.session_seconds
+        return True
+
+    def _parent_alive(self, s: AppSession) -> bool:
+        if s.parent is None:
+            return s.epoch == self.epoch
+        p = self.sessions.get(s.parent)
+        return p is not None and p.expires > self.clock()
 
     # --- API tokens -----------------------------------------------------------
     def tokens(self) -> list[dict[str, Any]]:
@@ -220,6 +311,12 @@ class Auth:
                 return
         except FileNotFoundError:
             pass
+        except IsADirectoryError:  # not ours to delete: set aside, named so it is found
+            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            path.rename(aside)
+            log.warning("%s was a folder, not a token file: moved to %s and a fresh token written", path, aside)
+        except (OSError, UnicodeDecodeError):
+            pass  # unreadable: replaced below
         self.data["tokens"] = [t for t in self.data.get("tokens", []) if t.get("name") != CLI_TOKEN_NAME]
         made = self.create_token(CLI_TOKEN_NAME)
         atomic_write_text(path, made["token"] + "\n", mode=0o600)
@@ -232,3 +329,43 @@ class Auth:
 
 def auth_file(root: Path) -> Path:
     return root / "config" / "auth.json"
+
+
+class AuthFileDamaged(HomeHelperError):
+    """config/auth.json cannot be read: the password hash and tokens have no other copy."""
+
+    code = "auth_file_damaged"
+
+    def __init__(self, path: Path, what: str) -> None:
+        super().__init__(f"{path} is damaged ({what}): restore it from a backup, or move it aside and start "
+                         "again to get a new password (API tokens must then be created again)", path=str(path))
+
+
+def load_auth_data(path: Path) -> dict[str, Any]:
+    """auth.json's content, checked field by field ({} when missing); AuthFileDamaged names what is wrong."""
+    try:
+        data = read_json(path, {})
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise AuthFileDamaged(path, getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(data, dict):
+        raise AuthFileDamaged(path, "not a JSON object")
+    pw = data.get("password")
+    if pw is not None and not (isinstance(pw, dict) and all(isinstance(pw.get(k), str) for k in ("salt", "hash"))
+                               and all(isinstance(pw.get(k), int) and pw[k] > 0 for k in ("n", "r", "p"))):
+        raise AuthFileDamaged(path, "'password' is not a scrypt hash")
+    tokens = data.get("tokens", [])
+    if not isinstance(tokens, list) or not all(
+            isinstance(t, dict) and all(isinstance(t.get(k), str) for k in ("id", "name", "hash"))
+            and isinstance(t.get("created"), (int, float)) for t in tokens):
+        raise AuthFileDamaged(path, "'tokens' is not a list of tokens")
+    return data
+
+
+def open_auth(config: Any) -> Auth:
+    """The server's Auth at start: the password set (or generated and printed), the CLI token written.
+
+    Raises AuthFileDamaged, one line naming the file and the fix, when auth.json is damaged."""
+    auth = Auth(auth_file(config.root), config.auth.session_hours)
+    auth.ensure_password()
+    auth.ensure_cli_token(config.run_dir / "cli-token")  # read by `homehelper apps`
+    return auth

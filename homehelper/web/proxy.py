@@ -1,4 +1,5 @@
-"""The reverse proxy to Streamlit apps, under /apps/<id>/ui/ on the dashboard's own origin.
+"""The reverse proxy to app pages (Streamlit apps, service apps' own UIs), under /apps/<id>/ui/ on
+the app origin: a second listener, never the dashboard's origin (see apporigin.py).
 
 It sits in front of Quart as ASGI middleware rather than as Quart routes: it
 needs the raw ASGI events to stream bodies both ways, to pass websocket
@@ -15,7 +16,6 @@ KeepAlive to the app actor.
 from __future__ import annotations
 
 import http.cookiejar
-import http.cookies
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -29,8 +29,8 @@ import trio_websocket
 from ..actors import ActorError
 from ..errors import HomeHelperError
 from ..messages import AppChanged, AppRemoved, AppStarted, AppStateChanged, AppStopped, GetApp, KeepAlive, OpenUI
-from .app import is_loopback
-from .auth import SESSION_COOKIE
+from .app import dashboard_origin, is_loopback, same_origin
+from .auth import APP_COOKIE, SESSION_COOKIE, TOKEN_PREFIX
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO: a log line (a disk write on a Pi) per proxied request.
@@ -45,7 +45,6 @@ MAX_WS_MESSAGE = 200 * 1024 * 1024  # Streamlit's server.maxMessageSize default 
 MAX_UPLOAD = 200 * 1024 * 1024  # Streamlit's server.maxUploadSize default (MB)
 WS_QUEUE = 8  # messages buffered per direction; the rest waits (back-pressure), never piles up
 KEEPALIVE_EVERY = 1.0  # seconds between KeepAlives per app, however busy
-CSP = b"frame-ancestors 'self'"
 
 
 @attrs.define
@@ -119,11 +118,13 @@ class UIProxy:
             return
         app_id, rest = m["app"], m["rest"] or ""
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        if not self.authorized(headers, scope.get("client")):
+        if not self.authorized(app_id, headers, scope.get("client")):
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             else:
-                await _simple(send, 302, b"", [(b"location", f"/login?next=/apps/{app_id}/ui/".encode())])
+                page = NOT_OPENED.replace(b"{dashboard}", dashboard_origin(self.deps, scope).encode())
+                await _simple(send, 401, page, [(b"content-type", b"text/html; charset=utf-8"),
+                                                (b"cache-control", b"no-store"), self.csp(scope)])
             return
         entry = await self.cache.get(app_id)
         if entry is not None and entry.type == "service" and entry.ui and kind == "http":
@@ -145,20 +146,37 @@ class UIProxy:
                 self.touch(app_id)
             await self.http(entry.port, scope, receive, send)
 
-    # --- auth: the single call site of the dashboard's session check -------------------
-    def authorized(self, headers: list[tuple[bytes, bytes]], client: Any) -> bool:
+    # --- auth: an app-scoped cookie from a ticket, never the dashboard's session ------------
+    def authorized(self, app_id: str, headers: list[tuple[bytes, bytes]], client: Any) -> bool:
+        """The app cookie for this app (from a ticket the dashboard gave), a token, or loopback.
+
+        The dashboard's own session cookie reaches this origin too (cookies ignore ports) and is
+        ignored: it would let one app's page script call into every other app's pages."""
         auth = self.deps.auth
         if auth is None:
             return True  # only when the web app was built without auth (never by create_app)
+        host = origin = None
+        ok = False
         for name, value in headers:
             if name == b"cookie":
-                morsel = http.cookies.SimpleCookie(value.decode("latin-1")).get(SESSION_COOKIE)
-                if morsel is not None and auth.session(morsel.value) is not None:
-                    return True
+                for part in value.decode("latin-1").split(";"):
+                    key, _, sid = part.strip().partition("=")
+                    if key == APP_COOKIE and auth.app_session(sid, app_id):
+                        ok = True
             elif (name == b"authorization" and value[:7].lower() == b"bearer "
                   and auth.check_token(value[7:].decode("latin-1").strip())):
-                return True
-        return bool(self.deps.config.auth.loopback_without_login and client and is_loopback(client[0]))
+                ok = True
+            elif name == b"host":
+                host = value.decode("latin-1")
+            elif name == b"origin":
+                origin = value.decode("latin-1")
+        if origin is not None and not same_origin(origin, host):
+            return False  # a page of another origin (the dashboard's included) may not drive an app
+        return ok or bool(self.deps.config.auth.loopback_without_login and client and is_loopback(client[0]))
+
+    def csp(self, scope: dict[str, Any]) -> tuple[bytes, bytes]:
+        """Only the dashboard may frame an app's pages."""
+        return (b"content-security-policy", f"frame-ancestors {dashboard_origin(self.deps, scope)}".encode())
 
     # --- activity ---------------------------------------------------------------------
     def touch(self, app_id: str) -> None:
@@ -182,7 +200,8 @@ class UIProxy:
             except (ActorError, HomeHelperError):
                 pass
         await _simple(send, 503, STARTING_PAGE, [(b"retry-after", b"1"), (b"cache-control", b"no-store"),
-                                                 (b"content-type", b"text/html; charset=utf-8")])
+                                                 (b"content-type", b"text/html; charset=utf-8"),
+                                                 self.csp(scope)])
 
     async def service_ui(self, app_id: str, entry: _Entry, rest: str, scope: dict[str, Any], receive: Any,
                          send: Any) -> None:
@@ -222,8 +241,8 @@ class UIProxy:
             return
         try:
             out = _forward_headers(upstream.headers.raw, strip_cookie=False)
-            out = [(n, v) for n, v in out if n.lower() != b"content-security-policy"]
-            out.append((b"content-security-policy", CSP))
+            out = [(n, v) for n, v in out if n.lower() not in (b"content-security-policy", b"x-frame-options")]
+            out.append(self.csp(scope))
             await send({"type": "http.response.start", "status": upstream.status_code, "headers": out})
             async for chunk in upstream.aiter_raw():  # raw: no decompression, bytes as the app sent them
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -245,7 +264,7 @@ class UIProxy:
             elif name in (b"origin", b"user-agent", b"accept-language"):
                 extra.append((name, value))
             elif name == b"cookie":
-                kept = _strip_session_cookie(value)
+                kept = _strip_our_cookies(value)
                 if kept:
                     extra.append((name, kept))
         resource = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
@@ -346,26 +365,43 @@ async def _body(receive: Any) -> AsyncIterator[bytes]:
 
 
 def _forward_headers(raw: Any, strip_cookie: bool = True) -> list[tuple[bytes, bytes]]:
-    """Headers minus hop-by-hop ones (and those `Connection` names), minus the dashboard's session
-    cookie on the way to the app; Host kept."""
+    """Headers minus hop-by-hop ones (and those `Connection` names), Host kept.
+
+    Towards the app (`strip_cookie`): minus every HomeHelper credential, since the app is not
+    HomeHelper's code and could replay them: our cookies, a `Bearer hh_...` token, the CSRF header.
+    Towards the browser: minus any Set-Cookie of ours, so an app cannot plant or clear a session."""
     listed = {t.strip().lower() for n, v in raw if n.lower() == b"connection" for t in v.split(b",")}
     out = []
     for name, value in raw:
         low = name.lower()
         if low in HOP_BY_HOP or low in listed:
             continue
-        if strip_cookie and low == b"cookie":
-            value = _strip_session_cookie(value)
-            if not value:
+        if strip_cookie:
+            if low == b"cookie":
+                value = _strip_our_cookies(value)
+                if not value:
+                    continue
+            elif low == b"x-csrf-token" or (low == b"authorization" and _is_our_token(value)):
                 continue
+        elif low == b"set-cookie" and _is_our_cookie(value.split(b"=", 1)[0].strip()):
+            continue
         out.append((name, value))
     return out
 
 
-def _strip_session_cookie(value: bytes) -> bytes:
-    """The app never sees the dashboard's session (it is not HomeHelper's code)."""
-    key = SESSION_COOKIE.encode() + b"="
-    return b"; ".join(p for p in (c.strip() for c in value.split(b";")) if p and not p.startswith(key))
+def _is_our_token(value: bytes) -> bool:
+    scheme, _, cred = value.strip().partition(b" ")
+    return scheme.lower() == b"bearer" and cred.strip().startswith(TOKEN_PREFIX.encode())
+
+
+def _is_our_cookie(name: bytes) -> bool:
+    return name == SESSION_COOKIE.encode() or name.startswith(APP_COOKIE.encode())
+
+
+def _strip_our_cookies(value: bytes) -> bytes:
+    """The app never sees the dashboard's session nor its own ticket cookie (it is not HomeHelper's code)."""
+    return b"; ".join(p for p in (c.strip() for c in value.split(b";"))
+                      if p and not _is_our_cookie(p.split(b"=", 1)[0].strip()))
 
 
 def _sendable(code: int | None) -> int:
@@ -383,6 +419,9 @@ async def _simple(send: Any, status: int, body: bytes, headers: list[tuple[bytes
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+NOT_OPENED = b"""<!doctype html><meta charset="utf-8"><title>Open it from the dashboard</title>
+<p>This app's page opens from the HomeHelper dashboard: <a href="{dashboard}/" target="_top">{dashboard}</a></p>
+"""
 STARTING_PAGE = b"""<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="1">
 <title>Starting</title><style>body{font:16px system-ui,sans-serif;display:grid;place-items:center;height:90vh;
 color:#555}</style><p>Starting the app&hellip;</p>
@@ -390,10 +429,13 @@ color:#555}</style><p>Starting the app&hellip;</p>
 
 
 def register_proxy(app: Any, deps: Any) -> None:
-    """Serve /apps/<id>/ui/ (HTTP and websocket) from the Streamlit app `id`, in front of `app`."""
-    proxy = UIProxy(app.asgi_app, deps)
-    app.asgi_app = proxy
+    """Build the app origin's ASGI app (the proxy in front of the ticket exchange); the dashboard's
+    own listener never proxies. `serve_app` serves it on the apps port."""
+    from .apporigin import AppOrigin
+
+    proxy = UIProxy(AppOrigin(deps), deps)
     app.extensions["ui_proxy"] = proxy
+    app.extensions["app_origin"] = proxy
 
     @app.after_serving
     async def _close_proxy() -> None:

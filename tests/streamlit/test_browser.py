@@ -46,7 +46,9 @@ async def test_the_dashboard_shows_the_streamlit_app_in_its_modal(make_tree, bro
     async with make_tree(real_apps=("sensor-dashboard",), web=True) as tree:
         seen = await browser.run(drive, tree.url)
         assert seen["src"] == "/apps/sensor-dashboard/ui/"
-        assert seen["frame_url"] == tree.url + "/apps/sensor-dashboard/ui/"  # same origin: the proxy
+        apps_origin = f"http://127.0.0.1:{tree.web.extensions['homehelper'].apps_port}"
+        assert apps_origin != tree.url  # app pages have their own origin, never the dashboard's
+        assert seen["frame_url"] == apps_origin + "/apps/sensor-dashboard/ui/"  # the proxy, on the app origin
         assert seen["ttl"].startswith("stops in ") and seen["ttl"].endswith(" s if idle")
         assert seen["shot"].stat().st_size > 10_000
         snap = await tree.apps.ref("sensor-dashboard").ask(GetApp("sensor-dashboard"))

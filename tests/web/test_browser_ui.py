@@ -34,6 +34,9 @@ async def test_open_ui_modal_with_time_left_and_keep_alive(browser, make_tree) -
                 expect(page.locator("#ui-frame")).to_have_attribute("src", "/apps/hello/ui/")
                 frame = page.frame_locator("#ui-frame")
                 frame.get_by_text("Hello from hello").wait_for()
+                # the app's page runs on the app origin (another port), never the dashboard's
+                frame_url = next(f.url for f in page.frames if "/apps/hello/ui/" in f.url)
+                assert frame_url.startswith("http://127.0.0.1:") and not frame_url.startswith(url + "/")
                 left = page.inner_text("#ui-ttl")
                 assert re.fullmatch(r"stops in \d+ s if idle", left), left
                 page.wait_for_timeout(2100)  # the local countdown runs down without asking the server

@@ -68,9 +68,29 @@ async def open_app(client: httpx.AsyncClient, app_id: str) -> dict[str, Any]:
     return r.json()
 
 
-def ws_headers(tree: Any, client: httpx.AsyncClient) -> list[tuple[bytes, bytes]]:
-    cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
-    return [(b"origin", tree.url.encode()), (b"cookie", cookie.encode())]
+async def enter_app(client: httpx.AsyncClient, app_id: str, appc: httpx.AsyncClient | None = None
+                    ) -> httpx.AsyncClient:
+    """A client on the app origin, let in the way a browser is: the dashboard (with its session)
+    redirects to the app origin with a ticket, which becomes that app's cookie there."""
+    r = await client.get(f"/apps/{app_id}/ui/")
+    assert r.status_code == 302, r.text
+    ticket_url = r.headers["location"]
+    u = urlsplit(ticket_url)
+    assert u.netloc != urlsplit(str(client.base_url)).netloc and u.path == f"/apps/{app_id}/ticket"
+    if appc is None:
+        appc = httpx.AsyncClient(base_url=f"{u.scheme}://{u.netloc}", trust_env=False, timeout=30)
+    r = await appc.get(ticket_url)
+    assert r.status_code == 302 and r.headers["location"] == f"/apps/{app_id}/ui/", r.text
+    return appc
+
+
+def ws_headers(appc: httpx.AsyncClient) -> list[tuple[bytes, bytes]]:
+    cookie = "; ".join(f"{k}={v}" for k, v in appc.cookies.items())
+    return [(b"origin", str(appc.base_url).rstrip("/").encode()), (b"cookie", cookie.encode())]
+
+
+def ws_base(appc: httpx.AsyncClient) -> str:
+    return str(appc.base_url).rstrip("/").replace("http://", "ws://")
 
 
 async def rerun_until_text(ws: Any, text: str) -> list[str]:
@@ -96,18 +116,28 @@ async def test_the_app_is_served_through_the_proxy_with_session_only(make_tree):
         reply = await open_app(client, "hello")
         assert reply["url"] == "/apps/hello/ui/" and reply["state"] == "running"
         assert 0 < reply["ttl_left"] <= 300 and reply["max_lifetime_left"] > 0
-        page = await client.get("/apps/hello/ui/")
+        appc = await enter_app(client, "hello")
+        page = await appc.get("/apps/hello/ui/")
         assert page.status_code == 200
         assert "<noscript>" in page.text.lower() or "streamlit" in page.text.lower()
-        assert page.headers["content-security-policy"] == "frame-ancestors 'self'"
+        assert page.headers["content-security-policy"] == f"frame-ancestors {tree.url}"  # the dashboard only
         assert "transfer-encoding" not in page.headers or page.headers["transfer-encoding"] == "chunked"
-        health = await client.get("/apps/hello/ui/_stcore/health")
+        health = await appc.get("/apps/hello/ui/_stcore/health")
         assert health.status_code == 200 and health.text == "ok"
         assert "_streamlit_xsrf" in health.headers.get("set-cookie", "")  # the app's cookie reaches the user
         proxy = tree.web.extensions["ui_proxy"]
         assert len(proxy.client.cookies.jar) == 0  # ... and is never kept for the next user
-        missing = await client.get("/apps/nosuch/ui/")
-        assert missing.status_code == 404
+        await enter_app(client, "nosuch", appc)
+        assert (await appc.get("/apps/nosuch/ui/")).status_code == 404
+        # the app origin: nothing without that app's cookie, and nothing but app pages
+        anon_app = httpx.AsyncClient(base_url=appc.base_url, trust_env=False, cookies=client.cookies)
+        r = await anon_app.get("/apps/hello/ui/")  # the dashboard's session is no key here
+        assert r.status_code == 401 and tree.url in r.text
+        for path in ("/api/apps", "/api/tokens", "/", "/login", "/ws"):
+            assert (await appc.get(path)).status_code == 404, path
+        assert (await anon_app.get(f"/apps/hello/ticket?t={'x' * 32}")).status_code == 403
+        await anon_app.aclose()
+        await appc.aclose()
         await anon.aclose()
         await client.aclose()
 
@@ -116,8 +146,9 @@ async def test_websocket_passes_subprotocols_host_and_messages(make_tree):
     async with make_tree(apps=("wsapp",), web=True) as tree:
         client = await logged_in(tree)
         await open_app(client, "wsapp")
-        url = tree.url.replace("http://", "ws://") + "/apps/wsapp/ui/_stcore/stream"
-        async with ws_connect(url, ws_headers(tree, client), ["streamlit", "PLACEHOLDER_AUTH_TOKEN"]) as ws:
+        appc = await enter_app(client, "wsapp")
+        url = ws_base(appc) + "/apps/wsapp/ui/_stcore/stream"
+        async with ws_connect(url, ws_headers(appc), ["streamlit", "PLACEHOLDER_AUTH_TOKEN"]) as ws:
             assert ws.subprotocol == "streamlit"  # chosen upstream, returned to the client
             seen = await rerun_until_text(ws, "Hello from wsapp")
             assert any("Hello from wsapp" in s for s in seen)
@@ -126,11 +157,18 @@ async def test_websocket_passes_subprotocols_host_and_messages(make_tree):
                 while True:
                     if ForwardMsg.FromString(await ws.get_message()).heartbeat_ack:
                         break
-        # without the dashboard session the websocket is refused (403 to the upgrade)
+        # without the app's cookie the websocket is refused (403 to the upgrade): the dashboard's
+        # session is no key, and neither is a page of another origin holding the app's cookie
+        app_url = str(appc.base_url).rstrip("/")
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
         async with httpx.AsyncClient(trust_env=False) as anon:
-            refused = await anon.get(f"{tree.url}/apps/wsapp/ui/_stcore/stream", headers={**UPGRADE,
-                                     "origin": tree.url})
-        assert refused.status_code == 403
+            refused = await anon.get(f"{app_url}/apps/wsapp/ui/_stcore/stream", headers={**UPGRADE,
+                                     "origin": app_url, "cookie": cookie})
+            assert refused.status_code == 403
+            cross = await anon.get(f"{app_url}/apps/wsapp/ui/_stcore/stream", headers={
+                **UPGRADE, **dict((k.decode(), v.decode()) for k, v in ws_headers(appc)), "origin": tree.url})
+            assert cross.status_code == 403
+        await appc.aclose()
         await client.aclose()
 
 
@@ -138,9 +176,10 @@ async def test_close_codes_from_the_app_reach_the_client(make_tree):
     async with make_tree(apps=("closer",), web=True) as tree:
         client = await logged_in(tree)
         await open_app(client, "closer")
+        appc = await enter_app(client, "closer")
         port = (await tree.apps.ref("closer").ask(GetApp("closer")))["port"]
         direct_url = f"ws://127.0.0.1:{port}/apps/closer/ui/_stcore/stream"
-        proxied_url = tree.url.replace("http://", "ws://") + "/apps/closer/ui/_stcore/stream"
+        proxied_url = ws_base(appc) + "/apps/closer/ui/_stcore/stream"
         codes: dict[str, int | None] = {}
 
         async def hold(name: str, url: str, headers: list[tuple[bytes, bytes]],
@@ -155,22 +194,25 @@ async def test_close_codes_from_the_app_reach_the_client(make_tree):
 
         async with trio.open_nursery() as n:
             await n.start(hold, "direct", direct_url, [])
-            await n.start(hold, "proxied", proxied_url, ws_headers(tree, client))
+            await n.start(hold, "proxied", proxied_url, ws_headers(appc))
             await tree.apps.ref("closer").ask(StopApp("closer"), timeout=15)
         assert codes["direct"] is not None and codes["direct"] not in (1005, 1006)
         assert codes["proxied"] == codes["direct"]
+        await appc.aclose()
         await client.aclose()
 
 
 async def test_a_stopped_app_answers_503_then_starts_on_page_load(make_tree):
     async with make_tree(apps=("lazy",), web=True) as tree:
         client = await logged_in(tree)
-        r = await client.get("/apps/lazy/ui/")
+        appc = await enter_app(client, "lazy")
+        r = await appc.get("/apps/lazy/ui/")
         assert r.status_code == 503
         assert r.headers["retry-after"] == "1"
         assert "Starting" in r.text
         await tree.wait_event("app_started", "lazy", timeout=30)  # the page load started it
-        assert (await client.get("/apps/lazy/ui/")).status_code == 200
+        assert (await appc.get("/apps/lazy/ui/")).status_code == 200
+        await appc.aclose()
         await client.aclose()
 
 
@@ -179,13 +221,16 @@ async def test_health_polls_do_not_keep_an_app_alive_but_use_does(make_tree):
         client = await logged_in(tree)
         await open_app(client, "polled")
         await open_app(client, "used")
+        appc = await enter_app(client, "polled")
+        await enter_app(client, "used", appc)
         start = trio.current_time()
         while trio.current_time() - start < 3.5:  # past the 2 s TTL
-            assert (await client.get("/apps/polled/ui/_stcore/health")).status_code in (200, 503)
-            assert (await client.get("/apps/used/ui/")).status_code == 200
+            assert (await appc.get("/apps/polled/ui/_stcore/health")).status_code in (200, 503)
+            assert (await appc.get("/apps/used/ui/")).status_code == 200
             await trio.sleep(0.2)
         await tree.wait_event("app_stopped", "polled", timeout=1, reason="idle_ttl")
         assert (await tree.apps.ref("used").ask(GetApp("used")))["state"] == "running"
+        await appc.aclose()
         await client.aclose()
 
 
@@ -193,8 +238,9 @@ async def test_responses_pass_through_byte_for_byte_still_compressed(make_tree):
     async with make_tree(apps=("bytes",), web=True) as tree:
         client = await logged_in(tree)
         await open_app(client, "bytes")
+        appc = await enter_app(client, "bytes")
         port = (await tree.apps.ref("bytes").ask(GetApp("bytes")))["port"]
-        page = (await client.get("/apps/bytes/ui/")).text
+        page = (await appc.get("/apps/bytes/ui/")).text
         script = re.search(r'src="\./(static/js/[^"]+\.js)"', page)
         assert script is not None, page[:500]
         path = f"/apps/bytes/ui/{script[1]}"
@@ -205,9 +251,10 @@ async def test_responses_pass_through_byte_for_byte_still_compressed(make_tree):
 
         async with httpx.AsyncClient(trust_env=False) as direct_client:
             direct = await raw(direct_client, f"http://127.0.0.1:{port}{path}")
-        proxied = await raw(client, path)
+        proxied = await raw(appc, path)
         assert direct[0] == 200 and len(direct[2]) > 100_000
         assert proxied == direct  # a big script, streamed through unchanged
+        await appc.aclose()
         await client.aclose()
 
 
@@ -263,17 +310,19 @@ async def test_request_bodies_stream_through_and_oversized_ones_get_413(make_tre
     async with make_tree(apps=("body",), web=True) as tree:
         client = await logged_in(tree)
         await open_app(client, "body")
+        appc = await enter_app(client, "body")
 
         async def chunks(n: int) -> AsyncIterator[bytes]:
             for _ in range(n):
                 yield b"x" * 8192
 
         # Streamlit answers a POST to its health route 405: the body went through and came back answered
-        small = await client.post("/apps/body/ui/_stcore/health", content=chunks(4))
+        small = await appc.post("/apps/body/ui/_stcore/health", content=chunks(4))
         assert small.status_code == 405
-        big = await client.post("/apps/body/ui/_stcore/health", content=chunks(16))
+        big = await appc.post("/apps/body/ui/_stcore/health", content=chunks(16))
         assert big.status_code == 413 and big.text == "request body too large"
-        assert (await client.get("/apps/body/ui/_stcore/health")).status_code == 200  # nothing broken
+        assert (await appc.get("/apps/body/ui/_stcore/health")).status_code == 200  # nothing broken
+        await appc.aclose()
         await client.aclose()
 
 

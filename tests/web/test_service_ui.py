@@ -11,6 +11,7 @@ import trio
 from homehelper.messages import Rescan
 
 from .conftest import Live
+from .test_proxy import enter_app
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +29,8 @@ async def test_sensor_logger_ui_through_the_proxy(live_services: Live) -> None:
         h = {"X-CSRF-Token": csrf}
         r = await client.post("/api/apps/sensor-logger/open", headers=h)
         assert r.status_code == 409 and "start it" in r.json()["message"]
-        r = await client.get("/apps/sensor-logger/ui/")
+        appc = await enter_app(client, "sensor-logger")  # the app's page has its own origin
+        r = await appc.get("/apps/sensor-logger/ui/")
         assert r.status_code == 503 and b"not running" in r.content
         assert (await client.post("/api/apps/sensor-logger/start", headers=h)).status_code == 200
         with trio.fail_after(30):
@@ -36,9 +38,10 @@ async def test_sensor_logger_ui_through_the_proxy(live_services: Live) -> None:
                 await trio.sleep(0.1)
         opened = (await client.post("/api/apps/sensor-logger/open", headers=h)).json()
         assert opened["url"] == "/apps/sensor-logger/ui/" and opened["ttl_left"] is None
-        page = await client.get(opened["url"])
+        page = await appc.get(opened["url"])
         assert page.status_code == 200
         assert b"readings since start" in page.content  # the app's own /ui page
-        api = await client.get("/apps/sensor-logger/ui/api/readings")  # under the ui path, nowhere else
+        api = await appc.get("/apps/sensor-logger/ui/api/readings")  # under the ui path, nowhere else
         assert api.status_code == 404
+        await appc.aclose()
         assert (await client.post("/api/apps/sensor-logger/stop", headers=h)).status_code == 200
