@@ -27,7 +27,9 @@ from .actors.sensors import SensorActor
 from .actors.service import ServiceApp
 from .actors.streamlit import StreamlitApp
 from .actors.ttl import TTLClock
+from .approvals import ApprovalStore
 from .backends import choose_backend
+from .backends.exposure import ExposureMeter
 from .backends.installer import Installer
 from .config import Config
 from .manifest import Manifest
@@ -89,13 +91,16 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     backend = await choose_backend(config)  # says which at start
     await nursery.start(backend.run)  # batches systemctl calls; up before any app actor
     # ctx.config is the live config: a change made through the API is read from here.
+    approvals = await ApprovalStore.open(config.registry_dir)  # the one writer of approvals.json
     ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl,
-                     extra={"apps": apps, "backend": backend, "installer": Installer(config)})
+                     extra={"apps": apps, "backend": backend, "installer": Installer(config),
+                            "approvals": approvals, "exposure": ExposureMeter()})
     ui = root.start_child(ChildSpec("ui", lambda: UIManager(config, apps=apps, live=lambda: ctx.config)))
     ctx.extra["ui"] = ui
     factory = app_factory(ctx)
     registry = root.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
-                                                                       config.registry_dir / "apps.json")))
+                                                                       config.registry_dir / "apps.json",
+                                                                       approvals=approvals)))
     # The bridge subscribes before the first scan, so discovery reaches Redis too.
     bridge = root.start_child(ChildSpec("bridge", lambda: RedisBridge(
         bus, config.redis_url, config.node_id, history=config.event_history, apps=registry)))

@@ -139,6 +139,8 @@ class ServiceApp(AppActor):
                 return self.snapshot()
             self._retry_scope.cancel()
             self.desired = "running"
+            if self.held_for_approval(reason):
+                return self.snapshot()
             self.tracker = self._new_tracker()
             if not self.installer.is_current(self.manifest):
                 await self._install(force=False)
@@ -184,6 +186,8 @@ class ServiceApp(AppActor):
 
     async def enable(self, enabled: bool) -> Any:
         async with self._op:
+            if enabled:
+                self.check_approved()  # at boot systemd would start it without asking us
             if enabled and not self.installer.is_current(self.manifest):
                 await self._install(force=False)  # at boot systemd starts it without asking us
             if self.port is None:
@@ -202,12 +206,17 @@ class ServiceApp(AppActor):
             self.tracker = self._new_tracker()
             if self.state == "config_error":
                 self.set_state("stopped", "manifest changed")  # a fix deserves a new try, on request
+            elif self.state == "awaiting_approval" and not self.unapproved():
+                self.last_error = None
+                self.set_state("stopped", "manifest changed")
             elif self.state in ("starting", "running"):
                 # Limits, env or entry changed: they only apply to a new process.
                 self._run_scope.cancel()
                 self.set_state("stopping", "manifest changed")
                 await self.backend.stop(self.app_id)
                 self._stopped_status()
+                if self.held_for_approval("manifest changed"):  # it asks for more: the user says so first
+                    return
                 if not self.installer.is_current(self.manifest):
                     await self._install(force=False)
                 await self._launch("manifest changed")
@@ -237,6 +246,7 @@ class ServiceApp(AppActor):
         assert self.port is not None
         spec = app_spec(self.manifest, config, self.port)
         await self.backend.prepare(spec)
+        self.measure_exposure(self._nursery)
         self._record()
         self.log_offset = logs.size(self.log_path)
         self.started_at = trio.current_time()
@@ -360,6 +370,8 @@ class ServiceApp(AppActor):
             await trio.sleep(delay)
             async with self._op:
                 if self.desired != "running" or self.state not in ("backoff", "quarantined"):
+                    return
+                if self.held_for_approval("restart"):  # its manifest asks for more since it last ran
                     return
                 try:
                     await self._launch("restart")
