@@ -30,6 +30,7 @@ from homehelper.actors.sensors import SensorActor
 from homehelper.actors.service import ServiceApp
 from homehelper.actors.ttl import TTLClock
 from homehelper.approvals import ApprovalStore
+from homehelper.backends.exposure import ExposureMeter
 from homehelper.backends.installer import Installer
 from homehelper.backends.process import ProcessBackend
 from homehelper.config import Config
@@ -166,7 +167,7 @@ async def build_tree(nursery: trio.Nursery, root: Path, n_apps: int = 3, *, sens
     factory: Any = lambda m: ProcApp(m, ctx)  # noqa: E731
     if backend is not None:
         await nursery.start(backend.run)
-        ctx.extra.update(backend=backend, installer=Installer(config))
+        ctx.extra.update(backend=backend, installer=Installer(config), exposure=ExposureMeter())
         factory = lambda m: ServiceApp(m, ctx)  # noqa: E731
     registry = sup.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
                                                                       config.registry_dir / "apps.json",

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 import httpx
+import pytest
 import trio
 
 from homehelper.backends import ProcessBackend, process
@@ -20,6 +21,7 @@ from homehelper.serve import serve
 from tests.backends.apps import HEALTHY_APP, make_config, wait_until, write_app
 from tests.fixtures.redis import free_port
 from tests.fixtures.systemd import _stop_processes
+from tests.web.conftest import start_live
 
 
 def config_for(state_root: Path) -> Config:
@@ -130,3 +132,22 @@ async def test_an_approval_survives_a_restart_and_a_changed_list_asks_again(stat
         r = await client.post("/api/apps/cam/approve", json={"grants": ["internet", "video"]})
         assert r.status_code == 200
         await until(client, "cam", "running")
+
+
+@pytest.mark.systemd
+async def test_a_systemd_app_shows_sandboxed_and_its_units_exposure(nursery: trio.Nursery, state_root: Path,
+                                                                    systemd_backend: Any) -> None:
+    live = await start_live(nursery, state_root, 1, backend=systemd_backend)
+    async with httpx.AsyncClient(base_url=live.url, timeout=120) as client:
+        csrf = await live.login(client)
+        before = await app(client, "app-00")
+        assert before["sandbox"] == "sandboxed" and before["exposure"] is None  # no unit written yet
+        r = await client.post("/api/apps/app-00/start", headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 200, r.text
+
+        async def measured() -> dict[str, Any] | None:
+            a = await app(client, "app-00")
+            return a if a["exposure"] is not None else None
+        shown = await wait_until(measured, timeout=60)
+        assert 0.0 <= shown["exposure"] <= 10.0 and shown["exposure_level"] in ("OK", "MEDIUM", "EXPOSED", "UNSAFE")
+        await client.post("/api/apps/app-00/stop", headers={"X-CSRF-Token": csrf})
