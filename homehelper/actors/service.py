@@ -180,7 +180,7 @@ class ServiceApp(AppActor):
                 await self.backend.stop(self.app_id)
                 self._stopped_status()
             await self._install(force)
-            if was_running:
+            if was_running and not self.held_for_approval("reinstalled"):  # adopted under an older manifest
                 await self._launch("reinstalled")
             return self.snapshot()
 
