@@ -94,7 +94,7 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     approvals = await ApprovalStore.open(config.registry_dir)  # the one writer of approvals.json
     ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl,
                      extra={"apps": apps, "backend": backend, "installer": Installer(config),
-                            "approvals": approvals, "exposure": ExposureMeter()})
+                            "approvals": approvals, "exposure": ExposureMeter(config.registry_dir / "exposure.json")})
     ui = root.start_child(ChildSpec("ui", lambda: UIManager(config, apps=apps, live=lambda: ctx.config)))
     ctx.extra["ui"] = ui
     factory = app_factory(ctx)

@@ -112,6 +112,7 @@ class ServiceApp(AppActor):
             self.set_state("starting", "adopted")
             self.ctx.emit(AppProcessChanged(self.app_id, self.status.pid, self.status.cgroup))
             self._begin_run()
+            self.measure_exposure(nursery)  # from the cache when its unit is unchanged
         nursery.start_soon(self._watch_process)
         # Enabled (start at boot) but found down, say after a crash while HomeHelper was away. The
         # registry restarts what the user left running and the manifest's autostart apps.

@@ -4,7 +4,9 @@ systemd scores a unit's sandbox from 0.0 (walled in) to 10.0 (exposed) and
 names the level (OK, MEDIUM, EXPOSED, UNSAFE). HomeHelper asks once per unit
 file it writes: the score is cached by the file's content, so starts and
 restarts of an unchanged unit cost nothing, and a refresh of the dashboard
-never runs it. It runs as a subprocess (the trio thread never waits on it),
+never runs it. With a cache file the scores outlive a restart of HomeHelper
+(an app adopted at start shows its score without a new run); it is written
+only when a score is new. It runs as a subprocess (the trio thread never waits on it),
 one at a time (twenty apps starting at boot must not fork twenty analyzers on
 a Pi).
 """
@@ -12,6 +14,7 @@ a Pi).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import shutil
@@ -19,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
+from ..storage import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,25 @@ def parse_exposure(output: str, unit: str | None = None) -> tuple[float, str] | 
     return None
 
 
+def _load(path: Path | None) -> dict[str, tuple[str, tuple[float, str]]]:
+    """The cache file's entries; a damaged file or entry is measured again, nothing worse."""
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.info("exposure cache %s unreadable (%s): units are measured again", path, exc)
+        return {}
+    out: dict[str, tuple[str, tuple[float, str]]] = {}
+    for unit, e in (data.items() if isinstance(data, dict) else ()):
+        if (isinstance(e, dict) and isinstance(e.get("digest"), str) and isinstance(e.get("level"), str)
+                and isinstance(e.get("exposure"), (int, float)) and not isinstance(e.get("exposure"), bool)):
+            out[str(unit)] = (e["digest"], (float(e["exposure"]), e["level"]))
+    return out
+
+
 def command(unit: str, scope: str = "user") -> list[str]:
     return ["systemd-analyze", *(["--user"] if scope == "user" else []), "security", "--no-pager", unit]
 
@@ -42,8 +66,10 @@ def command(unit: str, scope: str = "user") -> list[str]:
 class ExposureMeter:
     """Measures units on request and remembers each score by the unit file's content."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_file: Path | None = None) -> None:
+        self.cache_file = cache_file
         self._cache: dict[str, tuple[str, tuple[float, str]]] = {}  # unit -> (content digest, result)
+        self._loaded = cache_file is None
         self._one_at_a_time = trio.Lock()
         self.runs = 0  # analyzer runs, for the record (and the tests)
 
@@ -57,12 +83,18 @@ class ExposureMeter:
             return None
         digest = hashlib.sha256(text).hexdigest()
         async with self._one_at_a_time:
+            if not self._loaded:
+                self._loaded = True
+                self._cache = await trio.to_thread.run_sync(_load, self.cache_file)
             cached = self._cache.get(unit)
             if cached is not None and cached[0] == digest:
                 return cached[1]
             result = await self._run(unit, backend.scope, backend.environ)
             if result is not None:
                 self._cache[unit] = (digest, result)
+                if self.cache_file is not None:
+                    data = {u: {"digest": d, "exposure": r[0], "level": r[1]} for u, (d, r) in self._cache.items()}
+                    await trio.to_thread.run_sync(atomic_write_json, self.cache_file, data)
             return result
 
     async def _run(self, unit: str, scope: str, environ: dict[str, str]) -> tuple[float, str] | None:

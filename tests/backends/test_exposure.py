@@ -39,3 +39,19 @@ def test_parse_exposure() -> None:
     assert parse_exposure(out, "hh-b.service") is None
     assert parse_exposure("Unit hh-a.service not found.") is None
     assert command("hh-a.service", "system") == ["systemd-analyze", "security", "--no-pager", "hh-a.service"]
+
+
+async def test_scores_outlive_a_restart_in_the_cache_file(systemd_backend: SystemdBackend, state_root: Path) -> None:
+    config = make_config(state_root)
+    manifest = write_app(config.apps_dir, "kept", HEALTHY_APP)
+    await systemd_backend.prepare(app_spec(manifest, config, 20003))
+    cache = config.registry_dir / "exposure.json"
+    first = ExposureMeter(cache)
+    measured = await first.measure(systemd_backend, "kept")
+    assert measured is not None and first.runs == 1
+    restarted = ExposureMeter(cache)  # a new HomeHelper adopting the running app
+    assert await restarted.measure(systemd_backend, "kept") == measured
+    assert restarted.runs == 0
+    cache.write_text('{"' + systemd_backend.unit("kept") + '": {"digest": 1}, "x": []}')  # damaged
+    damaged = ExposureMeter(cache)
+    assert await damaged.measure(systemd_backend, "kept") == measured and damaged.runs == 1
