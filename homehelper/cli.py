@@ -1,4 +1,4 @@
-"""The `homehelper` command: serve, apps, validate, install."""
+"""The `homehelper` command: serve, apps, approve, validate, install."""
 
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--apps-dir", type=Path)
     a.add_argument("--port", type=int, help="port of the running dashboard")
     a.add_argument("--json", action="store_true", help="machine-readable output")
+    ap = sub.add_parser("approve", parents=[root],
+                        help="approve the permissions and devices an app asks for (asks the running server)")
+    ap.add_argument("app", help="the app's id")
+    ap.add_argument("--yes", action="store_true", help="approve without asking (scripts)")
+    ap.add_argument("--port", type=int, help="port of the running dashboard")
     v = sub.add_parser("validate", parents=[root], help="check an app folder or its homehelper.json")
     v.add_argument("path", type=Path)
     sub.add_parser("password", parents=[root],
@@ -85,6 +90,8 @@ def _main(argv: list[str]) -> int:
     _logging(config)
     if args.command == "apps":
         return list_apps(config, as_json=args.json)
+    if args.command == "approve":
+        return approve(config, args.app, assume_yes=args.yes)
     if args.command == "password":
         return set_password(config)
     if args.command == "install":
@@ -199,15 +206,21 @@ def validate(path: Path) -> int:
     return 0
 
 
+def _server(config: Config) -> tuple[str, dict[str, str]]:
+    """The running server's base URL on this machine, and the CLI token's header."""
+    token_file = config.run_dir / "cli-token"
+    headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"} if token_file.exists() else {}
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+    return f"http://{host}:{config.port}", headers
+
+
 def _live_apps(config: Config) -> list[dict[str, Any]] | None:
     """The running server's view, if one answers on this machine."""
     import httpx
 
-    token_file = config.run_dir / "cli-token"
-    headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"} if token_file.exists() else {}
-    host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+    base, headers = _server(config)
     try:
-        r = httpx.get(f"http://{host}:{config.port}/api/apps", headers=headers, timeout=2)
+        r = httpx.get(f"{base}/api/apps", headers=headers, timeout=2)
         if r.status_code == 200:
             data = r.json()
             return data["apps"] if isinstance(data, dict) else data
@@ -217,6 +230,7 @@ def _live_apps(config: Config) -> list[dict[str, Any]] | None:
 
 
 def list_apps(config: Config, as_json: bool = False) -> int:
+    from . import approvals
     from .actors.scanner import scan_folder
     from .storage import read_json
 
@@ -226,7 +240,10 @@ def list_apps(config: Config, as_json: bool = False) -> int:
         source = "offline (HomeHelper is not running)"
         manifests, invalid = scan_folder(config.apps_dir)
         ports = read_json(config.registry_dir / "ports.json", {}) or {}
-        apps = [{"id": m.id, "type": m.type, "state": "-", "port": ports.get(m.id), "name": m.name}
+        approved = approvals.load(config.registry_dir / approvals.FILE_NAME)
+        apps = [{"id": m.id, "type": m.type, "state": "-", "port": ports.get(m.id), "name": m.name,
+                 "permissions": list(m.permissions), "devices": list(m.devices),
+                 "approved": not m.grants or approved.get(m.id) == approvals.normalize(m.grants)}
                 for m in manifests]
         apps += [{"id": f, "type": None, "state": "invalid", "port": None, "errors": list(e)}
                  for f, e in invalid.items()]
@@ -234,12 +251,82 @@ def list_apps(config: Config, as_json: bool = False) -> int:
         print(json.dumps({"source": source, "apps": apps}, indent=2))
         return 0
     print(f"apps in {config.apps_dir} [{source}]")
-    print(f"{'ID':<24} {'TYPE':<10} {'STATE':<14} PORT")
+    print(f"{'ID':<24} {'TYPE':<10} {'STATE':<18} {'PORT':<6} {'SANDBOX':<12} {'EXPOSURE':<13} PERMISSIONS")
     for a in apps:
-        print(f"{a['id']:<24} {a.get('type') or '-':<10} {a.get('state') or '-':<14} {a.get('port') or '-'}")
+        print(f"{a['id']:<24} {a.get('type') or '-':<10} {a.get('state') or '-':<18} {a.get('port') or '-':<6} "
+              f"{a.get('sandbox') or '-':<12} {_exposure(a):<13} {_grants(a)}")
         for err in a.get("errors") or ():
             print(f"    ! {err}")
     return 0
+
+
+def _exposure(app: dict[str, Any]) -> str:
+    score, level = app.get("exposure"), app.get("exposure_level")
+    return f"{score} {level}" if isinstance(score, (int, float)) and isinstance(level, str) else "-"
+
+
+def _grants(app: dict[str, Any]) -> str:
+    grants = [str(g) for g in (*(app.get("permissions") or ()), *(app.get("devices") or ()))]
+    if not grants:
+        return "-"
+    return " ".join(grants) + ("" if app.get("approved") else "  (not approved)")
+
+
+def approve(config: Config, app_id: str, assume_yes: bool = False) -> int:
+    """Show what the app asks for, ask, and approve that exact list on the running server.
+
+    Only the server writes approvals (it is the store's one writer and starts a waiting app);
+    when it is not running there is nothing to start, and the dashboard or this command
+    approves once it runs.
+    """
+    from urllib.parse import quote
+
+    import httpx
+
+    base, headers = _server(config)
+    app_id = quote(app_id, safe="")
+    try:
+        r = httpx.get(f"{base}/api/apps/{app_id}", headers=headers, timeout=5)
+    except httpx.HTTPError as exc:
+        print(f"homehelper: HomeHelper is not running on {base} ({exc}); start it, then approve", file=sys.stderr)
+        return 1
+    if r.status_code != 200:
+        print(f"homehelper: {_message(r)}", file=sys.stderr)
+        return 1
+    app = r.json()
+    grants = [*app.get("permissions", ()), *app.get("devices", ())]
+    if not grants:
+        print(f"{app_id} asks for no permissions or devices: nothing to approve")
+        return 0
+    print(f"{app_id} asks for: {', '.join(grants)}")
+    if app.get("approved"):
+        print("already approved")
+        return 0
+    if not assume_yes:
+        if not sys.stdin.isatty():
+            print("homehelper: not approved: pass --yes to approve without a prompt", file=sys.stderr)
+            return 1
+        if input("approve? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not approved")
+            return 1
+    try:
+        r = httpx.post(f"{base}/api/apps/{app_id}/approve", headers=headers, json={"grants": grants}, timeout=310)
+    except httpx.HTTPError as exc:
+        print(f"homehelper: {exc}", file=sys.stderr)
+        return 1
+    if r.status_code != 200:
+        print(f"homehelper: not approved: {_message(r)}", file=sys.stderr)
+        return 1
+    state = (r.json().get("app") or {}).get("state", "?")
+    print(f"approved; {app_id} is {state}")
+    return 0
+
+
+def _message(r: Any) -> str:
+    try:
+        return str(r.json()["message"])
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {r.status_code}"
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ from .actors.service import ServiceApp
 from .actors.settings import Settings
 from .actors.streamlit import StreamlitApp
 from .actors.ttl import TTLClock
+from .approvals import ApprovalStore
 from .backends import SystemdBackend, choose_backend
+from .backends.exposure import ExposureMeter
 from .backends.installer import Installer
 from .config import Config
 from .manifest import Manifest
@@ -109,15 +111,18 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     backend = await choose_backend(config)  # says which at start
     await nursery.start(backend.run)  # batches systemctl calls; up before any app actor
     installer = Installer(config, sandbox=backend if isinstance(backend, SystemdBackend) else None)
+    approvals = await ApprovalStore.open(config.registry_dir)  # the one writer of approvals.json
     # ctx.config is the live config as app actors read it; the settings actor keeps it current.
     ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl,
-                     extra={"apps": apps, "backend": backend, "installer": installer})
+                     extra={"apps": apps, "backend": backend, "installer": installer,
+                            "approvals": approvals, "exposure": ExposureMeter(config.registry_dir / "exposure.json")})
     ui = root.start_child(ChildSpec("ui", _remembered(
         instances, "ui", lambda: UIManager(live(), apps=apps, live=lambda: ctx.config))))
     ctx.extra["ui"] = ui
     factory = app_factory(ctx)
     registry = root.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
-                                                                       config.registry_dir / "apps.json")))
+                                                                       config.registry_dir / "apps.json",
+                                                                       approvals=approvals)))
     # The bridge subscribes before the first scan, so discovery reaches Redis too. It follows
     # redis_url from ConfigChanged; a restarted bridge starts from the current value.
     bridge = root.start_child(ChildSpec("bridge", _remembered(instances, "bridge", lambda: RedisBridge(

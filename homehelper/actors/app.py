@@ -3,7 +3,12 @@
 The base class knows what every app has (manifest, state, port, last error)
 and answers snapshots; `ServiceApp` and `StreamlitApp` add how each kind runs.
 States: stopped, installing, install_failed, starting, running, stopping,
-backoff, quarantined, config_error.
+backoff, quarantined, config_error, awaiting_approval.
+
+The start gate lives here too: an app whose manifest asks for permissions or
+devices starts only once the user approved that exact list (homehelper.approvals);
+until then a start leaves it in `awaiting_approval`, and approving it starts it
+if it was wanted running.
 """
 
 from __future__ import annotations
@@ -13,12 +18,17 @@ from typing import Any
 
 import attrs
 
+from ..approvals import ApprovalStore, describe, normalize
 from ..config import Config
-from ..errors import Conflict
+from ..errors import Conflict, Unavailable
 from ..manifest import Manifest
 from ..messages import (
     AllocatePort,
+    AppApproved,
+    AppAwaitingApproval,
+    AppExposureMeasured,
     ApplyManifest,
+    ApproveApp,
     AppStateChanged,
     GetApp,
     InstallApp,
@@ -31,7 +41,7 @@ from ..messages import (
 from . import Actor, ActorRef
 
 STATES = ("stopped", "installing", "install_failed", "starting", "running", "stopping",
-          "backoff", "quarantined", "config_error")
+          "backoff", "quarantined", "config_error", "awaiting_approval")
 
 
 @attrs.define
@@ -57,6 +67,8 @@ class AppActor(Actor):
         self.state = "stopped"
         self.port: int | None = None
         self.last_error: str | None = None
+        self.desired = "stopped"  # running: approving a held start starts it
+        self._exposure: tuple[float, str] | None = None
 
     @property
     def app_id(self) -> str:
@@ -73,7 +85,81 @@ class AppActor(Actor):
 
     def snapshot(self) -> dict[str, Any]:
         return {"id": self.app_id, "type": self.manifest.type, "state": self.state,
-                "port": self.port, "last_error": self.last_error, "ui": self.manifest.ui}
+                "port": self.port, "last_error": self.last_error, "ui": self.manifest.ui,
+                "permissions": list(self.manifest.permissions), "devices": list(self.manifest.devices),
+                "approved": not self.unapproved(), "sandbox": self.sandbox}
+
+    # --- approval and sandbox ---------------------------------------------------
+    @property
+    def sandbox(self) -> str:
+        """sandboxed: a systemd unit walls it in; unsandboxed: it runs as HomeHelper's user, like HomeHelper."""
+        backend = self.ctx.extra.get("backend")
+        on_systemd = getattr(backend, "name", None) == "systemd"
+        return "sandboxed" if self.manifest.type == "service" and on_systemd else "unsandboxed"
+
+    def unapproved(self) -> tuple[str, ...]:
+        """What the manifest asks for, when the user has not approved exactly that; () when free to start."""
+        grants = normalize(self.manifest.grants)
+        store: ApprovalStore | None = self.ctx.extra.get("approvals")
+        if not grants or (store is not None and store.is_approved(self.app_id, grants)):
+            return ()
+        return grants
+
+    def approval_message(self) -> str:
+        return (f"{self.app_id} asks for {describe(self.manifest.grants)}: approve it on the dashboard "
+                f"or with `homehelper approve {self.app_id}`")
+
+    def held_for_approval(self, reason: str) -> bool:
+        """The start gate: True (and the app waits in awaiting_approval) when its grants are not approved.
+
+        Not an error: a boot restore or autostart arrives as a tell, and a held start is a state the
+        user resolves, not a failure of the request.
+        """
+        grants = self.unapproved()
+        if not grants:
+            return False
+        self.last_error = self.approval_message()
+        self.set_state("awaiting_approval", self.last_error)
+        self.ctx.emit(AppAwaitingApproval(self.app_id, grants, reason, self.last_error))
+        return True
+
+    def check_approved(self) -> None:
+        """For commands that would let the app start later without us (enable at boot)."""
+        if self.unapproved():
+            raise Conflict(self.approval_message(), app=self.app_id, grants=list(self.manifest.grants))
+
+    async def approve(self, seen: tuple[str, ...] | None) -> Any:
+        current = normalize(self.manifest.grants)
+        if seen is not None and normalize(seen) != current:
+            raise Conflict(f"{self.app_id} now asks for {describe(self.manifest.grants)}, not for what was shown "
+                           f"({describe(seen)}): review the new list", app=self.app_id,
+                           grants=list(self.manifest.grants))
+        if not current:
+            return self.snapshot()  # nothing to approve
+        store: ApprovalStore | None = self.ctx.extra.get("approvals")
+        if store is None:
+            raise Unavailable(f"{self.app_id}: approvals cannot be stored on this server", app=self.app_id)
+        await store.approve(self.app_id, current)
+        self.ctx.emit(AppApproved(self.app_id, current))
+        if self.state == "awaiting_approval":
+            self.last_error = None
+            if self.desired == "running":
+                return await self.start("approved")
+            self.set_state("stopped", "approved")
+        return self.snapshot()
+
+    def measure_exposure(self, nursery: Any) -> None:
+        """After the unit was written: its `systemd-analyze security` score, in the background."""
+        meter = self.ctx.extra.get("exposure")
+        backend = self.ctx.extra.get("backend")
+        if meter is not None and getattr(backend, "name", None) == "systemd" and nursery is not None:
+            nursery.start_soon(self._measure, meter, backend)
+
+    async def _measure(self, meter: Any, backend: Any) -> None:
+        result = await meter.measure(backend, self.app_id)
+        if result is not None and result != self._exposure:
+            self._exposure = result
+            self.ctx.emit(AppExposureMeasured(self.app_id, *result))
 
     async def handle(self, msg: Any) -> Any:
         match msg:
@@ -93,6 +179,8 @@ class AppActor(Actor):
                 return await self.open_ui()
             case KeepAlive():
                 return await self.keep_alive()
+            case ApproveApp(_, grants):
+                return await self.approve(grants)
             case _:
                 return await self.handle_other(msg)
 

@@ -17,11 +17,15 @@ from typing import Any
 import attrs
 import trio
 
+from ..approvals import ApprovalStore, normalize
 from ..errors import BadRequest, UnknownApp
 from ..manifest import Manifest
 from ..messages import (
+    AppApproved,
+    AppAwaitingApproval,
     AppConfigError,
     AppCrashed,
+    AppExposureMeasured,
     AppHealthChanged,
     AppInstalled,
     AppInstallFailed,
@@ -47,7 +51,7 @@ AppFactory = Callable[[Manifest], Actor]
 _PERSISTED = ("name", "type", "folder", "digest", "desired", "port")
 # What the read model follows: an app's bus traffic (readings, heartbeats) never wakes the registry.
 _FOLLOWED = (AppStateChanged, AppStarted, AppStopped, AppHealthChanged, PortAssigned, AppInstalled, AppCrashed,
-             AppConfigError, AppInstallFailed, AppQuarantined)
+             AppConfigError, AppInstallFailed, AppQuarantined, AppAwaitingApproval, AppApproved, AppExposureMeasured)
 
 
 @attrs.define
@@ -68,6 +72,12 @@ class AppRecord:
     disk_bytes: int | None = None
     ttl: float | None = None
     ui: str | None = None
+    permissions: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    approved: bool = True  # nothing asked for, or exactly this list approved
+    sandbox: str = "unsandboxed"  # sandboxed: walled in by its systemd unit
+    exposure: float | None = None  # systemd-analyze security of its unit, 0 (walled) to 10
+    exposure_level: str | None = None
     manifest: Manifest | None = attrs.field(default=None, repr=False, eq=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -102,7 +112,8 @@ def check_saved(value: Any) -> tuple[dict[str, Any], list[str]]:
 class Registry(Actor):
     name = "registry"
 
-    def __init__(self, apps: Supervisor, factory: AppFactory, bus: Broadcast, state_file: Path | None) -> None:
+    def __init__(self, apps: Supervisor, factory: AppFactory, bus: Broadcast, state_file: Path | None,
+                 approvals: ApprovalStore | None = None) -> None:
         self.apps = apps
         self.factory = factory
         self.bus = bus
@@ -111,6 +122,7 @@ class Registry(Actor):
         self.invalid: dict[str, tuple[str, ...]] = {}
         self.saved: dict[str, Any] = {}  # what the file holds (read in on_start)
         self.first_scan = True
+        self.approvals = approvals
 
     async def on_start(self, nursery: trio.Nursery) -> None:
         if self.state_file is not None:
@@ -176,17 +188,20 @@ class Registry(Actor):
         """Each (re)start builds the actor from the app's latest manifest."""
 
         def make() -> Actor:
-            manifest = self.records[app_id].manifest
-            assert manifest is not None
-            return self.factory(manifest)
+            rec = self.records[app_id]
+            assert rec.manifest is not None
+            actor = self.factory(rec.manifest)
+            rec.sandbox = getattr(actor, "sandbox", rec.sandbox)
+            return actor
 
         return make
 
-    @staticmethod
-    def _fill(rec: AppRecord, m: Manifest) -> None:
+    def _fill(self, rec: AppRecord, m: Manifest) -> None:
         rec.manifest, rec.name, rec.folder = m, m.name, m.path.name
         rec.version, rec.description, rec.ui = m.version, m.description, m.ui
         rec.ttl = m.ttl if m.type == "streamlit" else None
+        rec.permissions, rec.devices = m.permissions, m.devices
+        rec.approved = not m.grants or (self.approvals is not None and self.approvals.is_approved(m.id, m.grants))
 
     async def _remove(self, app_id: str) -> None:
         """A folder went away: stop its app, then its actor."""
@@ -242,6 +257,16 @@ class Registry(Actor):
                 rec.last_error = f"exited with status {status}" + (f": {tail.splitlines()[-1]}" if tail else "")
             case AppConfigError(error=error) | AppInstallFailed(error=error) | AppQuarantined(error=error):
                 rec.last_error = error
+            case AppAwaitingApproval(reason=reason, message=message):
+                rec.approved, rec.last_error = False, message
+                if reason in ("user", "boot", "api"):
+                    rec.desired = "running"
+            case AppApproved(grants=grants):
+                rec.approved = rec.manifest is not None and normalize(rec.manifest.grants) == grants
+                if rec.state == "awaiting_approval":
+                    rec.last_error = None
+            case AppExposureMeasured(exposure=exposure, level=level):
+                rec.exposure, rec.exposure_level = exposure, level
         if rec.type == "service" and rec.persisted() != before:
             self._save()
 

@@ -127,6 +127,7 @@ class ServiceApp(AppActor):
             self.set_state("starting", "adopted")
             self.ctx.emit(AppProcessChanged(self.app_id, self.status.pid, self.status.cgroup))
             self._begin_run()
+            self.measure_exposure(nursery)  # from the cache when its unit is unchanged
         nursery.start_soon(self._watch_process)
         # Enabled (start at boot) but found down, say after a crash while HomeHelper was away. The
         # registry restarts what the user left running and the manifest's autostart apps.
@@ -154,6 +155,8 @@ class ServiceApp(AppActor):
                 return self.snapshot()
             self._retry_scope.cancel()
             self.desired = "running"
+            if self.held_for_approval(reason):
+                return self.snapshot()
             self.tracker = self._new_tracker()
             if not self.installer.is_current(self.manifest):
                 await self._install(force=False)
@@ -193,12 +196,14 @@ class ServiceApp(AppActor):
                 await self.backend.stop(self.app_id)
                 self._stopped_status()
             await self._install(force)
-            if was_running:
+            if was_running and not self.held_for_approval("reinstalled"):  # adopted under an older manifest
                 await self._launch("reinstalled")
             return self.snapshot()
 
     async def enable(self, enabled: bool) -> Any:
         async with self._op:
+            if enabled:
+                self.check_approved()  # at boot systemd would start it without asking us
             if enabled and not self.installer.is_current(self.manifest):
                 await self._install(force=False)  # at boot systemd starts it without asking us
             if self.port is None:
@@ -217,12 +222,17 @@ class ServiceApp(AppActor):
             self.tracker = self._new_tracker()
             if self.state == "config_error":
                 self.set_state("stopped", "manifest changed")  # a fix deserves a new try, on request
+            elif self.state == "awaiting_approval" and not self.unapproved():
+                self.last_error = None
+                self.set_state("stopped", "manifest changed")
             elif self.state in ("starting", "running"):
                 # Limits, env or entry changed: they only apply to a new process.
                 self._run_scope.cancel()
                 self.set_state("stopping", "manifest changed")
                 await self.backend.stop(self.app_id)
                 self._stopped_status()
+                if self.held_for_approval("manifest changed"):  # it asks for more: the user says so first
+                    return
                 if not self.installer.is_current(self.manifest):
                     await self._install(force=False)
                 await self._launch("manifest changed")
@@ -252,6 +262,7 @@ class ServiceApp(AppActor):
         assert self.port is not None
         spec = app_spec(self.manifest, config, self.port)
         await self.backend.prepare(spec)
+        self.measure_exposure(self._nursery)
         await self._record()
         self.log_offset = logs.size(self.log_path)
         self.started_at = trio.current_time()
@@ -375,6 +386,8 @@ class ServiceApp(AppActor):
             await trio.sleep(delay)
             async with self._op:
                 if self.desired != "running" or self.state not in ("backoff", "quarantined"):
+                    return
+                if self.held_for_approval("restart"):  # its manifest asks for more since it last ran
                     return
                 try:
                     await self._launch("restart")

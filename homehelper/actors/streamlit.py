@@ -188,6 +188,8 @@ class StreamlitApp(AppActor):
 
     # --- start and stop --------------------------------------------------------
     async def _start(self, reason: str) -> None:
+        if self.held_for_approval(reason):  # always an ask here (open, start): the asker hears why
+            raise Conflict(self.approval_message(), app=self.app_id, grants=list(self.manifest.grants))
         if self._needs_venv() and not self.installer.is_current(self.manifest):
             await self._install(force=False)  # first open, or requirements changed
         ui = self.ctx.extra.get("ui")

@@ -55,6 +55,18 @@ class KeepAlive(Command):
 
 
 @attrs.frozen
+class ApproveApp(Command):
+    """The user approves the permissions and devices the app's manifest asks for.
+
+    `grants`: the list the user was shown; refused when it is not what the manifest asks for now.
+    None: whatever the manifest asks for now (a caller that showed nothing must not send it).
+    """
+
+    app_id: str
+    grants: tuple[str, ...] | None = None
+
+
+@attrs.frozen
 class GetApp(Command):
     """Ask: one app's snapshot (a dict)."""
 
@@ -221,6 +233,36 @@ class AppInstallFailed(Event):
     app_id: str
     error: str
     output_tail: str = ""
+
+
+@attrs.frozen
+class AppAwaitingApproval(Event):
+    """A start was held: the app asks for `grants` the user has not approved (reason: what started it)."""
+
+    app_id: str
+    grants: tuple[str, ...]
+    reason: str = "user"
+    message: str = ""
+
+
+@attrs.frozen
+class AppApproved(Event):
+    """The user approved exactly `grants` (sorted) for this app."""
+
+    app_id: str
+    grants: tuple[str, ...]
+
+
+@attrs.frozen
+class AppExposureMeasured(Event):
+    """`systemd-analyze security` of the app's unit, measured after the unit was written.
+
+    exposure: 0.0 (walled in) to 10.0 (exposed); level: systemd's word for it (OK, MEDIUM, EXPOSED, UNSAFE).
+    """
+
+    app_id: str
+    exposure: float
+    level: str
 
 
 @attrs.frozen

@@ -31,12 +31,14 @@ def int_arg(name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
-async def json_body() -> Any:
-    """The request's JSON, or a clear 400/413 (nothing is changed on bad input)."""
+async def json_body(required: bool = True) -> Any:
+    """The request's JSON, or a clear 400/413 (nothing is changed on bad input); None for no body if not required."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise PayloadTooLarge(f"request body over {MAX_BODY} bytes", limit=MAX_BODY)
     raw = await request.get_data()
     if not raw:
+        if not required:
+            return None
         raise BadRequest("this request needs a JSON body")
     try:
         return json.loads(raw)
@@ -67,6 +69,13 @@ def register_api(app: QuartTrio, deps: WebDeps) -> None:
     @app.get("/api/apps/<app_id>")
     async def one_app(app_id: str) -> Any:
         return await ops.get_app(deps, app_id)
+
+    @app.post("/api/apps/<app_id>/approve")
+    async def approve(app_id: str) -> Any:
+        """Approve what the app asks for; the body may carry {"grants": [...]}, the list the user saw."""
+        body = await json_body(required=False)
+        result = await ops.approve(deps, app_id, body)
+        return {"app": await ops.after_action(deps, app_id, result), "result": result if _jsonable(result) else None}
 
     @app.post("/api/apps/<app_id>/<action>")
     async def action(app_id: str, action: str) -> Any:

@@ -58,6 +58,15 @@ def spec() -> dict[str, Any]:
             "/api/apps/{app_id}/stop": _action("stop"),
             "/api/apps/{app_id}/restart": _action("restart"),
             "/api/apps/{app_id}/install": _action("install (again)"),
+            "/api/apps/{app_id}/approve": {"post": _op(
+                "approve the permissions and devices the app asks for; an app waiting for it (awaiting_approval) "
+                "that was wanted running starts", {**_ok(ACTION), **_err(400, 403, 404, 409, 413, 502)},
+                parameters=[APP_ID],
+                requestBody={"required": False, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["grants"], "properties": {"grants": {
+                        "type": "array", "items": {"type": "string"},
+                        "description": "the list the user was shown; 409 when the manifest now asks for another"}},
+                    "example": {"grants": ["gpio", "/dev/ttyUSB0"]}}}}})},
             "/api/apps/{app_id}/open": {"post": _op(
                 "start a UI app if needed and return where to frame it", {**_ok({
                     "type": "object", "required": ["url", "app"],
@@ -121,6 +130,16 @@ def spec() -> dict[str, Any]:
                     "state": {"type": "string"}, "port": {"type": "integer", "nullable": True},
                     "healthy": {"type": "boolean", "nullable": True},
                     "last_error": {"type": "string", "nullable": True},
+                    "permissions": {"type": "array", "items": {"type": "string"},
+                                    "description": "what the manifest asks for beyond the default sandbox"},
+                    "devices": {"type": "array", "items": {"type": "string"}, "description": "device nodes asked for"},
+                    "approved": {"type": "boolean",
+                                 "description": "nothing asked for, or the user approved exactly this list"},
+                    "sandbox": {"type": "string", "enum": ["sandboxed", "unsandboxed"],
+                                "description": "sandboxed: walled in by its systemd unit"},
+                    "exposure": {"type": "number", "nullable": True,
+                                 "description": "systemd-analyze security of its unit: 0 walled in, 10 exposed"},
+                    "exposure_level": {"type": "string", "nullable": True},
                     "resources": {"type": "object", "nullable": True,
                                   "description": "CPU / memory from the sensor actor, when it measures this app"},
                     "errors": {"type": "array", "items": {"type": "string"},

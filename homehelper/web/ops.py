@@ -17,6 +17,7 @@ from ..actors.settings import dotted, merge, save_changes
 from ..config import Config, change_config
 from ..errors import BadRequest, Conflict, HomeHelperError, Unavailable, UnknownApp
 from ..messages import (
+    ApproveApp,
     ConfigChanged,
     GetApp,
     GetBusState,
@@ -154,6 +155,22 @@ async def act(deps: WebDeps, app_id: str, action: str) -> Any:
     return result
 
 
+async def approve(deps: WebDeps, app_id: str, body: Any) -> Any:
+    """The user approves the permissions and devices the app asks for: the list they saw, when sent."""
+    seen: tuple[str, ...] | None = None
+    if body is not None:
+        grants = body.get("grants") if isinstance(body, dict) else None
+        if not isinstance(grants, list) or len(grants) > 200 or not all(isinstance(g, str) for g in grants):
+            raise BadRequest("send {\"grants\": [...]}: the list of permissions and devices you approve")
+        seen = tuple(grants)
+    record = await deps.registry.ask(GetApp(check_app_id(app_id)))
+    if record.get("state") == "invalid":
+        raise Conflict(f"{app_id} has an invalid manifest: fix it, then rescan", app=app_id)
+    if app_id not in deps.apps:
+        raise UnknownApp(app_id)
+    return await deps.apps.ref(app_id).ask(ApproveApp(app_id, seen), timeout=ACTION_TIMEOUT["start"])
+
+
 async def actor_snapshot(deps: WebDeps, app_id: str) -> Any:
     """The app actor's own snapshot (newer than the registry's by the events still in flight)."""
     return await deps.apps.ref(check_app_id(app_id)).ask(GetApp(app_id), timeout=10)
@@ -164,7 +181,7 @@ async def after_action(deps: WebDeps, app_id: str, result: Any) -> dict[str, Any
     registry learns of the change from events a moment later, the actor knows it now."""
     app = await get_app(deps, app_id)
     if isinstance(result, dict):
-        app.update({k: result[k] for k in ("state", "port", "last_error", "healthy") if k in result})
+        app.update({k: result[k] for k in ("state", "port", "last_error", "healthy", "approved") if k in result})
     return app
 
 

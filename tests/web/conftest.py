@@ -29,6 +29,8 @@ from homehelper.actors.scanner import Scanner
 from homehelper.actors.sensors import SensorActor
 from homehelper.actors.service import ServiceApp
 from homehelper.actors.ttl import TTLClock
+from homehelper.approvals import ApprovalStore
+from homehelper.backends.exposure import ExposureMeter
 from homehelper.backends.installer import Installer
 from homehelper.backends.process import ProcessBackend
 from homehelper.config import Config
@@ -160,14 +162,16 @@ async def build_tree(nursery: trio.Nursery, root: Path, n_apps: int = 3, *, sens
     ports = sup.start_child(ChildSpec("ports", lambda: PortAllocator(ranges, config.registry_dir / "ports.json")))
     ttl = sup.start_child(ChildSpec("ttl", TTLClock))
     events = sup.start_child(ChildSpec("eventlog", lambda: EventLog(bus, config.event_history)))
-    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl)
+    approvals = await ApprovalStore.open(config.registry_dir)
+    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl, extra={"approvals": approvals})
     factory: Any = lambda m: ProcApp(m, ctx)  # noqa: E731
     if backend is not None:
         await nursery.start(backend.run)
-        ctx.extra.update(backend=backend, installer=Installer(config))
+        ctx.extra.update(backend=backend, installer=Installer(config), exposure=ExposureMeter())
         factory = lambda m: ServiceApp(m, ctx)  # noqa: E731
     registry = sup.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
-                                                                      config.registry_dir / "apps.json")))
+                                                                      config.registry_dir / "apps.json",
+                                                                      approvals=approvals)))
     scanner = sup.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
     sensor_ref = sup.start_child(ChildSpec("sensors", lambda: SensorActor(config, bus.publish, bus))) if sensors \
         else None

@@ -40,8 +40,10 @@
     });
   }
 
-  async function post(path) {
-    const r = await fetch(path, { method: "POST", headers: { "X-CSRF-Token": csrf } });
+  async function post(path, json) {
+    const headers = { "X-CSRF-Token": csrf };
+    if (json !== undefined) headers["Content-Type"] = "application/json";
+    const r = await fetch(path, { method: "POST", headers, body: json === undefined ? undefined : JSON.stringify(json) });
     const body = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(body.message || r.statusText);
     return body;
@@ -79,6 +81,7 @@
       if (b.dataset.action) act(el, b.dataset.action);
       else if (b.dataset.do === "logs") openLogs(a.id);
       else if (b.dataset.do === "open") openUI(a.id, a.name || a.id);
+      else if (b.dataset.do === "approve") approve(el);
     });
     return el;
   }
@@ -94,10 +97,42 @@
       ? `${fmt(r.cpu_percent, "%")} / ${fmt(r.memory == null ? null : r.memory / 1048576, " MB")}` : "—";
     $(".last-error", el).textContent = a.errors ? a.errors.join("; ") : (a.last_error || "");
     $('[data-do="open"]', el).hidden = !a.has_ui;
+    fillSandbox(el, a);
     const running = ["running", "starting", "backoff"].includes(a.state);
     $('[data-action="start"]', el).disabled = running || a.state === "invalid";
-    $('[data-action="stop"]', el).disabled = !running && a.state !== "quarantined";
+    $('[data-action="stop"]', el).disabled = !running && !["quarantined", "awaiting_approval"].includes(a.state);
     $('[data-action="restart"]', el).disabled = a.state === "invalid";
+  }
+
+  // What the app may touch beyond its sandbox, and the approve button while that is not approved.
+  // The list shown is the list sent: the server refuses it if the manifest asks for another by now.
+  function fillSandbox(el, a) {
+    const grants = [...(a.permissions || []), ...(a.devices || [])];
+    el.grants = grants;
+    $(".grants", el).textContent = grants.length ? grants.join(", ") + (a.approved ? "" : " (not approved)") : "none";
+    $(".sandbox", el).textContent = a.sandbox === "sandboxed"
+      ? "sandboxed" + (a.exposure == null ? "" : ` · exposure ${a.exposure} ${a.exposure_level || ""}`)
+      : (a.sandbox ? "unsandboxed: runs as HomeHelper's user" : "—");
+    const asks = grants.length > 0 && a.approved === false;
+    $(".approval", el).hidden = !asks;
+    $(".asks", el).textContent = grants.join(", ");
+  }
+
+  async function approve(el) {
+    const id = el.dataset.app, prog = $(".progress", el), btn = $('[data-do="approve"]', el);
+    btn.disabled = true;
+    prog.textContent = "approving…";
+    try {
+      const out = await post(`/api/apps/${encodeURIComponent(id)}/approve`, { grants: el.grants });
+      fillCard(el, out.app);
+      // Approving started it (the user wanted it running): follow the start to its end like a Start
+      // click does (a start of a starting app changes nothing, and its progress reaches this card).
+      if (["starting", "installing"].includes(out.app.state)) await act(el, "start");
+    } catch (e) {
+      $(".last-error", el).textContent = e.message;
+      const a = await request("refresh", { what: "app", app: id }).catch(() => null);
+      if (a) fillCard(el, a);
+    } finally { prog.textContent = ""; btn.disabled = false; }
   }
 
   function setState(el, state) { const s = $(".state", el); s.textContent = state; s.className = "state " + state; }
