@@ -29,6 +29,7 @@ from .actors.streamlit import StreamlitApp
 from .actors.ttl import TTLClock
 from .backends import choose_backend
 from .backends.installer import Installer
+from .bus.acl import AppIdentities
 from .config import Config
 from .manifest import Manifest
 from .messages import ServerStarted, SetMonitorConfig
@@ -89,7 +90,9 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     backend = await choose_backend(config)  # says which at start
     await nursery.start(backend.run)  # batches systemctl calls; up before any app actor
     # ctx.config is the live config: a change made through the API is read from here.
-    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl,
+    # Each app's Redis credentials: made by the bridge's side, handed to app actors through ctx.
+    identities = AppIdentities(config.redis_url, config.node_id, config.redis_acl)
+    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl, identities=identities,
                      extra={"apps": apps, "backend": backend, "installer": Installer(config)})
     ui = root.start_child(ChildSpec("ui", lambda: UIManager(config, apps=apps, live=lambda: ctx.config)))
     ctx.extra["ui"] = ui
@@ -98,7 +101,8 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
                                                                        config.registry_dir / "apps.json")))
     # The bridge subscribes before the first scan, so discovery reaches Redis too.
     bridge = root.start_child(ChildSpec("bridge", lambda: RedisBridge(
-        bus, config.redis_url, config.node_id, history=config.event_history, apps=registry)))
+        bus, config.redis_url, config.node_id, history=config.event_history, apps=registry,
+        identities=identities)))
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
     refs = dict(backend=backend, ui=ui, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
                 sensors=sensors, eventlog=eventlog)

@@ -123,6 +123,7 @@ class ProcessBackend:
                 raise BackendError(f"{app_id}: not prepared; install it first", app=app_id)
             env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
             env.update(spec.env)
+            env.update(spec.secrets)  # in the child's environment only: nothing on disk
             fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 proc = await trio.lowlevel.open_process(

@@ -19,7 +19,7 @@ import trio
 
 from ..errors import BackendError
 from ..storage import atomic_write_text
-from .base import AppSpec, UnitStatus, wait_pid_exit
+from .base import AppSpec, UnitStatus, env_file_text, wait_pid_exit, write_secrets
 from .units import UNIT_PREFIX, render_unit, unit_name
 
 log = logging.getLogger(__name__)
@@ -100,11 +100,13 @@ class SystemdBackend:
     name = "systemd"
 
     def __init__(self, scope: str = "user", environ: Mapping[str, str] | None = None,
-                 prefix: str = UNIT_PREFIX, units_at: Path | None = None, run_as: str | None = None) -> None:
+                 prefix: str = UNIT_PREFIX, units_at: Path | None = None, run_as: str | None = None,
+                 secrets_at: Path | None = None) -> None:
         self.scope = scope
         self.environ = dict(os.environ if environ is None else environ)
         self.prefix = prefix
         self.unit_dir = units_at or unit_dir(scope, self.environ)
+        self.secrets_dir = secrets_at or self.unit_dir.parent / "homehelper-secrets"  # serve: <root>/run/secrets
         self.run_as = run_as if scope == "system" else None  # system units must not run apps as root
         self.cgroot = cgroup_root()
         self._pending: dict[str, _Batch] = {}
@@ -207,7 +209,10 @@ class SystemdBackend:
         spec.data_dir.mkdir(parents=True, exist_ok=True)
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         unit = self.unit(spec.app_id)
-        text = render_unit(spec, user=self.run_as,
+        secrets_file = self.secrets_dir / f"{spec.app_id}.env"
+        secret_text = env_file_text(spec.secrets) if spec.secrets else None
+        await trio.to_thread.run_sync(write_secrets, secrets_file, secret_text)
+        text = render_unit(spec, user=self.run_as, secrets_file=secrets_file,
                            wanted_by="multi-user.target" if self.scope == "system" else "default.target")
         path = self.unit_dir / unit
         if self._written.get(unit) == text:
@@ -274,6 +279,7 @@ class SystemdBackend:
         unit = self.unit(app_id)
         await self.systemctl("disable", "--now", unit, check=False)
         self._written.pop(unit, None)
+        await trio.to_thread.run_sync(write_secrets, self.secrets_dir / f"{app_id}.env", None)
         try:
             (self.unit_dir / unit).unlink()
         except FileNotFoundError:
