@@ -21,7 +21,7 @@ import httpx
 import trio
 
 from ..backends import logs
-from ..backends.base import Backend, UnitStatus, app_spec, env_port, log_file
+from ..backends.base import Backend, UnitStatus, app_spec, env_port, env_value, log_file
 from ..backends.health import RestartTracker, judge_end, probe
 from ..backends.installer import Installer
 from ..bus.acl import app_secrets
@@ -113,6 +113,8 @@ class ServiceApp(AppActor):
             self.set_state("starting", "adopted")
             self.ctx.emit(AppProcessChanged(self.app_id, self.status.pid, self.status.cgroup))
             self._begin_run()
+            if self.ctx.identities is not None:  # its Redis user may be gone with a Redis restart
+                nursery.start_soon(self.ctx.identities.adopt, self.app_id, env_value(self.status.pid, "HH_REDIS_URL"))
         nursery.start_soon(self._watch_process)
         # Enabled (start at boot) but found down, say after a crash while HomeHelper was away. The
         # registry restarts what the user left running and the manifest's autostart apps.

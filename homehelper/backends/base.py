@@ -211,17 +211,24 @@ class Backend(Protocol):
         ...
 
 
-def env_port(pid: int | None) -> int | None:
-    """HH_PORT from a running app's environment: adoption when HomeHelper lost its own record."""
+def env_value(pid: int | None, name: str) -> str | None:
+    """One variable of a running process's environment (as it was at exec), None if unreadable."""
+    key = name.encode() + b"="
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             env = f.read().split(b"\0")
     except OSError:
         return None
     for item in env:
-        if item.startswith(b"HH_PORT="):
-            try:
-                return int(item[8:])
-            except ValueError:
-                return None
+        if item.startswith(key):
+            return item[len(key):].decode(errors="replace")
     return None
+
+
+def env_port(pid: int | None) -> int | None:
+    """HH_PORT from a running app's environment: adoption when HomeHelper lost its own record."""
+    value = env_value(pid, "HH_PORT")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

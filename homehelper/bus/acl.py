@@ -20,10 +20,11 @@ Redis work runs in a worker thread with the sync client, like the rest of the br
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
 import trio
@@ -41,6 +42,7 @@ _PRIVATE_QUERY = frozenset({"username", "password", "ssl_password", "ssl_keyfile
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 Secrets = tuple[tuple[str, str], ...]
+_PASSWORD_RE = re.compile(r"^[A-Za-z0-9_-]{24,128}$")  # what secrets.token_urlsafe makes
 
 
 def configured(url: str | None) -> str | None:
@@ -146,6 +148,24 @@ class AppIdentities:
             # Fail closed: the user is made when Redis is back (restore), not the shared identity.
             log.info("bus: Redis user for %s is made once Redis answers (%s)", app_id, exc)
         return ((ENV, app_url(url, user_name(self.ch, app_id), password)),)
+
+    async def adopt(self, app_id: str, url: str | None) -> None:
+        """A running app this HomeHelper did not start (it kept running across a restart): keep the
+        password it holds and make sure its user exists, so its bus keeps working. Only the app's
+        own user can be named this way, so a forged environment gains nothing."""
+        if url is None or self.url is None or self.state == "shared" or app_id in self._passwords:
+            return
+        parts = urlsplit(url)
+        password = unquote(parts.password or "")
+        if parts.username != user_name(self.ch, app_id) or not _PASSWORD_RE.match(password):
+            return  # started on the shared identity, or not by us
+        self._passwords[app_id] = password
+        try:
+            await self._make_users(self.url, {app_id: password})
+        except Refused as exc:
+            self._refused(str(exc))
+        except CONNECTION_ERRORS as exc:
+            log.info("bus: Redis user for adopted %s is made once Redis answers (%s)", app_id, exc)
 
     async def forget(self, app_id: str) -> None:
         """The app is gone: so is its user (Redis disconnects its clients)."""

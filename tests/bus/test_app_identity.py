@@ -8,11 +8,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis as redis_py
 
 from homehelper.backends import SystemdBackend
 from homehelper.bus.acl import AppIdentities
-from homehelper.messages import StartApp, StopApp
-from tests.actors.test_service import harness
+from homehelper.messages import AppStarted, StartApp, StopApp
+from tests.actors.test_service import _fresh, harness
 from tests.backends.apps import make_config, wait_until, write_app
 
 # What an app can do with the URL it was given: the SDK works, speaking for another app does not.
@@ -58,6 +59,40 @@ async def test_a_started_app_has_its_own_redis_user(any_backend: Any, state_root
         if isinstance(any_backend, SystemdBackend):
             shown = (await any_backend.systemctl("show", any_backend.unit("probe"))).stdout.decode()
             assert "HH_APP_ID=probe" in shown and url.password not in shown and "HH_REDIS_URL" not in shown
+        await ref.ask(StopApp("probe"), timeout=30)
+
+
+
+def _can_ping(url: str) -> bool:
+    client = redis_py.Redis.from_url(url)
+    try:
+        return bool(client.ping())
+    except (redis_py.AuthenticationError, redis_py.ConnectionError):
+        return False
+    finally:
+        client.close()
+
+
+@pytest.mark.redis
+async def test_an_adopted_app_gets_its_user_back_after_redis_lost_it(any_backend: Any, state_root: Path,
+                                                                      clean_users: Any) -> None:
+    redis = clean_users
+    config = make_config(state_root, redis_url=redis.url)
+    manifest = write_app(config.apps_dir, "probe", PROBE, health={"type": "process"})
+    async with harness(config, any_backend) as h:
+        h.ctx.identities = AppIdentities(redis.url, config.node_id)
+        await h.add(manifest).ask(StartApp("probe"), timeout=60)
+        result = config.data_dir("probe") / "probe.json"
+        await wait_until(lambda: result.exists() and result.stat().st_size > 0, timeout=30)
+    url = json.loads(result.read_text())["url"]
+    redis.kill()
+    redis.start()  # as after a reboot: the app runs on (enabled, or outlived HomeHelper), its user is gone
+    assert not _can_ping(url)
+    async with harness(config, _fresh(any_backend)) as h2:
+        h2.ctx.identities = AppIdentities(redis.url, config.node_id)  # a new run: knows no password
+        ref = h2.add(manifest)
+        await wait_until(lambda: _can_ping(url), timeout=15)
+        assert not h2.of(AppStarted, "probe")  # adopted, not restarted
         await ref.ask(StopApp("probe"), timeout=30)
 
 
