@@ -36,6 +36,7 @@ from .channels import Channels, check_app
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "off")
+QUIET_AFTER_FAILURE = 10.0  # seconds
 ENV = "HH_REDIS_URL"
 # Query parameters of HomeHelper's URL that are its own secrets, never handed to an app.
 _PRIVATE_QUERY = frozenset({"username", "password", "ssl_password", "ssl_keyfile", "ssl_certfile"})
@@ -128,6 +129,7 @@ class AppIdentities:
         self._client: Any = None
         self._client_url: str | None = None
         self._limiter = trio.CapacityLimiter(1)
+        self._quiet_until = 0.0  # trio time before which Redis is not tried again (it just failed)
 
     # --- what the rest of HomeHelper calls -----------------------------------
     async def secrets_for(self, app_id: str) -> Secrets:
@@ -184,7 +186,7 @@ class AppIdentities:
         if url is None or self.mode == "off":
             return
         try:
-            await self._make_users(url, dict(self._passwords))
+            await self._make_users(url, dict(self._passwords), retry=True)
         except Refused as exc:
             if self._passwords:
                 log.warning("bus: apps started meanwhile hold credentials Redis does not know: restart them")
@@ -195,6 +197,7 @@ class AppIdentities:
     def set_url(self, url: str | None) -> None:
         """A new Redis: what it allows is not known yet (passwords stay; restore makes the users)."""
         self.url = configured(url)
+        self._quiet_until = 0.0
         if self.mode != "off":
             self.state, self.reason = "unknown", ""
 
@@ -215,8 +218,17 @@ class AppIdentities:
     async def _redis(self, fn: Callable[..., None], *args: Any) -> None:
         await trio.to_thread.run_sync(fn, *args, limiter=self._limiter, abandon_on_cancel=True)
 
-    async def _make_users(self, url: str, passwords: dict[str, str]) -> None:
-        await self._redis(self._set_users, url, passwords)
+    async def _make_users(self, url: str, passwords: dict[str, str], retry: bool = False) -> None:
+        # After a failed attempt, app starts do not each wait out a connect timeout (twenty apps
+        # at boot with Redis down): they go on at once, and the bridge's reconnect makes the users.
+        if not retry and trio.current_time() < self._quiet_until:
+            raise redis.ConnectionError("Redis did not answer a moment ago")
+        try:
+            await self._redis(self._set_users, url, passwords)
+        except CONNECTION_ERRORS:
+            self._quiet_until = trio.current_time() + QUIET_AFTER_FAILURE
+            raise
+        self._quiet_until = 0.0
         if self.url == url:
             self.state, self.reason = "per-app", ""
 

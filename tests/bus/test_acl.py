@@ -202,3 +202,26 @@ async def test_a_wrong_password_is_reported_and_hidden(secured_redis: SecuredRed
         assert "not-the-pw" not in down.url and "hh:***@" in down.url
         state = await tree.bridge.ask(GetBusState())
         assert not state["connected"] and "not-the-pw" not in str(state)
+
+
+@pytest.mark.redis
+async def test_with_redis_down_apps_still_get_their_own_users_made_on_reconnect(clean_users):
+    redis = clean_users
+    made: list[str] = []
+
+    def client(url: str) -> redis_py.Redis:
+        made.append(url)
+        return redis_py.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2.0)
+
+    ids = AppIdentities(redis.url, client=client)
+    redis.kill()
+    a_url = url_of(await ids.secrets_for("a"))  # fail closed: never the shared identity
+    b_url = url_of(await ids.secrets_for("b"))
+    assert urlsplit(a_url).username == "hh-app.main.a" and urlsplit(b_url).username == "hh-app.main.b"
+    assert len(made) == 1  # the second start did not wait on a Redis that just failed
+    assert ids.snapshot()["identity"] == "unknown"
+    redis.start()
+    assert not _can_ping(redis_py.Redis.from_url(a_url))
+    await ids.restore()  # what the bridge does on connect
+    assert _can_ping(redis_py.Redis.from_url(a_url)) and _can_ping(redis_py.Redis.from_url(b_url))
+    assert ids.snapshot()["identity"] == "per-app"
