@@ -69,6 +69,7 @@ class Config:
     backend: str = "auto"  # auto | systemd | process
     systemd_scope: str = "user"  # user | system
     redis_url: str | None = None  # None: the in-process bus alone
+    redis_acl: str = "auto"  # auto: one Redis ACL user per app when allowed | off: apps share HomeHelper's
     node_id: str = "main"
     log_level: str = "INFO"
     event_history: int = 1000
@@ -103,7 +104,7 @@ class Config:
 
 
 _CHOICES = {"backend": ("auto", "systemd", "process"), "systemd_scope": ("user", "system"),
-            "log_level": ("DEBUG", "INFO", "WARNING", "ERROR")}
+            "redis_acl": ("auto", "off"), "log_level": ("DEBUG", "INFO", "WARNING", "ERROR")}
 # The keys a running HomeHelper follows (see homehelper/actors/settings.py for who follows each);
 # every other key is read once at start, so changing it at run time would be a silent no-op.
 EDITABLE = frozenset({"redis_url", "log_level", "streamlit", "monitor", "auth"})

@@ -25,10 +25,11 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from .bus.channels import APP_RE, Channels, check_name, check_topic
+from .bus.channels import APP_RE, Channels, check_app, check_name, check_topic
 
 log = logging.getLogger("homehelper.sdk")
 
@@ -124,13 +125,21 @@ class Bus:
 
     def subscribe(self, topic: str = "*", app: str | None = None) -> Subscription:
         """Apps' publications on `topic` ('*': every topic), from every app or just `app`."""
-        return self._subscription([self.ch.topic_pattern(topic, app)])
+        wanted = self.ch.topic_pattern(topic, app)
+        if topic != "*" and app is not None:
+            return self._subscription(channels=[wanted])
+        # An app's own Redis user may PSUBSCRIBE only the patterns it was granted, literally
+        # (Redis compares patterns as text): a narrower pattern is matched here instead.
+        every = self.ch.topic_pattern("*")
+        return self._subscription(patterns=[every], wanted=None if wanted == every else wanted)
 
     def events(self, *kinds: str, app: str | None = None) -> Subscription:
         """HomeHelper's events: these kinds (all if none), or every event about `app`."""
         if app is not None:
-            return self._subscription([self.ch.app_events(app)])
-        return self._subscription([self.ch.event(check_name("kind", k)) for k in kinds] or [self.ch.event("*")])
+            return self._subscription(channels=[self.ch.app_events(check_app(app))])
+        if kinds:
+            return self._subscription(channels=[self.ch.event(check_name("kind", k)) for k in kinds])
+        return self._subscription(patterns=[self.ch.event("*")])
 
     def close(self) -> None:
         if self.client is not None:
@@ -162,12 +171,16 @@ class Bus:
             self._down = False
         return receivers
 
-    def _subscription(self, patterns: list[str]) -> Subscription:
+    def _subscription(self, channels: list[str] | None = None, patterns: list[str] | None = None,
+                      wanted: str | None = None) -> Subscription:
         if self.client is None:
             return Subscription(None, self.ch)
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        pubsub.psubscribe(*patterns)
-        return Subscription(pubsub, self.ch)
+        if channels:
+            pubsub.subscribe(*channels)
+        if patterns:
+            pubsub.psubscribe(*patterns)
+        return Subscription(pubsub, self.ch, wanted)
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -179,9 +192,10 @@ def _is_connection_error(exc: BaseException) -> bool:
 class Subscription:
     """Iterate it (blocks), or `get(timeout)`. Keep each one in one thread (redis-py's rule)."""
 
-    def __init__(self, pubsub: Any, ch: Channels) -> None:
+    def __init__(self, pubsub: Any, ch: Channels, wanted: str | None = None) -> None:
         self._pubsub = pubsub
         self._ch = ch
+        self._wanted = wanted  # a glob the channel must match (names hold no glob characters)
 
     def get(self, timeout: float | None = None) -> Message | None:
         """The next message, or None after `timeout` seconds (None: wait for one)."""
@@ -200,7 +214,8 @@ class Subscription:
                 log.warning("homehelper.sdk: Redis unavailable (%s); retrying", exc)
                 time.sleep(min(1.0, left if left is not None else 1.0))
                 msg = None
-            if msg is not None and msg.get("type") in ("message", "pmessage"):
+            if msg is not None and msg.get("type") in ("message", "pmessage") and (
+                    self._wanted is None or fnmatchcase(msg["channel"], self._wanted)):
                 return self._decode(msg["channel"], msg["data"])
             if deadline is not None and time.monotonic() >= deadline:
                 return None

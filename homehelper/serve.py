@@ -32,6 +32,7 @@ from .approvals import ApprovalStore
 from .backends import SystemdBackend, choose_backend
 from .backends.exposure import ExposureMeter
 from .backends.installer import Installer
+from .bus.acl import AppIdentities
 from .config import Config
 from .manifest import Manifest
 from .messages import ChangeConfig, Event, ServerStarted, SetMonitorConfig
@@ -112,8 +113,10 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     await nursery.start(backend.run)  # batches systemctl calls; up before any app actor
     installer = Installer(config, sandbox=backend if isinstance(backend, SystemdBackend) else None)
     approvals = await ApprovalStore.open(config.registry_dir)  # the one writer of approvals.json
+    # Each app's Redis credentials: made by the bridge's side, handed to app actors through ctx.
+    identities = AppIdentities(config.redis_url, config.node_id, config.redis_acl)
     # ctx.config is the live config as app actors read it; the settings actor keeps it current.
-    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl,
+    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl, identities=identities,
                      extra={"apps": apps, "backend": backend, "installer": installer,
                             "approvals": approvals, "exposure": ExposureMeter(config.registry_dir / "exposure.json")})
     ui = root.start_child(ChildSpec("ui", _remembered(
@@ -126,7 +129,8 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     # The bridge subscribes before the first scan, so discovery reaches Redis too. It follows
     # redis_url from ConfigChanged; a restarted bridge starts from the current value.
     bridge = root.start_child(ChildSpec("bridge", _remembered(instances, "bridge", lambda: RedisBridge(
-        bus, live().redis_url, config.node_id, history=config.event_history, apps=registry))))
+        bus, live().redis_url, config.node_id, history=config.event_history, apps=registry,
+        identities=identities))))
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
 
     async def follow(old: Config, new: Config) -> None:

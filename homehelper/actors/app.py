@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from ..approvals import ApprovalStore, describe, normalize
+from ..bus.acl import AppIdentities
 from ..config import Config
 from ..errors import Conflict, Unavailable
 from ..manifest import Manifest
@@ -52,6 +53,7 @@ class AppContext:
     emit: Callable[[object], None]  # the broadcast's publish
     ports: ActorRef[Any]
     ttl: ActorRef[Any] | None = None
+    identities: AppIdentities | None = None  # each app's Redis credentials (homehelper.bus.acl)
     extra: dict[str, Any] = attrs.field(factory=dict)  # backends and helpers, by name
 
 

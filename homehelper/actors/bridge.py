@@ -27,9 +27,11 @@ import trio
 
 from ..bus._codec import Rejects
 from ..bus._threads import CONNECTION_ERRORS, Publisher, connect, run_subscriber
+from ..bus.acl import AppIdentities, configured, shared_note
 from ..bus.channels import Channels
 from ..errors import BadRequest, Unavailable
 from ..messages import (
+    AppRemoved,
     BusConnected,
     BusDisconnected,
     BusMessage,
@@ -60,13 +62,6 @@ def redact(url: str | None) -> str:
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
-def configured(url: str | None) -> str | None:
-    """The URL to connect to, or None: empty and 'none' (the CLI's spelling) mean no Redis."""
-    if url is None or not url.strip() or url.strip().lower() == "none":
-        return None
-    return url.strip()
-
-
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -76,7 +71,8 @@ class RedisBridge(Actor):
 
     def __init__(self, bus: Broadcast, url: str | None, node_id: str = "main", *, history: int = 1000,
                  buffer: int = 5000, backoff: tuple[float, float] = (0.5, 30.0), batch: int = BATCH,
-                 apps: ActorRef[Any] | None = None, emit: Callable[[object], None] | None = None) -> None:
+                 apps: ActorRef[Any] | None = None, emit: Callable[[object], None] | None = None,
+                 identities: AppIdentities | None = None) -> None:
         self.bus = bus
         self.url = configured(url)
         self.ch = Channels(node_id)
@@ -86,6 +82,7 @@ class RedisBridge(Actor):
         self.batch = batch
         self.apps = apps  # answers ListApps: refills the health hashes after Redis lost them
         self.emit = emit or bus.publish
+        self.identities = identities  # per-app Redis users: made on connect, deleted with their app
         self.limiter = trio.CapacityLimiter(4)  # publisher, subscriber, history reads, one spare
         self.connected = False
         self.since = time.time()
@@ -101,6 +98,7 @@ class RedisBridge(Actor):
 
     # --- the actor ---------------------------------------------------------
     async def on_start(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
         self.sub = self.bus.subscribe(self.buffer, accept=self._accept)
         if self.url is None:
             self._report_down("", "no Redis configured: HomeHelper runs on its in-process bus alone")
@@ -126,7 +124,15 @@ class RedisBridge(Actor):
             "published": self.published, "received": self.received, "rejected": self.rejects.count,
             "attempts": self.attempts,
             "refused": self._publisher.failed if self._publisher else 0,
+            **self._identity(),
         }
+
+    def _identity(self) -> dict[str, Any]:
+        if self.identities is not None:
+            return self.identities.snapshot()
+        if self.url is None:
+            return {"identity": "none", "identity_note": ""}
+        return {"identity": "shared", "identity_note": shared_note("no per-app users on this bridge")}
 
     @property
     def buffered(self) -> int:
@@ -152,6 +158,8 @@ class RedisBridge(Actor):
             return False  # the runtime's supervision records are not part of the bus
         if type(event) is ConfigChanged and "redis_url" in event.changes:
             self._set_url(event.changes["redis_url"])
+        elif type(event) is AppRemoved and self.identities is not None:
+            self._nursery.start_soon(self._guarded, self.identities.forget, event.app_id)
         # Without a Redis to go to, buffering would only hold stale events.
         return self.url is not None and type(event) is not BusMessage  # apps' messages are on Redis already
 
@@ -160,6 +168,8 @@ class RedisBridge(Actor):
         if url != self.url:
             log.info("bus: Redis URL changed to %s", redact(url) or "none")
             self.url = url
+            if self.identities is not None:
+                self.identities.set_url(url)
             self._url_changed.set()
 
     # --- connection --------------------------------------------------------
@@ -197,6 +207,8 @@ class RedisBridge(Actor):
                 nursery.start_soon(self._publish_loop, self._publisher, nursery.cancel_scope)
                 nursery.start_soon(self._subscribe_loop, url, control, sub_done, nursery.cancel_scope)
                 nursery.start_soon(self._watch_url, nursery.cancel_scope)
+                if self.identities is not None:  # Redis may have lost the apps' users (a restart)
+                    nursery.start_soon(self._guarded, self.identities.restore)
         finally:
             self._publisher = None
             with trio.CancelScope(shield=True), trio.move_on_after(1.0):
@@ -216,6 +228,12 @@ class RedisBridge(Actor):
                 client.close()
 
         await trio.to_thread.run_sync(close, limiter=self.limiter)
+
+    async def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            await fn(*args)
+        except Exception:  # users are a safeguard: a failure here must not take the bus down
+            log.exception("bus: managing Redis users failed")
 
     async def _watch_url(self, scope: trio.CancelScope) -> None:
         await self._url_changed.wait()

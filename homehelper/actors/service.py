@@ -21,9 +21,10 @@ import httpx
 import trio
 
 from ..backends import logs
-from ..backends.base import Backend, UnitStatus, app_spec, env_port, log_file
+from ..backends.base import Backend, UnitStatus, app_spec, env_port, env_value, log_file
 from ..backends.health import RestartTracker, judge_end, probe
 from ..backends.installer import Installer
+from ..bus.acl import app_secrets
 from ..errors import BackendError, Conflict, DiskFull, HomeHelperError, InstallFailed
 from ..manifest import Manifest
 from ..messages import (
@@ -128,6 +129,8 @@ class ServiceApp(AppActor):
             self.ctx.emit(AppProcessChanged(self.app_id, self.status.pid, self.status.cgroup))
             self._begin_run()
             self.measure_exposure(nursery)  # from the cache when its unit is unchanged
+            if self.ctx.identities is not None:  # its Redis user may be gone with a Redis restart
+                nursery.start_soon(self.ctx.identities.adopt, self.app_id, env_value(self.status.pid, "HH_REDIS_URL"))
         nursery.start_soon(self._watch_process)
         # Enabled (start at boot) but found down, say after a crash while HomeHelper was away. The
         # registry restarts what the user left running and the manifest's autostart apps.
@@ -208,7 +211,8 @@ class ServiceApp(AppActor):
                 await self._install(force=False)  # at boot systemd starts it without asking us
             if self.port is None:
                 await self.allocate_port()
-            await self.backend.prepare(app_spec(self.manifest, self.ctx.config, self.port or 0))
+            await self.backend.prepare(app_spec(self.manifest, self.ctx.config, self.port or 0,
+                                                secrets=await self._secrets()))
             await self.backend.enable(self.app_id, enabled)
             await self._refresh_status()
             return self.snapshot()
@@ -260,7 +264,7 @@ class ServiceApp(AppActor):
             return self._config_error(f"entry point {self.manifest.entry} is missing", "")
         await self.allocate_port()
         assert self.port is not None
-        spec = app_spec(self.manifest, config, self.port)
+        spec = app_spec(self.manifest, config, self.port, secrets=await self._secrets())
         await self.backend.prepare(spec)
         self.measure_exposure(self._nursery)
         await self._record()
@@ -279,6 +283,9 @@ class ServiceApp(AppActor):
         # caller need not wait for it.
         self._refresh_due = True
         self._kick.set()
+
+    async def _secrets(self) -> tuple[tuple[str, str], ...]:
+        return await app_secrets(self.ctx.identities, self.ctx.config.redis_url, self.app_id)
 
     def _begin_run(self) -> None:
         self.healthy, self.healthy_since = None, None

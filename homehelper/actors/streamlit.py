@@ -20,6 +20,7 @@ import attrs
 import trio
 
 from ..backends.installer import Installer
+from ..bus.acl import app_secrets
 from ..errors import Conflict, DiskFull, HomeHelperError, InstallFailed
 from ..manifest import Manifest
 from ..messages import (
@@ -227,7 +228,8 @@ class StreamlitApp(AppActor):
         tried: list[int] = []
         for _ in range(PORT_ATTEMPTS):
             port = await self.allocate_port(tuple(tried))
-            sp = await launcher.spawn(self.ctx.config, self.manifest, port)
+            secrets = await app_secrets(self.ctx.identities, self.ctx.config.redis_url, self.app_id)
+            sp = await launcher.spawn(self.ctx.config, self.manifest, port, secrets)
             self.sp = sp  # from here on_stop can end it, even if this start is cancelled
             state.record(self.ctx.config.run_dir, self.app_id, sp.pid, port, sp.prefix)
             try:

@@ -8,6 +8,7 @@ in the app's actor, so systemd and the process backend behave the same.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -16,7 +17,9 @@ import attrs
 import trio
 
 from ..config import Config
+from ..errors import BackendError
 from ..manifest import Manifest
+from ..storage import atomic_write_text
 
 ACTIVE = ("active", "activating", "reloading")
 
@@ -67,6 +70,40 @@ async def wait_pid_exit(pid: int, same: Callable[[], bool] = lambda: True, poll:
         os.close(fd)
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env_file_text(secrets: tuple[tuple[str, str], ...]) -> str:
+    """`secrets` in systemd's EnvironmentFile= syntax: each value double-quoted, with the four
+    characters systemd unescapes there (`"`, `\\`, `` ` ``, `$`) escaped, so any text comes back as it
+    was (newlines too). A bad name or a NUL cannot be expressed in an environment: refused."""
+    lines = []
+    for key, value in secrets:
+        if not _ENV_NAME.match(key):
+            raise BackendError(f"secret name {key!r} is not a valid environment variable name")
+        if "\0" in value:
+            raise BackendError(f"secret {key} holds a NUL character")
+        escaped = re.sub(r'(["\\`$])', r"\\\1", value)
+        lines.append(f'{key}="{escaped}"\n')
+    return "".join(lines)
+
+
+def write_secrets(path: Path, text: str | None) -> None:
+    """The app's secrets file, mode 0600 in a 0700 folder, written atomically and only when it
+    changed (no idle writes); None removes it. Blocking: call it in a worker thread."""
+    if text is None:
+        path.unlink(missing_ok=True)
+        return
+    try:
+        if path.read_text() == text and path.stat().st_mode & 0o077 == 0:
+            return
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    atomic_write_text(path, text, mode=0o600)
+
+
 def log_file(log_dir: Path) -> Path:
     """stdout and stderr of an app, in one file (rotated by homehelper.backends.logs)."""
     return log_dir / "app.log"
@@ -77,7 +114,8 @@ def venv_python(venv: Path) -> Path:
 
 
 def app_env(manifest: Manifest, config: Config, port: int) -> dict[str, str]:
-    """The environment an app reads its settings from (see apps/sensor-logger)."""
+    """The environment an app reads its settings from (see apps/sensor-logger). HH_REDIS_URL is
+    not here: it carries credentials, so it travels in the secrets (homehelper.bus.acl)."""
     env = dict(manifest.env)
     env.update({
         "HH_APP_ID": manifest.id,
@@ -88,12 +126,13 @@ def app_env(manifest: Manifest, config: Config, port: int) -> dict[str, str]:
         "HH_NODE_ID": config.node_id,
         "PYTHONUNBUFFERED": "1",  # log lines reach the file as they happen
     })
-    if config.redis_url:
-        env["HH_REDIS_URL"] = config.redis_url
+    env.pop("HH_REDIS_URL", None)  # a manifest must not point an app at a Redis with a URL in plain sight
     return env
 
 
-def app_spec(manifest: Manifest, config: Config, port: int, python: Path | None = None) -> AppSpec:
+def app_spec(manifest: Manifest, config: Config, port: int, python: Path | None = None,
+             secrets: tuple[tuple[str, str], ...] = ()) -> AppSpec:
+    """`secrets`: the app's secret environment (its HH_REDIS_URL, from homehelper.bus.acl.app_secrets)."""
     py = python or venv_python(config.venv_dir(manifest.id))
     folder = manifest.path.resolve()  # units and other processes need absolute paths
     return AppSpec(
@@ -109,6 +148,7 @@ def app_spec(manifest: Manifest, config: Config, port: int, python: Path | None 
         tasks=manifest.resources.tasks,
         permissions=manifest.permissions,
         devices=manifest.devices,
+        secrets=secrets,
     )
 
 
@@ -171,17 +211,24 @@ class Backend(Protocol):
         ...
 
 
-def env_port(pid: int | None) -> int | None:
-    """HH_PORT from a running app's environment: adoption when HomeHelper lost its own record."""
+def env_value(pid: int | None, name: str) -> str | None:
+    """One variable of a running process's environment (as it was at exec), None if unreadable."""
+    key = name.encode() + b"="
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             env = f.read().split(b"\0")
     except OSError:
         return None
     for item in env:
-        if item.startswith(b"HH_PORT="):
-            try:
-                return int(item[8:])
-            except ValueError:
-                return None
+        if item.startswith(key):
+            return item[len(key):].decode(errors="replace")
     return None
+
+
+def env_port(pid: int | None) -> int | None:
+    """HH_PORT from a running app's environment: adoption when HomeHelper lost its own record."""
+    value = env_value(pid, "HH_PORT")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -176,6 +176,7 @@ class ProcessBackend:
             self._save(app_id, token=token, pid=None, created=None)  # on disk before the process exists
             env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
             env.update(spec.env)
+            env.update(spec.secrets)  # in the child's environment only: nothing on disk
             env[proctree.TOKEN_VAR] = token
             try:
                 fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -19,7 +19,7 @@ import trio
 
 from ..errors import BackendError, DeviceMissing
 from ..storage import atomic_write_text
-from .base import AppSpec, UnitStatus, wait_pid_exit
+from .base import AppSpec, UnitStatus, env_file_text, wait_pid_exit, write_secrets
 from .sandbox import resolve_devices
 from .units import UNIT_PREFIX, render_unit, unit_name
 
@@ -101,11 +101,13 @@ class SystemdBackend:
     name = "systemd"
 
     def __init__(self, scope: str = "user", environ: Mapping[str, str] | None = None,
-                 prefix: str = UNIT_PREFIX, units_at: Path | None = None, run_as: str | None = None) -> None:
+                 prefix: str = UNIT_PREFIX, units_at: Path | None = None, run_as: str | None = None,
+                 secrets_at: Path | None = None) -> None:
         self.scope = scope
         self.environ = dict(os.environ if environ is None else environ)
         self.prefix = prefix
         self.unit_dir = units_at or unit_dir(scope, self.environ)
+        self.secrets_dir = secrets_at or self.unit_dir.parent / "homehelper-secrets"  # serve: <root>/run/secrets
         self.run_as = run_as if scope == "system" else None  # system units must not run apps as root
         self.cgroot = cgroup_root()
         self._pending: dict[str, _Batch] = {}
@@ -218,7 +220,10 @@ class SystemdBackend:
             self._unstartable[spec.app_id] = exc
             return
         self._unstartable.pop(spec.app_id, None)
-        text = render_unit(spec, user=self.run_as, nodes=nodes,
+        secrets_file = self.secrets_dir / f"{spec.app_id}.env"
+        secret_text = env_file_text(spec.secrets) if spec.secrets else None
+        await trio.to_thread.run_sync(write_secrets, secrets_file, secret_text)
+        text = render_unit(spec, user=self.run_as, nodes=nodes, secrets_file=secrets_file,
                            wanted_by="multi-user.target" if self.scope == "system" else "default.target")
         path = self.unit_dir / unit
         if self._written.get(unit) == text:
@@ -289,6 +294,7 @@ class SystemdBackend:
         unit = self.unit(app_id)
         await self.systemctl("disable", "--now", unit, check=False)
         self._written.pop(unit, None)
+        await trio.to_thread.run_sync(write_secrets, self.secrets_dir / f"{app_id}.env", None)
         try:
             (self.unit_dir / unit).unlink()
         except FileNotFoundError:

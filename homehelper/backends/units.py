@@ -85,7 +85,7 @@ def _description(text: str) -> str:
 
 
 def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "default.target",
-                nodes: Sequence[Node] = ()) -> str:
+                nodes: Sequence[Node] = (), secrets_file: Path | None = None) -> str:
     """The unit text for `spec`. `user`: whom a system-scope unit runs as (user units run as their
     manager's user). `nodes`: the device nodes it may open (sandbox.resolve_devices). Logs go to
     logs/<id>/app.log, journald or not, so tail, follow and rotation work alike on every machine."""
@@ -113,6 +113,8 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         "ExecStart=" + " ".join(_escape_exec(a) for a in spec.argv),
         f"WorkingDirectory={_path(spec.cwd, 'cwd')}",
         *(_escape_env(k, v) for k, v in spec.env),
+        # Secrets by file, read by the manager: `systemctl show` prints Environment=, not this file.
+        *([f"EnvironmentFile={str(secrets_file).replace('%', '%%')}"] if secrets_file and spec.secrets else []),
         "Restart=no",
         "TimeoutStopSec=10",
         "KillMode=control-group",

@@ -61,13 +61,15 @@ def app_python(config: Config, manifest: Manifest) -> str:
 
 
 def streamlit_env(
-    config: Config, manifest: Manifest, port: int, base: Mapping[str, str] | None = None
+    config: Config, manifest: Manifest, port: int, base: Mapping[str, str] | None = None,
+    secrets: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, str]:
     """HomeHelper's own environment (PATH, locale) plus every app's settings, plus the UI prefix."""
     env = dict(os.environ if base is None else base)
     env.setdefault("STREAMLIT_CLIENT_TOOLBAR_MODE", "minimal")  # no "Deploy" button inside the modal
     env.pop("HH_REDIS_URL", None)  # only the config decides whether the app gets Redis
     env.update(app_env(manifest, config, port))
+    env.update(secrets)  # its HH_REDIS_URL (homehelper.bus.acl)
     env["HH_UI_PREFIX"] = ui_prefix(manifest.id)
     return env
 
@@ -113,7 +115,8 @@ def _open_log(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
 
-async def spawn(config: Config, manifest: Manifest, port: int) -> StreamlitProcess:
+async def spawn(config: Config, manifest: Manifest, port: int,
+                secrets: tuple[tuple[str, str], ...] = ()) -> StreamlitProcess:
     prefix = ui_prefix(manifest.id)
     log_path = config.logs_dir(manifest.id) / LOG_NAME
     config.data_dir(manifest.id).mkdir(parents=True, exist_ok=True)
@@ -124,8 +127,8 @@ async def spawn(config: Config, manifest: Manifest, port: int) -> StreamlitProce
     # exits, not when HomeHelper does. A killed HomeHelper's children are ended via the state file.
     try:
         proc = await trio.lowlevel.open_process(
-            argv, cwd=str(manifest.path), env=streamlit_env(config, manifest, port), stdin=subprocess.DEVNULL,
-            stdout=fd, stderr=subprocess.STDOUT, start_new_session=True,
+            argv, cwd=str(manifest.path), env=streamlit_env(config, manifest, port, secrets=secrets),
+            stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT, start_new_session=True,
         )
     except OSError as exc:
         raise StartFailed(f"{manifest.id}: cannot run {argv[0]}: {exc.strerror}", app=manifest.id) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -66,3 +68,62 @@ def rc(redis: Any) -> Iterator[redis_py.Redis]:
     r = client(redis.url)
     yield r
     r.close()
+
+
+@pytest.fixture
+def clean_users(redis: Any) -> Iterator[Any]:
+    """The session's server, with no ACL users left behind by the test (FLUSHALL keeps users)."""
+    yield redis
+    if redis.running:
+        r = client(redis.url)
+        for user in r.acl_users():
+            if user != "default":
+                r.acl_deluser(user)
+        r.close()
+
+
+class SecuredRedis:
+    """A redis-server of its own that wants a password, with two users for HomeHelper:
+    `hh` may manage users, `hh-plain` may do everything but ACL."""
+
+    ADMIN = "admin-pw"
+    USERS = {"hh": ("hh-pw", "+@all"), "hh-plain": ("plain-pw", "+@all -acl")}
+
+    def __init__(self, workdir: str) -> None:
+        from tests.fixtures.redis import free_port
+
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", workdir, "--requirepass", self.ADMIN, "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        admin = redis_py.Redis(port=self.port, password=self.ADMIN, decode_responses=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                admin.ping()
+                break
+            except redis_py.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.01)
+        for user, (password, commands) in self.USERS.items():
+            admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", *commands.split())
+        self.admin = admin
+
+    def url(self, user: str | None = None, scheme: str = "redis") -> str:
+        if user is None:
+            return f"{scheme}://127.0.0.1:{self.port}/0"
+        return f"{scheme}://{user}:{self.USERS[user][0]}@127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.admin.close()
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def secured_redis(tmp_path: Any) -> Iterator[SecuredRedis]:
+    server = SecuredRedis(str(tmp_path))
+    yield server
+    server.stop()

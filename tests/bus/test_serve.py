@@ -62,3 +62,19 @@ async def test_keeps_serving_while_redis_is_killed(state_root, redis):
         assert rt.root.children()["bridge"]["starts"] == 1
         assert await health(rt.url) == 200
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(("acl", "identity"), [("off", "shared"), ("auto", "per-app")])
+async def test_the_bus_state_says_whether_apps_share_one_identity(state_root, clean_users, acl, identity):
+    config = load_config(state_root, overrides={"port": free_port(), "redis_url": clean_users.url, "redis_acl": acl,
+                                                "auth": {"loopback_without_login": True}}, environ={})
+    async with trio.open_nursery() as nursery:
+        rt = await nursery.start(serve, config)
+        assert rt.ctx.identities is not None and rt.ctx.identities.mode == acl
+        bridge = rt.refs["bridge"]
+        with trio.fail_after(10):
+            while (state := await bridge.ask(GetBusState()))["identity"] != identity:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        assert ("share one Redis identity" in state["identity_note"]) == (identity == "shared")
+        nursery.cancel_scope.cancel()

@@ -177,8 +177,13 @@
   function renderBus(bus) {
     const b = $("#bus");
     if (!bus) { b.textContent = ""; return; }
+    b.title = bus.identity_note || "";
     if (!bus.enabled) { b.textContent = "bus: in-process only"; b.className = "status"; }
-    else if (bus.connected) { b.textContent = "bus: Redis"; b.className = "status ok"; }
+    else if (bus.connected) {
+      const shared = bus.identity === "shared";  // any app may publish on any channel
+      b.textContent = shared ? "bus: Redis, apps share one identity" : "bus: Redis";
+      b.className = shared ? "status warn" : "status ok";
+    }
     else {
       b.textContent = "bus: Redis unreachable" + (bus.buffered ? ` (${bus.buffered} waiting)` : "");
       b.className = "status bad";

@@ -1,0 +1,227 @@
+"""Per-app Redis identities (homehelper/bus/acl.py) on a real redis-server."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+import redis as redis_py
+import trio
+
+from homehelper.bus.acl import AppIdentities, app_secrets, app_url, user_name
+from homehelper.bus.channels import Channels
+from homehelper.messages import AppRemoved, AppStarted, BusConnected, BusDisconnected, BusMessage, GetBusState
+from homehelper.sdk import Bus, settings
+
+from .conftest import SecuredRedis, bridge_tree, next_event, wait_until
+
+
+def app_bus(url: str, app_id: str) -> Bus:
+    return Bus(settings({"HH_APP_ID": app_id, "HH_REDIS_URL": url, "HH_NODE_ID": "main"}))
+
+
+def url_of(secrets: tuple[tuple[str, str], ...]) -> str:
+    env = dict(secrets)
+    assert set(env) == {"HH_REDIS_URL"}
+    return env["HH_REDIS_URL"]
+
+
+def test_app_url_swaps_the_credentials_and_keeps_the_rest():
+    assert app_url("redis://127.0.0.1:6379/2", "hh-app.main.a", "pw") == "redis://hh-app.main.a:pw@127.0.0.1:6379/2"
+    # HomeHelper's own password, wherever it was written, never reaches the app
+    url = app_url("rediss://hh:secret@redis.lan:6380/0?password=secret&ssl_cert_reqs=required", "u", "p")
+    assert "secret" not in url and url == "rediss://u:p@redis.lan:6380/0?ssl_cert_reqs=required"
+    assert app_url("unix://hh:secret@/run/redis/redis.sock?db=1", "u", "p") == "unix://u:p@/run/redis/redis.sock?db=1"
+    assert app_url("redis://[::1]:6379", "u", "p") == "redis://u:p@[::1]:6379"
+    assert urlsplit(app_url("redis://h", "u", "a/b+c")).password == "a%2Fb%2Bc"  # quoted: the URL stays one URL
+
+
+def test_user_names_are_per_node_and_refuse_bad_ids():
+    assert user_name(Channels("kitchen-2"), "lamp") == "hh-app.kitchen-2.lamp"
+    with pytest.raises(ValueError):
+        user_name(Channels("main"), "a:b")
+
+
+async def test_without_identities_or_redis_the_shared_url_or_nothing():
+    assert await app_secrets(None, None, "a") == ()
+    assert await app_secrets(None, "none", "a") == ()
+    assert await app_secrets(None, "redis://x:1/0", "a") == (("HH_REDIS_URL", "redis://x:1/0"),)
+    assert await AppIdentities(None).secrets_for("a") == ()
+    with pytest.raises(ValueError, match="redis_acl"):
+        AppIdentities(None, mode="on")
+
+
+@pytest.mark.redis
+async def test_an_app_may_publish_only_on_its_own_channels(clean_users):
+    redis = clean_users
+    ids = AppIdentities(redis.url)
+    a_url, b_url = url_of(await ids.secrets_for("a")), url_of(await ids.secrets_for("b"))
+    assert ids.snapshot() == {"identity": "per-app", "identity_note": ""}
+    assert urlsplit(a_url).username == "hh-app.main.a" and urlsplit(a_url).password != urlsplit(b_url).password
+    a = redis_py.Redis.from_url(a_url, decode_responses=True)
+    try:
+        assert a.publish("homehelper:main:apps:a:pub:temperature", "1") == 0
+        assert a.publish("homehelper:main:apps:a:status", "ok") == 0
+        assert a.publish("homehelper:main:apps:a:heartbeat", "{}") == 0
+        for channel in ("homehelper:main:apps:b:pub:temperature", "homehelper:main:apps:b:status",
+                        "homehelper:main:events:app_started", "homehelper:main:apps:a:events",
+                        "homehelper:other:apps:a:pub:t", "anything"):
+            with pytest.raises(redis_py.exceptions.NoPermissionError):
+                a.publish(channel, "spoofed")
+        with pytest.raises(redis_py.exceptions.NoPermissionError):
+            a.set("homehelper:main:health:b", "x")  # no keys at all
+        with pytest.raises(redis_py.exceptions.NoPermissionError):
+            a.execute_command("ACL", "SETUSER", "me", "on", "+@all")
+        # subscribing grants no publishing: the public channels are read-only
+        pubsub = a.pubsub()
+        with pytest.raises(redis_py.exceptions.NoPermissionError):
+            pubsub.subscribe("homehelper:main:apps:b:status")
+            pubsub.get_message(timeout=2)
+        pubsub.close()
+    finally:
+        a.close()
+
+
+@pytest.mark.redis
+async def test_the_sdk_round_trip_works_for_two_apps_with_their_own_users(clean_users):
+    redis = clean_users
+    ids = AppIdentities(redis.url)
+    async with bridge_tree(redis.url, identities=ids) as tree:
+        await next_event(tree.events, lambda e: isinstance(e, BusConnected))
+        display = app_bus(url_of(await ids.secrets_for("display")), "display")
+        sensor = app_bus(url_of(await ids.secrets_for("sensor")), "sensor")
+        subs = [display.subscribe("temperature"), display.events("app_started"), display.events(app="display"),
+                display.events(), display.subscribe("temperature", app="sensor"), sensor.subscribe()]
+        try:
+            for sub in subs:  # each subscription is confirmed (a refused one raises here)
+                assert await trio.to_thread.run_sync(sub.get, 0.1) is None
+            assert sensor.publish("temperature", {"c": 19}) == 4  # display twice, sensor's own '*', the bridge
+            sensor.publish("humidity", {"rh": 40})  # another topic: only sensor's '*' gets it
+            for sub in (subs[0], subs[4], subs[5]):
+                msg = await trio.to_thread.run_sync(sub.get, 5)
+                assert (msg.app_id, msg.topic, msg.data) == ("sensor", "temperature", {"c": 19})
+            assert (await trio.to_thread.run_sync(subs[5].get, 5)).topic == "humidity"
+            assert subs[0].get(timeout=0.1) is None and subs[4].get(timeout=0.05) is None
+            sensor.status("ok")
+            msg = await next_event(tree.events, lambda e: isinstance(e, BusMessage))
+            assert (msg.app_id, msg.data) == ("sensor", {"c": 19})
+            tree.bus.publish(AppStarted("display", 8105))
+            for sub in subs[1:4]:
+                ev = await trio.to_thread.run_sync(sub.get, 5)
+                assert (ev.topic, ev.app_id) == ("app_started", "display")
+            with pytest.raises(redis_py.exceptions.NoPermissionError):
+                display.client.publish("homehelper:main:apps:sensor:pub:temperature", '{"c": -40}')
+        finally:
+            for sub in subs:
+                sub.close()
+            display.close()
+            sensor.close()
+
+
+@pytest.mark.redis
+async def test_users_come_back_after_redis_restarts_and_go_with_their_app(clean_users):
+    redis = clean_users
+    ids = AppIdentities(redis.url)
+    async with bridge_tree(redis.url, identities=ids) as tree:
+        await next_event(tree.events, lambda e: isinstance(e, BusConnected))
+        a_url = url_of(await ids.secrets_for("a"))
+        redis.kill()
+        redis.start()  # an in-memory Redis: its users are gone
+        await next_event(tree.events, lambda e: isinstance(e, BusConnected))
+        a = redis_py.Redis.from_url(a_url)
+        try:
+            await wait_until(lambda: _can_ping(a))
+            assert url_of(await ids.secrets_for("a")) == a_url  # one password per app per run
+            tree.bus.publish(AppRemoved("a"))
+            await wait_until(lambda: not _can_ping(a))
+            assert "hh-app.main.a" not in redis_py.Redis.from_url(redis.url, decode_responses=True).acl_users()
+        finally:
+            a.close()
+
+
+def _can_ping(client: redis_py.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except (redis_py.AuthenticationError, redis_py.ConnectionError):
+        return False
+
+
+@pytest.mark.redis
+async def test_redis_acl_off_says_apps_share_one_identity(clean_users):
+    redis = clean_users
+    ids = AppIdentities(redis.url, mode="off")
+    assert await ids.secrets_for("a") == (("HH_REDIS_URL", redis.url),)
+    async with bridge_tree(redis.url, identities=ids) as tree:
+        await next_event(tree.events, lambda e: isinstance(e, BusConnected))
+        state = await tree.bridge.ask(GetBusState())
+        assert state["identity"] == "shared" and "share one Redis identity" in state["identity_note"]
+        assert "redis_acl is off" in state["identity_note"]
+    assert redis_py.Redis.from_url(redis.url, decode_responses=True).acl_users() == ["default"]
+
+
+@pytest.mark.redis
+async def test_homehelper_logs_in_with_a_user_and_password_and_makes_app_users(secured_redis: SecuredRedis):
+    url = secured_redis.url("hh")
+    ids = AppIdentities(url)
+    async with bridge_tree(url, identities=ids) as tree:
+        await next_event(tree.events, lambda e: isinstance(e, BusConnected))
+        tree.bus.publish(AppStarted("lamp", 8100))
+        await wait_until(lambda: secured_redis.admin.xlen("homehelper:main:stream"))
+        await wait_until(lambda: ids.state == "per-app")  # learnt on connect, before any app started
+        state = await tree.bridge.ask(GetBusState())
+        assert state["connected"] and state["identity"] == "per-app" and "hh-pw" not in state["url"]
+        lamp_url = url_of(await ids.secrets_for("lamp"))
+        assert "hh-pw" not in lamp_url and urlsplit(lamp_url).username == "hh-app.main.lamp"
+        with app_bus(lamp_url, "lamp") as lamp:
+            assert lamp.publish("on", True) == 1  # the bridge hears it
+            msg = await next_event(tree.events, lambda e: isinstance(e, BusMessage))
+            assert (msg.app_id, msg.data) == ("lamp", True)
+            with pytest.raises(redis_py.exceptions.NoPermissionError):
+                lamp.client.publish("homehelper:main:events:app_started", "{}")
+
+
+@pytest.mark.redis
+async def test_without_permission_to_manage_users_apps_share_one_identity(secured_redis: SecuredRedis):
+    url = secured_redis.url("hh-plain")
+    ids = AppIdentities(url)
+    async with bridge_tree(url, identities=ids) as tree:
+        await next_event(tree.events, lambda e: isinstance(e, BusConnected))
+        await wait_until(lambda: ids.state == "shared")
+        state = await tree.bridge.ask(GetBusState())
+        assert state["identity"] == "shared" and "share one Redis identity" in state["identity_note"]
+        assert "NOPERM" in state["identity_note"] or "permission" in state["identity_note"]
+        assert await ids.secrets_for("lamp") == (("HH_REDIS_URL", url),)  # the app still gets a bus
+    assert secured_redis.admin.acl_users() == ["default", "hh", "hh-plain"]
+
+
+@pytest.mark.redis
+async def test_a_wrong_password_is_reported_and_hidden(secured_redis: SecuredRedis):
+    url = secured_redis.url().replace("redis://", "redis://hh:not-the-pw@")
+    async with bridge_tree(url, identities=AppIdentities(url)) as tree:
+        down = await next_event(tree.events, lambda e: isinstance(e, BusDisconnected) and e.error != "")
+        assert "not-the-pw" not in down.url and "hh:***@" in down.url
+        state = await tree.bridge.ask(GetBusState())
+        assert not state["connected"] and "not-the-pw" not in str(state)
+
+
+@pytest.mark.redis
+async def test_with_redis_down_apps_still_get_their_own_users_made_on_reconnect(clean_users):
+    redis = clean_users
+    made: list[str] = []
+
+    def client(url: str) -> redis_py.Redis:
+        made.append(url)
+        return redis_py.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2.0)
+
+    ids = AppIdentities(redis.url, client=client)
+    redis.kill()
+    a_url = url_of(await ids.secrets_for("a"))  # fail closed: never the shared identity
+    b_url = url_of(await ids.secrets_for("b"))
+    assert urlsplit(a_url).username == "hh-app.main.a" and urlsplit(b_url).username == "hh-app.main.b"
+    assert len(made) == 1  # the second start did not wait on a Redis that just failed
+    assert ids.snapshot()["identity"] == "unknown"
+    redis.start()
+    assert not _can_ping(redis_py.Redis.from_url(a_url))
+    await ids.restore()  # what the bridge does on connect
+    assert _can_ping(redis_py.Redis.from_url(a_url)) and _can_ping(redis_py.Redis.from_url(b_url))
+    assert ids.snapshot()["identity"] == "per-app"
