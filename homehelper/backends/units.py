@@ -153,11 +153,15 @@ def systemd_version() -> int | None:
     return int(m.group(1)) if m else None
 
 
-def exec_properties(spec: AppSpec, nodes: Sequence[Node] = ()) -> list[str]:
+def exec_properties(spec: AppSpec, nodes: Sequence[Node] = (), setup: bool = False) -> list[str]:
     """The limit, sandbox and wall lines of the app's unit, as "Key=Value" strings: render_unit writes
     them, and a transient unit (`systemd-run -p`) gets the same, so the app's setup commands run
-    under the same rules as the app."""
+    under the same rules as the app. `setup`: its venv and folder are writable too (an install step)."""
     hidden, writable, readonly = walls(spec)
+    if setup:
+        venv = Path(spec.argv[0]).parent.parent
+        writable += [p for p in (venv, spec.cwd) if p in readonly]
+        readonly = [p for p in readonly if p not in writable]
     return [
         "CPUAccounting=yes",
         "MemoryAccounting=yes",
