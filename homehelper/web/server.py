@@ -155,7 +155,7 @@ async def serve_app(app: Any, host: str, port: int, shutdown: trio.Event, *, gra
     the dashboard's port + 1 (a free port when the dashboard's is 0, as in tests). Both share one
     connection cap (by default MAX_CONNECTIONS, within the open-files limit, raised first)."""
     if cap is None:
-        cap = ConnectionCap(min(MAX_CONNECTIONS, raise_open_files_limit() - FD_RESERVE))
+        cap = ConnectionCap(max(64, min(MAX_CONNECTIONS, raise_open_files_limit() - FD_RESERVE)))
     extensions = getattr(app, "extensions", {})
     origin, deps = extensions.get("app_origin"), extensions.get("homehelper")
     async with trio.open_nursery() as nursery:
