@@ -15,6 +15,7 @@ KeepAlive to the app actor.
 
 from __future__ import annotations
 
+import html
 import http.cookiejar
 import logging
 import re
@@ -121,7 +122,7 @@ class UIProxy:
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             else:
-                page = NOT_OPENED.replace(b"{dashboard}", dashboard_origin(self.deps, scope).encode())
+                page = NOT_OPENED.replace(b"{dashboard}", html.escape(dashboard_origin(self.deps, scope)).encode())
                 await _simple(send, 401, page, [(b"content-type", b"text/html; charset=utf-8"),
                                                 (b"cache-control", b"no-store"), self.csp(scope)])
             return

@@ -61,6 +61,8 @@ async def test_dns_rebinding_names_are_refused_even_with_loopback_login(nursery,
         ok = await c.get("/ws", headers={**UPGRADE, "Origin": live.url})  # loopback: no login needed
         assert ok.status_code == 101
         assert (await c.get("/api/tokens", headers={"Host": "rebind.127.0.0.1.nip.io"})).status_code == 421
+        for odd in ('x"><script>.localhost', "a b.localhost", "[::1%eth0]", "localhost:80:80"):
+            assert (await c.get("/api/config", headers={"Host": odd})).status_code == 421, odd
         # the app origin (app pages) checks Host the same way
         apps = f"http://127.0.0.1:{deps.apps_port}"
         r = await c.get(apps + "/apps/app-00/ui/", headers={"Host": f"evil.example:{deps.apps_port}"})
