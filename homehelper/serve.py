@@ -30,6 +30,7 @@ from .actors.ttl import TTLClock
 from .backends import choose_backend
 from .backends.installer import Installer
 from .config import Config
+from .errors import HomeHelperError
 from .manifest import Manifest
 from .messages import ServerStarted, SetMonitorConfig
 from .monitor import ProcessTable
@@ -152,5 +153,11 @@ def run_forever(config: Config) -> int:
             nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE
             nursery.cancel_scope.cancel()
 
-    trio.run(main)
+    try:
+        trio.run(main)
+    except BaseExceptionGroup as group:  # a start that stopped on one HomeHelperError: that error, plainly
+        only = group.exceptions[0] if len(group.exceptions) == 1 else None
+        if isinstance(only, HomeHelperError):
+            raise only from None
+        raise
     return 0

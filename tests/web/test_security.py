@@ -194,3 +194,15 @@ def test_app_tickets_are_single_use_short_lived_and_scoped_to_one_app(state_root
     assert orphan and auth.app_session(orphan, "a")
     auth.set_password("another password")
     assert not auth.app_session(orphan, "a")  # a new password ends those too
+
+
+def test_serve_from_the_cli_raises_a_damaged_auth_file_as_one_plain_error(state_root) -> None:
+    from homehelper.config import load_config
+    from homehelper.serve import run_forever
+    from homehelper.web.auth import AuthFileDamaged, auth_file
+
+    auth_file(state_root).parent.mkdir(parents=True, exist_ok=True)
+    auth_file(state_root).write_text('{"tokens": 5}')
+    with pytest.raises(AuthFileDamaged) as err:  # not an exception group: the CLI prints it as one line
+        run_forever(load_config(state_root, environ={}))
+    assert "'tokens' is not a list" in err.value.message
