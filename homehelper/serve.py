@@ -34,6 +34,7 @@ from .backends.exposure import ExposureMeter
 from .backends.installer import Installer
 from .bus.acl import AppIdentities
 from .config import Config
+from .errors import HomeHelperError
 from .manifest import Manifest
 from .messages import ChangeConfig, Event, ServerStarted, SetMonitorConfig
 from .monitor import ProcessTable
@@ -212,5 +213,11 @@ def run_forever(config: Config, lock: RootLock | None = None, notices: Sequence[
             nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE
             nursery.cancel_scope.cancel()
 
-    trio.run(main)
+    try:
+        trio.run(main)
+    except BaseExceptionGroup as group:  # a start that stopped on one HomeHelperError: that error, plainly
+        only = group.exceptions[0] if len(group.exceptions) == 1 else None
+        if isinstance(only, HomeHelperError):
+            raise only from None
+        raise
     return 0

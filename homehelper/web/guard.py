@@ -14,11 +14,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import socket
 from collections.abc import Iterable
 from typing import Any
 
 log = logging.getLogger(__name__)
+NAME_RE = re.compile(r"[a-z0-9._-]{1,253}|\[[0-9a-f:.]{2,45}\]")
 
 
 def own_names(host: str, extra: Iterable[str] = ()) -> tuple[frozenset[str], tuple[str, ...]]:
@@ -61,6 +63,8 @@ class HostGuard:
 
     def allowed(self, host: str) -> bool:
         name = host_name(host)
+        if not NAME_RE.fullmatch(name):  # it ends up in links and headers: plain names only
+            return False
         return name in self.names or _is_ip(name) or any(name.endswith(s) for s in self.suffixes)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

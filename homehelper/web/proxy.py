@@ -15,6 +15,7 @@ KeepAlive to the app actor.
 
 from __future__ import annotations
 
+import html
 import http.cookiejar
 import logging
 import re
@@ -30,15 +31,14 @@ from ..actors import ActorError
 from ..errors import HomeHelperError
 from ..messages import AppChanged, AppRemoved, AppStarted, AppStateChanged, AppStopped, GetApp, KeepAlive, OpenUI
 from .app import dashboard_origin, is_loopback, same_origin
-from .auth import APP_COOKIE, SESSION_COOKIE, TOKEN_PREFIX
+from .auth import APP_COOKIE
+from .forwarding import _forward_headers, _strip_our_cookies
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO: a log line (a disk write on a Pi) per proxied request.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 PATH_RE = re.compile(r"^/apps/(?P<app>[a-z0-9][a-z0-9-]{0,39})/ui(?P<rest>/.*)?$")
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-                        b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection"})
 NOT_ACTIVITY = ("/_stcore/health", "/_stcore/host-config", "/_stcore/script-health-check")
 HEARTBEAT = b"\x88\x01\x01"  # BackMsg{app_heartbeat: true}: the frontend's own ping, not a person
 MAX_WS_MESSAGE = 200 * 1024 * 1024  # Streamlit's server.maxMessageSize default (MB)
@@ -122,7 +122,7 @@ class UIProxy:
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             else:
-                page = NOT_OPENED.replace(b"{dashboard}", dashboard_origin(self.deps, scope).encode())
+                page = NOT_OPENED.replace(b"{dashboard}", html.escape(dashboard_origin(self.deps, scope)).encode())
                 await _simple(send, 401, page, [(b"content-type", b"text/html; charset=utf-8"),
                                                 (b"cache-control", b"no-store"), self.csp(scope)])
             return
@@ -362,46 +362,6 @@ async def _body(receive: Any) -> AsyncIterator[bytes]:
             yield chunk
         if not msg.get("more_body", False):
             return
-
-
-def _forward_headers(raw: Any, strip_cookie: bool = True) -> list[tuple[bytes, bytes]]:
-    """Headers minus hop-by-hop ones (and those `Connection` names), Host kept.
-
-    Towards the app (`strip_cookie`): minus every HomeHelper credential, since the app is not
-    HomeHelper's code and could replay them: our cookies, a `Bearer hh_...` token, the CSRF header.
-    Towards the browser: minus any Set-Cookie of ours, so an app cannot plant or clear a session."""
-    listed = {t.strip().lower() for n, v in raw if n.lower() == b"connection" for t in v.split(b",")}
-    out = []
-    for name, value in raw:
-        low = name.lower()
-        if low in HOP_BY_HOP or low in listed:
-            continue
-        if strip_cookie:
-            if low == b"cookie":
-                value = _strip_our_cookies(value)
-                if not value:
-                    continue
-            elif low == b"x-csrf-token" or (low == b"authorization" and _is_our_token(value)):
-                continue
-        elif low == b"set-cookie" and _is_our_cookie(value.split(b"=", 1)[0].strip()):
-            continue
-        out.append((name, value))
-    return out
-
-
-def _is_our_token(value: bytes) -> bool:
-    scheme, _, cred = value.strip().partition(b" ")
-    return scheme.lower() == b"bearer" and cred.strip().startswith(TOKEN_PREFIX.encode())
-
-
-def _is_our_cookie(name: bytes) -> bool:
-    return name == SESSION_COOKIE.encode() or name.startswith(APP_COOKIE.encode())
-
-
-def _strip_our_cookies(value: bytes) -> bytes:
-    """The app never sees the dashboard's session nor its own ticket cookie (it is not HomeHelper's code)."""
-    return b"; ".join(p for p in (c.strip() for c in value.split(b";"))
-                      if p and not _is_our_cookie(p.split(b"=", 1)[0].strip()))
 
 
 def _sendable(code: int | None) -> int:

@@ -12,12 +12,13 @@ Server -> client: {"type": "reply", "id", "ok": true, "data"} | {"type": "error"
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from typing import Any
 
 import trio
-from quart import websocket
+from quart import g, websocket
 from quart_trio import QuartTrio
 
 from ..errors import BadRequest, PayloadTooLarge, TooManyRequests, Unavailable
@@ -30,7 +31,12 @@ log = logging.getLogger(__name__)
 
 MAX_FRAME = 64 * 1024  # bigger frames get an error reply (Hypercorn drops far bigger ones outright)
 MAX_IN_FLIGHT = 8  # requests one socket may have running at once
-MAX_SOCKETS = 64  # open dashboards at once: each costs a little memory and a pinger on the Pi
+# Open sockets, each a little memory and a pinger on the Pi. Per client (a session, a token, an
+# address), so one client cannot lock the others out; those without a session (tokens, loopback
+# without login) share MAX_SOCKETS, so a logged-in dashboard always finds room within MAX_TOTAL.
+MAX_PER_CLIENT = 8
+MAX_SOCKETS = 64
+MAX_TOTAL = 256
 OUTBOX = 64  # messages queued to a slow client before its requests wait
 PING_INTERVAL = 25.0
 PING_TIMEOUT = 60.0  # nothing heard for this long: the peer is gone
@@ -242,17 +248,41 @@ class Connection:
 
 
 def register_ws(app: QuartTrio, deps: WebDeps) -> None:
-    open_sockets = [0]
+    per_client: dict[str, int] = {}
+    counts = {"total": 0, "sessionless": 0}
 
     @app.websocket("/ws")
     async def ws() -> Any:
-        if open_sockets[0] >= app.config.get("WS_MAX_SOCKETS", MAX_SOCKETS):
-            raise Unavailable(f"too many dashboards open (at most {MAX_SOCKETS}); close one and retry")
-        open_sockets[0] += 1
+        key, has_session = client_key()
+        limit = app.config.get("WS_PER_CLIENT", MAX_PER_CLIENT)
+        if per_client.get(key, 0) >= limit:
+            raise Unavailable(f"at most {limit} dashboards open per client; close one and retry")
+        shared = app.config.get("WS_MAX_SOCKETS", MAX_SOCKETS)
+        if counts["total"] >= app.config.get("WS_MAX_TOTAL", MAX_TOTAL) or (
+                not has_session and counts["sessionless"] >= shared):
+            raise Unavailable("too many dashboards open; close one and retry")
+        per_client[key] = per_client.get(key, 0) + 1
+        counts["total"] += 1
+        counts["sessionless"] += not has_session
         try:
             await websocket.accept()
             await Connection(deps, app.config.get("WS_PING_INTERVAL", PING_INTERVAL),
                              app.config.get("WS_PING_TIMEOUT", PING_TIMEOUT)).run()
         finally:
-            open_sockets[0] -= 1
+            per_client[key] -= 1
+            if not per_client[key]:
+                del per_client[key]
+            counts["total"] -= 1
+            counts["sessionless"] -= not has_session
         return None
+
+
+def client_key() -> tuple[str, bool]:
+    """Who holds this socket, for the per-client cap: its session, its token, else its address."""
+    session = getattr(g, "session", None)
+    if session is not None:
+        return "session:" + session.sid, True
+    header = websocket.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return "token:" + hashlib.sha256(header[7:].strip().encode()).hexdigest()[:16], False
+    return "addr:" + (websocket.remote_addr or "?"), False

@@ -61,6 +61,12 @@ async def test_dns_rebinding_names_are_refused_even_with_loopback_login(nursery,
         ok = await c.get("/ws", headers={**UPGRADE, "Origin": live.url})  # loopback: no login needed
         assert ok.status_code == 101
         assert (await c.get("/api/tokens", headers={"Host": "rebind.127.0.0.1.nip.io"})).status_code == 421
+        for odd in ('x"><script>.localhost', "a b.localhost", "[::1%eth0]", "localhost:80:80"):
+            assert (await c.get("/api/config", headers={"Host": odd})).status_code == 421, odd
+        # the app origin (app pages) checks Host the same way
+        apps = f"http://127.0.0.1:{deps.apps_port}"
+        r = await c.get(apps + "/apps/app-00/ui/", headers={"Host": f"evil.example:{deps.apps_port}"})
+        assert r.status_code == 421
         # the names this server does answer to
         for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "pi.home.arpa", "tv.lan",
                      f"{__import__('socket').gethostname()}:{port}", "app.localhost"):
@@ -188,3 +194,15 @@ def test_app_tickets_are_single_use_short_lived_and_scoped_to_one_app(state_root
     assert orphan and auth.app_session(orphan, "a")
     auth.set_password("another password")
     assert not auth.app_session(orphan, "a")  # a new password ends those too
+
+
+def test_serve_from_the_cli_raises_a_damaged_auth_file_as_one_plain_error(state_root) -> None:
+    from homehelper.config import load_config
+    from homehelper.serve import run_forever
+    from homehelper.web.auth import AuthFileDamaged, auth_file
+
+    auth_file(state_root).parent.mkdir(parents=True, exist_ok=True)
+    auth_file(state_root).write_text('{"tokens": 5}')
+    with pytest.raises(AuthFileDamaged) as err:  # not an exception group: the CLI prints it as one line
+        run_forever(load_config(state_root, environ={}))
+    assert "'tokens' is not a list" in err.value.message

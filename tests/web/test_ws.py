@@ -199,7 +199,7 @@ async def test_a_real_service_start_replies_once_it_is_running(live_services: Li
 
 
 async def test_open_sockets_are_bounded(live: Live) -> None:
-    live.app.config["WS_MAX_SOCKETS"] = 2
+    live.app.config["WS_PER_CLIENT"] = 2  # per session now: another client keeps its own room
     cookie = await session_cookie(live)
     async with await WSClient.connect(live.ws_url, headers(live, cookie)), \
             await WSClient.connect(live.ws_url, headers(live, cookie)):
