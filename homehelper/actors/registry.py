@@ -172,7 +172,10 @@ class Registry(Actor):
                                 desired=saved.get("desired", "stopped"), port=saved.get("port"))
                 self._fill(rec, m)
                 self.records[app_id] = rec
-                self.apps.start_child(ChildSpec(app_id, self._maker(app_id)))
+                if app_id in self.apps:  # an actor that outlived a crash of this registry: take it over
+                    await self._tell(app_id, ApplyManifest(m))
+                else:
+                    self.apps.start_child(ChildSpec(app_id, self._maker(app_id)))
                 if m.type == "service" and (rec.desired == "running" or (self.first_scan and m.autostart)):
                     boot.append(app_id)
             elif rec.digest != m.digest or rec.manifest != m:

@@ -19,7 +19,8 @@ from homehelper.actors.ports import PortAllocator
 from homehelper.actors.registry import Registry
 from homehelper.actors.scanner import Scanner
 from homehelper.config import load_config
-from homehelper.messages import ListApps, StartApp, StateFileDamaged, StopApp
+from homehelper.manifest import load_manifest
+from homehelper.messages import ApplyScan, ListApps, StartApp, StateFileDamaged, StopApp
 from homehelper.serve import serve
 from tests.actors.test_ports import free_block
 from tests.actors.test_scanner import make_app
@@ -186,3 +187,26 @@ async def test_the_server_answers_with_the_apps_after_a_garbage_registry(state_r
             assert any(e["kind"] == "state_file_damaged" for e in events)  # what the dashboard reads
         nursery.cancel_scope.cancel()
     assert rt.root.children()["registry"]["starts"] == 1
+
+
+async def test_a_restarted_registry_takes_over_the_app_actors_it_finds(tmp_path: Path) -> None:
+    # The app actors live under their own supervisor and outlive a registry crash: the new registry's
+    # first scan must adopt them, not crash-loop on "child already exists".
+    apps = tmp_path / "apps"
+    make_app(apps, "a", {"id": "a", "name": "A", "type": "service"})
+    state = tmp_path / "state" / "registry" / "apps.json"
+    config = load_config(tmp_path / "state", environ={})
+    bus = Broadcast()
+    root, app_sup = Supervisor("root", emit=bus.publish), Supervisor("apps", emit=bus.publish)
+    async with trio.open_nursery() as n:
+        await n.start(root.run)
+        await n.start(app_sup.run)
+        ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
+        app_sup.start_child(ChildSpec("a", lambda: AppActor(load_manifest(apps / "a", apps), ctx)))
+        registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: AppActor(m, ctx),
+                                                                           bus, state)))
+        await registry.ask(ApplyScan((load_manifest(apps / "a", apps),), {}), timeout=10)
+        assert [a["id"] for a in await registry.ask(ListApps())] == ["a"]
+        assert root.children()["registry"]["starts"] == 1  # never crashed
+        assert app_sup.children()["a"]["starts"] == 1  # the same actor, not a second one
+        n.cancel_scope.cancel()
