@@ -20,6 +20,7 @@ import trio
 from ..errors import BackendError
 from ..storage import atomic_write_json, read_json
 from .base import AppSpec, UnitStatus, wait_pid_exit
+from .notify import NotifyListener
 
 STOP_TIMEOUT = 10.0  # as TimeoutStopSec in the units
 _PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME")
@@ -64,13 +65,25 @@ class ProcessBackend:
         self._runs: dict[str, _Run] = {}
         self._last: dict[str, UnitStatus] = {}
         self._locks: dict[str, trio.Lock] = {}
+        # Watchdog apps speak sd_notify to HomeHelper's own socket: made when the first one is prepared.
+        self._notify: NotifyListener | None = None
+        self._nursery: trio.Nursery | None = None
 
     def __repr__(self) -> str:
         return f"<ProcessBackend {self.state_dir}>"
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()  # nothing runs in the background: each wait is its caller's
-        await trio.sleep_forever()
+        # Nothing runs in the background but the notify socket, and only once a watchdog app needs it.
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            if self._notify is not None:
+                self._notify.close()
+                self._notify = None
 
     def _state_file(self, app_id: str) -> Path:
         return self.state_dir / f"{app_id}.json"
@@ -91,8 +104,48 @@ class ProcessBackend:
         spec.data_dir.mkdir(parents=True, exist_ok=True)
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         self._specs[spec.app_id] = spec
+        if spec.notify:
+            self._listen()
         if not self._state_file(spec.app_id).exists():
             self._save(spec.app_id, enabled=False)
+
+    def _listen(self) -> NotifyListener:
+        if self._notify is None:
+            if self._nursery is None:
+                raise BackendError("the process backend is not running: watchdog apps need its notify socket")
+            self._notify = NotifyListener(self.state_dir.parent / "notify", self._notifier)
+            self._notify.bind()
+            self._nursery.start_soon(self._notify.serve)
+        return self._notify
+
+    def _notifier(self, pid: int) -> str | None:
+        """The watchdog app whose main process `pid` is (NotifyAccess=main): its forks do not count."""
+        for app_id, run in self._runs.items():
+            spec = self._specs.get(app_id)
+            if run.pid == pid and spec is not None and spec.notify:
+                return app_id
+        return None
+
+    async def wait_ready(self, app_id: str) -> bool:
+        """Return True once the app's current run has sent READY=1; False when it is not running.
+        A run adopted from a previous HomeHelper said so to that one already."""
+        run = self._current(app_id)
+        if run is None or not self._alive(run):
+            return False
+        if run.proc is None:
+            self._listen().adopt(app_id, run.pid)
+            return True
+        await self._listen().wait_ready(app_id, run.pid)
+        return True
+
+    async def missed_heartbeat(self, app_id: str, interval: float) -> str:
+        """Return (with why) once the app's current run has gone `interval` s without WATCHDOG=1;
+        never, when it is not running (the exit is the process watcher's news)."""
+        run = self._current(app_id)
+        if run is None:
+            await trio.sleep_forever()
+        assert run is not None
+        return await self._listen().missed_heartbeat(app_id, run.pid, interval)
 
     def _adopt(self, app_id: str) -> _Run | None:
         """The process a previous HomeHelper started, if it is still the same process."""
@@ -123,6 +176,10 @@ class ProcessBackend:
                 raise BackendError(f"{app_id}: not prepared; install it first", app=app_id)
             env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
             env.update(spec.env)
+            if spec.notify:  # as systemd sets them for Type=notify with WatchdogSec=
+                env["NOTIFY_SOCKET"] = self._listen().address
+                if spec.watchdog_sec:
+                    env["WATCHDOG_USEC"] = str(int(spec.watchdog_sec * 1_000_000))
             fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 proc = await trio.lowlevel.open_process(
@@ -178,6 +235,8 @@ class ProcessBackend:
     def _forget(self, app_id: str, run: _Run | None) -> None:
         if run is not None:
             self._runs.pop(app_id, None)
+            if self._notify is not None:
+                self._notify.forget(app_id)
             data = self._state(app_id)
             if data.pop("pid", None) is not None:
                 data.pop("created", None)
