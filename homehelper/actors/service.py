@@ -1,7 +1,7 @@
 """ServiceApp: the actor of one long-running service app.
 
 It installs the app's venv, runs it through the backend (systemd or process),
-watches its main process and its /health, and owns the restart policy:
+watches its main process and its health (service_health.py), and owns the restart policy:
 backoff, then quarantine; a manual stop is never a crash; an app that cannot
 start at all is a configuration error, not a tight restart loop. Every state
 change is published as an event. After a HomeHelper restart a running app is
@@ -17,12 +17,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 from ..backends import logs
-from ..backends.base import Backend, UnitStatus, app_spec, env_port, log_file, probe_delays, ready_timeout
-from ..backends.health import RestartTracker, judge_end, probe
+from ..backends.base import Backend, UnitStatus, app_spec, env_port, log_file
+from ..backends.health import RestartTracker, judge_end
 from ..backends.installer import Installer
 from ..errors import BackendError, Conflict, DiskFull, HomeHelperError, InstallFailed
 from ..manifest import Manifest
@@ -42,6 +41,7 @@ from ..messages import (
 from ..storage import atomic_write_json, read_json
 from . import ActorError
 from .app import AppActor, AppContext
+from .service_health import alive_health, http_health, watchdog_health
 
 log = logging.getLogger(__name__)
 
@@ -262,10 +262,10 @@ class ServiceApp(AppActor):
 
     async def _run_watch(self, scope: trio.CancelScope) -> None:
         """Health and log size of one run; cancelling `scope` ends both."""
-        health = {"http": self._health_loop, "process": self._alive_health, "watchdog": self._watchdog_health}
+        watch = {"http": http_health, "process": alive_health, "watchdog": watchdog_health}[self.manifest.health.type]
         with scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(health[self.manifest.health.type], scope)
+                nursery.start_soon(watch, self, scope)
                 nursery.start_soon(self._log_watch)
 
     async def _refresh_status(self) -> UnitStatus:
@@ -373,84 +373,6 @@ class ServiceApp(AppActor):
                     await self._launch("restart")
                 except (HomeHelperError, ActorError) as exc:  # no port, a reload failed: try again later
                     await self._failed(f"restart failed: {exc}")
-
-    async def _health_loop(self, scope: trio.CancelScope) -> None:
-        h = self.manifest.health
-        fails = 0
-        # Plain HTTP to 127.0.0.1: verify=False skips loading the CA bundle, ~30 ms of CPU per client.
-        first_polls = probe_delays(cap=self.first_probe_every)  # fast while it starts up
-        async with httpx.AsyncClient(timeout=h.timeout, trust_env=False, verify=False) as client:
-            while True:
-                await trio.sleep(h.interval if self.healthy else min(next(first_polls), h.interval))
-                url = f"http://127.0.0.1:{self.port}{h.path}"
-                ok, detail = await probe(client, url)
-                now = trio.current_time()
-                async with self._op:
-                    if scope.cancel_called:
-                        return
-                    if ok:
-                        fails = 0
-                        if self.healthy is not True:
-                            await self._became_healthy(now, "healthy")
-                        self.tracker.healthy_for(now - (self.healthy_since or now))
-                        continue
-                    fails += 1
-                    in_grace = self.healthy is None and now - self.started_at < h.grace
-                    if fails < h.failures or in_grace:
-                        continue
-                    await self._unhealthy(detail, f"unhealthy: {detail}")
-                    return
-
-    async def _became_healthy(self, now: float, reason: str) -> None:
-        """(_op held) The run counts as running from now."""
-        if self._refresh_due:  # "running" comes with its PID known
-            self._refresh_due = False
-            await self._refresh_status()
-        self.healthy, self.healthy_since = True, now
-        self.ctx.emit(AppHealthChanged(self.app_id, True))
-        self.set_state("running", reason)
-
-    async def _unhealthy(self, detail: str, why: str) -> None:
-        """(_op held) Unhealthy for good: stop it and restart it under the same policy as a crash."""
-        self.healthy = False
-        self.ctx.emit(AppHealthChanged(self.app_id, False, detail))
-        self.set_state("stopping", "unhealthy")
-        await self.backend.stop(self.app_id)
-        self._stopped_status()
-        await self._failed(why)
-
-    async def _alive_health(self, scope: trio.CancelScope) -> None:
-        """health.type "process": alive means healthy, so it is running once its PID is known.
-        Nothing is polled: its exit is the process watcher's news."""
-        async with self._op:
-            if scope.cancel_called:
-                return
-            if self._refresh_due:
-                self._refresh_due = False
-                await self._refresh_status()
-            if self.status.running:
-                await self._became_healthy(trio.current_time(), "alive")
-            elif self.desired == "running" and self.state in ("starting", "running"):
-                await self._failed("exited")  # it died before we even saw its PID
-
-    async def _watchdog_health(self, scope: trio.CancelScope) -> None:
-        """health.type "watchdog": running once the app says READY=1 (under systemd: its unit turned
-        active); then a silence longer than health.interval is a failure. Under systemd the manager
-        enforces that (SIGABRT, Result=watchdog) and the process watcher reports the end."""
-        limit, ready = ready_timeout(self.manifest), False
-        with trio.move_on_after(limit) as waited:
-            ready = await self.backend.wait_ready(self.app_id)
-        async with self._op:
-            if scope.cancel_called or not (ready or waited.cancelled_caught):
-                return  # stopped, or it ended while starting: the process watcher's news
-            if waited.cancelled_caught:
-                detail = f"not ready: no READY=1 within {limit:g} s"
-                return await self._unhealthy(detail, detail)
-            await self._became_healthy(trio.current_time(), "ready")
-        why = await self.backend.missed_heartbeat(self.app_id, self.manifest.health.interval)
-        async with self._op:
-            if not scope.cancel_called:
-                await self._unhealthy(why, why)
 
     async def _log_watch(self) -> None:
         while True:
