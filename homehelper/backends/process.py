@@ -67,6 +67,7 @@ class ProcessBackend:
         self._locks: dict[str, trio.Lock] = {}
         # Watchdog apps speak sd_notify to HomeHelper's own socket: made when the first one is prepared.
         self._notify: NotifyListener | None = None
+        self._watchdogs: set[str] = set()  # apps heard on it: prepared as such, or adopted and asked about
         self._nursery: trio.Nursery | None = None
 
     def __repr__(self) -> str:
@@ -104,6 +105,7 @@ class ProcessBackend:
         spec.data_dir.mkdir(parents=True, exist_ok=True)
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         self._specs[spec.app_id] = spec
+        (self._watchdogs.add if spec.notify else self._watchdogs.discard)(spec.app_id)
         if spec.notify:
             self._listen()
         if not self._state_file(spec.app_id).exists():
@@ -121,8 +123,7 @@ class ProcessBackend:
     def _notifier(self, pid: int) -> str | None:
         """The watchdog app whose main process `pid` is (NotifyAccess=main): its forks do not count."""
         for app_id, run in self._runs.items():
-            spec = self._specs.get(app_id)
-            if run.pid == pid and spec is not None and spec.notify:
+            if run.pid == pid and app_id in self._watchdogs:
                 return app_id
         return None
 
@@ -132,6 +133,7 @@ class ProcessBackend:
         run = self._current(app_id)
         if run is None or not self._alive(run):
             return False
+        self._watchdogs.add(app_id)  # an adopted run was prepared by a previous HomeHelper
         if run.proc is None:
             self._listen().adopt(app_id, run.pid)
             return True
@@ -290,6 +292,7 @@ class ProcessBackend:
         await self.stop(app_id)
         self._specs.pop(app_id, None)
         self._last.pop(app_id, None)
+        self._watchdogs.discard(app_id)
         try:
             self._state_file(app_id).unlink()
         except FileNotFoundError:

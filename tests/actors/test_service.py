@@ -389,6 +389,13 @@ time.sleep(3600)
 """
 
 
+def _count(path: Path) -> int:
+    try:
+        return int(path.read_text() or 0)
+    except (FileNotFoundError, ValueError):  # not yet, or caught mid-write
+        return 0
+
+
 def _lines(path: Path) -> int:
     try:
         return len(path.read_text().splitlines())
@@ -448,7 +455,7 @@ async def test_a_watchdog_app_that_heartbeats_is_running(any_backend: Any, confi
         watchdog = config.data_dir("beating") / "watchdog"
         assert watchdog.read_text() == "1.0 True"  # NOTIFY_SOCKET and WATCHDOG_USEC, on both backends
         beats = config.data_dir("beating") / "beats"
-        await wait_until(lambda: beats.exists() and int(beats.read_text() or 0) >= 12, timeout=30)  # 2.4 s
+        await wait_until(lambda: _count(beats) >= 12, timeout=30)  # 2.4 s
         again = await h.state(ref)
         assert again["state"] == "running" and again["pid"] == snap["pid"]
         assert len(h.of(AppStarted, "beating")) == 1 and not h.of(AppCrashed, "beating")
@@ -496,3 +503,23 @@ async def test_a_watchdog_app_that_never_says_ready_is_restarted(any_backend: An
         assert (await h.until_event(AppCrashed, "sleepy"))[0].next_try_in == 1.0
         await h.until_event(AppStarted, "sleepy", count=2)
         await ref.ask(StopApp("sleepy"))
+
+
+async def test_a_restarted_homehelper_adopts_a_watchdog_app_and_keeps_hearing_it(any_backend: Any,
+                                                                                  config: Config) -> None:
+    manifest = write_app(config.apps_dir, "beating", WATCHDOG_APP,
+                         health={"type": "watchdog", "interval": 1, "grace": 10})
+    beats = config.data_dir("beating") / "beats"
+    async with harness(config, any_backend) as h:
+        ref = h.add(manifest)
+        await ref.ask(StartApp("beating"), timeout=60)
+        first = await h.until_state(ref, "running")
+    async with harness(config, _fresh(any_backend)) as h2:
+        ref = h2.add(manifest)
+        snap = await h2.until_state(ref, "running")
+        assert snap["pid"] == first["pid"] and not h2.of(AppStarted, "beating")  # adopted, counted as ready
+        seen = _count(beats)
+        await wait_until(lambda: _count(beats) >= seen + 10, timeout=30)  # 2 s: two intervals
+        again = await h2.state(ref)
+        assert again["state"] == "running" and again["pid"] == first["pid"] and not h2.of(AppCrashed, "beating")
+        await ref.ask(StopApp("beating"))
