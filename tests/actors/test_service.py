@@ -432,9 +432,10 @@ async def test_a_plain_loop_without_http_runs_unpolled_and_is_never_restarted(an
             await ref.ask(StopApp(app_id))
 
 
-async def test_an_app_without_health_that_cannot_import_is_a_config_error(any_backend: Any,
-                                                                          config: Config) -> None:
-    manifest = write_app(config.apps_dir, "broken", IMPORT_ERROR_APP, health=None)
+@pytest.mark.parametrize("health", [None, {"type": "watchdog", "interval": 1}], ids=["process", "watchdog"])
+async def test_an_app_without_http_health_that_cannot_import_is_a_config_error(any_backend: Any, config: Config,
+                                                                               health: Any) -> None:
+    manifest = write_app(config.apps_dir, "broken", IMPORT_ERROR_APP, health=health)
     async with harness(config, any_backend) as h:
         ref = h.add(manifest)
         await ref.ask(StartApp("broken"), timeout=60)
