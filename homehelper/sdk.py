@@ -10,6 +10,19 @@
     for msg in bus.subscribe("temperature"):       # every app's "temperature" publications
         print(msg.app_id, msg.data)
 
+An app without an HTTP server can still be watched (manifest `"health": {"type":
+"watchdog", "interval": 10}`): it says when it is ready, then keeps saying it is alive.
+
+    from homehelper import sdk
+
+    sdk.ready()                         # set up: HomeHelper shows it running
+    while True:
+        do_work()
+        sdk.heartbeat()                 # at least every health.interval seconds (half is safe)
+
+Both speak systemd's sd_notify protocol to the socket in $NOTIFY_SOCKET, under systemd and
+without it, and do nothing when the app runs by hand (no socket).
+
 Without Redis (HH_REDIS_URL empty) the bus is off: publishing does nothing, says
 so once in the log, and subscriptions yield nothing; the app still runs. A Redis
 outage is logged, never raised, so the bus cannot take an app down. The SDK is
@@ -21,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -74,6 +88,49 @@ def settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_dir=Path(env.get("HH_LOG_DIR") or "logs").expanduser(),
         redis_url=env.get("HH_REDIS_URL") or None, node_id=node_id,
     )
+
+
+def notify(state: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Send an sd_notify message ("READY=1", "WATCHDOG=1", "STATUS=...") to $NOTIFY_SOCKET, a path
+    or an abstract name ('@...'). False when there is no socket (run by hand) or it cannot be
+    reached (HomeHelper restarting): never raises, so health reporting cannot end the app."""
+    env = os.environ if environ is None else environ
+    address = env.get("NOTIFY_SOCKET", "")
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    elif not address.startswith("/"):
+        return False  # unset, or a kind of address HomeHelper never gives (vsock)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError as exc:
+        log.debug("homehelper.sdk: notify %r to %s failed: %s", state, env.get("NOTIFY_SOCKET"), exc)
+        return False
+    return True
+
+
+def ready(environ: Mapping[str, str] | None = None) -> bool:
+    """Tell HomeHelper the app is set up and running (READY=1); a watchdog app is 'starting' until then."""
+    return notify("READY=1", environ)
+
+
+def heartbeat(environ: Mapping[str, str] | None = None) -> bool:
+    """Tell HomeHelper the app is alive (WATCHDOG=1). A watchdog app silent for longer than its
+    manifest's health.interval is restarted as if it had crashed."""
+    return notify("WATCHDOG=1", environ)
+
+
+def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
+    """Seconds within which heartbeat() must be called ($WATCHDOG_USEC), None when nobody watches."""
+    env = os.environ if environ is None else environ
+    try:
+        usec = int(env.get("WATCHDOG_USEC", ""))
+        if env.get("WATCHDOG_PID") and int(env["WATCHDOG_PID"]) != os.getpid():
+            return None  # inherited by a child: the watchdog means the main process
+    except ValueError:
+        return None
+    return usec / 1_000_000 if usec > 0 else None
 
 
 def _default_id() -> str:

@@ -1,7 +1,7 @@
 """ServiceApp: the actor of one long-running service app.
 
 It installs the app's venv, runs it through the backend (systemd or process),
-watches its main process and its /health, and owns the restart policy:
+watches its main process and its health (service_health.py), and owns the restart policy:
 backoff, then quarantine; a manual stop is never a crash; an app that cannot
 start at all is a configuration error, not a tight restart loop. Every state
 change is published as an event. After a HomeHelper restart a running app is
@@ -17,12 +17,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 from ..backends import logs
 from ..backends.base import Backend, UnitStatus, app_spec, env_port, env_value, log_file
-from ..backends.health import RestartTracker, judge_end, probe
+from ..backends.health import RestartTracker, judge_end
 from ..backends.installer import Installer
 from ..bus.acl import app_secrets
 from ..errors import BackendError, Conflict, DiskFull, HomeHelperError, InstallFailed
@@ -43,6 +42,7 @@ from ..messages import (
 from ..storage import atomic_write_json
 from . import ActorError
 from .app import AppActor, AppContext
+from .service_health import alive_health, http_health, watchdog_health
 from .statefile import check_mapping, is_port, read_state
 
 log = logging.getLogger(__name__)
@@ -295,9 +295,10 @@ class ServiceApp(AppActor):
 
     async def _run_watch(self, scope: trio.CancelScope) -> None:
         """Health and log size of one run; cancelling `scope` ends both."""
+        watch = {"http": http_health, "process": alive_health, "watchdog": watchdog_health}[self.manifest.health.type]
         with scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._health_loop, scope)
+                nursery.start_soon(watch, self, scope)
                 nursery.start_soon(self._log_watch)
 
     async def _refresh_status(self) -> UnitStatus:
@@ -329,8 +330,13 @@ class ServiceApp(AppActor):
         """The run ended (or was ended) against the user's wish: classify, then retry or give up."""
         self._run_scope.cancel()
         st, tail, now = self.status, logs.read_since(self.log_path, self.log_offset), trio.current_time()
+        if self.healthy and st.result == "watchdog":  # systemd ended it: say so, as the process backend does
+            self.ctx.emit(AppHealthChanged(self.app_id, False, "watchdog: no heartbeat in time"))
         self.healthy = None
-        verdict, reason = judge_end(why, st, self.manifest.restart.policy, tail, self.healthy_since is None,
+        # "process" health says nothing about start-up: a quick death with an ImportError is still a
+        # configuration error, not a crash to retry.
+        never_healthy = self.healthy_since is None or self.manifest.health.type == "process"
+        verdict, reason = judge_end(why, st, self.manifest.restart.policy, tail, never_healthy,
                                     now - self.started_at, self.startup_window)
         if verdict == "config_error":
             return self._config_error(reason, tail)
@@ -346,6 +352,8 @@ class ServiceApp(AppActor):
             self.set_state("stopped", "crashed")
             self.ctx.emit(AppStopped(self.app_id, "crashed", st.exit_status))
             return
+        if self.healthy_since is not None and self.manifest.health.type != "http":
+            self.tracker.healthy_for(now - self.healthy_since)  # no polls told it along the way
         state, delay = self.tracker.crashed(now)
         self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, delay, tail[-2000:]))
         self.set_state(state, reason)
@@ -400,43 +408,6 @@ class ServiceApp(AppActor):
                     await self._launch("restart")
                 except (HomeHelperError, ActorError) as exc:  # no port, a reload failed: try again later
                     await self._failed(f"restart failed: {exc}")
-
-    async def _health_loop(self, scope: trio.CancelScope) -> None:
-        h = self.manifest.health
-        fails = 0
-        # Plain HTTP to 127.0.0.1: verify=False skips loading the CA bundle, ~30 ms of CPU per client.
-        async with httpx.AsyncClient(timeout=h.timeout, trust_env=False, verify=False) as client:
-            while True:
-                await trio.sleep(h.interval if self.healthy else min(self.first_probe_every, h.interval))
-                url = f"http://127.0.0.1:{self.port}{h.path}"
-                ok, detail = await probe(client, url)
-                now = trio.current_time()
-                async with self._op:
-                    if scope.cancel_called:
-                        return
-                    if ok:
-                        fails = 0
-                        if self.healthy is not True:
-                            if self._refresh_due:  # "running" comes with its PID known
-                                self._refresh_due = False
-                                await self._refresh_status()
-                            self.healthy, self.healthy_since = True, now
-                            self.ctx.emit(AppHealthChanged(self.app_id, True))
-                            self.set_state("running", "healthy")
-                        self.tracker.healthy_for(now - (self.healthy_since or now))
-                        continue
-                    fails += 1
-                    in_grace = self.healthy is None and now - self.started_at < h.grace
-                    if fails < h.failures or in_grace:
-                        continue
-                    self.healthy = False
-                    self.ctx.emit(AppHealthChanged(self.app_id, False, detail))
-                    # Unhealthy for good: restart it under the same policy as a crash.
-                    self.set_state("stopping", "unhealthy")
-                    await self.backend.stop(self.app_id)
-                    self._stopped_status()
-                    await self._failed(f"unhealthy: {detail}")
-                    return
 
     async def _log_watch(self) -> None:
         while True:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 import trio
@@ -44,6 +44,11 @@ class AppSpec:
     # unit's Environment= (systemctl show prints those); the systemd backend hands it over in a
     # file only the manager reads, the process backend in the child's environment.
     secrets: tuple[tuple[str, str], ...] = ()
+    # health.type "watchdog": the app speaks sd_notify (READY=1, then WATCHDOG=1 within watchdog_sec);
+    # start_timeout: how long systemd lets it take to say READY=1.
+    notify: bool = False
+    watchdog_sec: float | None = None
+    start_timeout: float | None = None
 
     @property
     def log_file(self) -> Path:
@@ -104,6 +109,15 @@ def write_secrets(path: Path, text: str | None) -> None:
     atomic_write_text(path, text, mode=0o600)
 
 
+def probe_delays(first: float = 0.05, cap: float = 0.5) -> Iterator[float]:
+    """Pauses between checks of something that is about to happen (a start-up): short at first,
+    doubling to `cap`, so a quick start is seen at once and a slow one costs few checks."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * 2, cap)
+
+
 def log_file(log_dir: Path) -> Path:
     """stdout and stderr of an app, in one file (rotated by homehelper.backends.logs)."""
     return log_dir / "app.log"
@@ -149,7 +163,21 @@ def app_spec(manifest: Manifest, config: Config, port: int, python: Path | None 
         permissions=manifest.permissions,
         devices=manifest.devices,
         secrets=secrets,
+        **watchdog_fields(manifest),
     )
+
+
+def ready_timeout(manifest: Manifest) -> float:
+    """How long a watchdog app may take to say READY=1: its start-up grace, at least one interval."""
+    return max(manifest.health.grace, manifest.health.interval)
+
+
+def watchdog_fields(manifest: Manifest) -> dict[str, Any]:
+    if manifest.health.type != "watchdog":
+        return {}
+    # systemd's start timeout only backs up the actor's own (a boot-time start has no actor yet).
+    return {"notify": True, "watchdog_sec": manifest.health.interval,
+            "start_timeout": ready_timeout(manifest) + 10}
 
 
 @attrs.frozen
@@ -208,6 +236,15 @@ class Backend(Protocol):
 
     async def remove(self, app_id: str) -> None:
         """Stop it and forget it (delete its unit)."""
+        ...
+
+    async def wait_ready(self, app_id: str) -> bool:
+        """A watchdog app: True once its run has said READY=1, False if it stopped starting."""
+        ...
+
+    async def missed_heartbeat(self, app_id: str, interval: float) -> str:
+        """A watchdog app: return why once its run went `interval` s without WATCHDOG=1 (never,
+        where the manager enforces the watchdog itself)."""
         ...
 
 

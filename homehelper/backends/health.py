@@ -41,6 +41,8 @@ def judge_end(why: str, status: UnitStatus, policy: str, log_since_start: str, n
         if error is not None:
             return "config_error", error
     reason = f"exited: exit status {status.exit_status} ({status.result})" if why == "exited" else why
+    if why == "exited" and status.result == "watchdog":  # systemd's WatchdogSec= ran out: it sent SIGABRT
+        reason = "watchdog: no heartbeat in time (stopped by systemd)"
     return ("given_up" if policy == "no" else "crashed"), reason
 
 

@@ -25,6 +25,7 @@ from ..errors import BackendError
 from ..storage import atomic_write_json, read_json
 from . import proctree
 from .base import AppSpec, UnitStatus, wait_pid_exit
+from .notify import NotifyListener
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +86,26 @@ class ProcessBackend:
         self._last: dict[str, UnitStatus] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._searched: dict[str, str] = {}  # app -> token already searched for in vain
+        # Watchdog apps speak sd_notify to HomeHelper's own socket: made when the first one is prepared.
+        self._notify: NotifyListener | None = None
+        self._watchdogs: set[str] = set()  # apps heard on it: prepared as such, or adopted and asked about
+        self._nursery: trio.Nursery | None = None
 
     def __repr__(self) -> str:
         return f"<ProcessBackend {self.state_dir}>"
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()  # nothing runs in the background: each wait is its caller's
-        await trio.sleep_forever()
+        # Nothing runs in the background but the notify socket, and only once a watchdog app needs it.
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            if self._notify is not None:
+                self._notify.close()
+                self._notify = None
 
     def _state_file(self, app_id: str) -> Path:
         return self.state_dir / f"{app_id}.json"
@@ -130,8 +144,49 @@ class ProcessBackend:
         writable_dir(spec.app_id, spec.log_dir, "log")
         writable_dir(spec.app_id, self.state_dir, "process state")
         self._specs[spec.app_id] = spec
+        (self._watchdogs.add if spec.notify else self._watchdogs.discard)(spec.app_id)
+        if spec.notify:
+            self._listen()
         if not self._state_file(spec.app_id).exists():
             self._save(spec.app_id, enabled=False)
+
+    def _listen(self) -> NotifyListener:
+        if self._notify is None:
+            if self._nursery is None:
+                raise BackendError("the process backend is not running: watchdog apps need its notify socket")
+            self._notify = NotifyListener(self.state_dir.parent / "notify", self._notifier)
+            self._notify.bind()
+            self._nursery.start_soon(self._notify.serve)
+        return self._notify
+
+    def _notifier(self, pid: int) -> str | None:
+        """The watchdog app whose main process `pid` is (NotifyAccess=main): its forks do not count."""
+        for app_id, run in self._runs.items():
+            if run.pid == pid and app_id in self._watchdogs:
+                return app_id
+        return None
+
+    async def wait_ready(self, app_id: str) -> bool:
+        """Return True once the app's current run has sent READY=1; False when it is not running.
+        A run adopted from a previous HomeHelper said so to that one already."""
+        run = self._current(app_id)
+        if run is None or not self._alive(run):
+            return False
+        self._watchdogs.add(app_id)  # an adopted run was prepared by a previous HomeHelper
+        if run.proc is None:
+            self._listen().adopt(app_id, run.pid)
+            return True
+        await self._listen().wait_ready(app_id, run.pid)
+        return True
+
+    async def missed_heartbeat(self, app_id: str, interval: float) -> str:
+        """Return (with why) once the app's current run has gone `interval` s without WATCHDOG=1;
+        never, when it is not running (the exit is the process watcher's news)."""
+        run = self._current(app_id)
+        if run is None:
+            await trio.sleep_forever()
+        assert run is not None
+        return await self._listen().missed_heartbeat(app_id, run.pid, interval)
 
     def _adopt(self, app_id: str) -> _Run | None:
         """The process a previous HomeHelper started, if it is still the same process."""
@@ -178,6 +233,10 @@ class ProcessBackend:
             env.update(spec.env)
             env.update(spec.secrets)  # in the child's environment only: nothing on disk
             env[proctree.TOKEN_VAR] = token
+            if spec.notify:  # as systemd sets them for Type=notify with WatchdogSec=
+                env["NOTIFY_SOCKET"] = self._listen().address
+                if spec.watchdog_sec:
+                    env["WATCHDOG_USEC"] = str(int(spec.watchdog_sec * 1_000_000))
             try:
                 fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             except OSError as exc:
@@ -229,6 +288,8 @@ class ProcessBackend:
 
     def _forget(self, app_id: str) -> None:
         self._runs.pop(app_id, None)
+        if self._notify is not None:
+            self._notify.forget(app_id)
         data = self._state(app_id)
         if any(data.pop(k, None) is not None for k in ("pid", "created", "token")):
             try:
@@ -289,6 +350,7 @@ class ProcessBackend:
         await self.stop(app_id)
         self._specs.pop(app_id, None)
         self._last.pop(app_id, None)
+        self._watchdogs.discard(app_id)
         try:
             self._state_file(app_id).unlink()
         except FileNotFoundError:

@@ -19,7 +19,7 @@ import trio
 
 from ..errors import BackendError, DeviceMissing
 from ..storage import atomic_write_text
-from .base import AppSpec, UnitStatus, env_file_text, wait_pid_exit, write_secrets
+from .base import AppSpec, UnitStatus, env_file_text, probe_delays, wait_pid_exit, write_secrets
 from .sandbox import resolve_devices
 from .units import UNIT_PREFIX, render_unit, unit_name
 
@@ -114,6 +114,7 @@ class SystemdBackend:
         self._wakes = {verb: trio.Event() for verb in VERBS}
         self._written: dict[str, str] = {}
         self._unstartable: dict[str, DeviceMissing] = {}  # app id -> why its last prepare could not finish
+        self._notify: set[str] = set()  # apps whose units are Type=notify (watchdog health)
         self._reload_lock = trio.Lock()
         self._reloads_asked = self._reloads_done = 0
         self.reloads = 0  # daemon-reloads run, for the record
@@ -211,6 +212,7 @@ class SystemdBackend:
         spec.data_dir.mkdir(parents=True, exist_ok=True)
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         unit = self.unit(spec.app_id)
+        (self._notify.add if spec.notify else self._notify.discard)(spec.app_id)
         # Devices are looked up at each start: a USB adapter plugged in since the last one counts.
         try:
             nodes = await trio.to_thread.run_sync(resolve_devices, spec)
@@ -253,7 +255,37 @@ class SystemdBackend:
     async def start(self, app_id: str) -> None:
         if app_id in self._unstartable:
             raise self._unstartable[app_id]
-        await self._do("start", self.unit(app_id))
+        unit = self.unit(app_id)
+        if app_id not in self._notify:
+            await self._do("start", unit)
+            return
+        # A Type=notify start job lasts until READY=1: not waited for here (nor in a batch with other
+        # apps); the actor waits with wait_ready. Like a plain start, return once the job has run the
+        # program (MainPID known) or has ended, so that a status read next is not stale.
+        await self.systemctl("start", "--no-block", unit)
+        for delay in probe_delays():
+            proc = await self.systemctl("show", "-p", "MainPID,Job", unit, check=False)
+            props = (parse_show(proc.stdout.decode(errors="replace")) or [{}])[0]
+            if props.get("MainPID", "0") not in ("", "0") or not props.get("Job"):
+                return
+            await trio.sleep(delay)
+
+    async def wait_ready(self, app_id: str) -> bool:
+        """Return True once the unit is active (a Type=notify unit: its app said READY=1), False
+        once it is not starting any more. Polled, fast then slower, only while it starts up."""
+        for delay in probe_delays(cap=1.0):
+            status = await self.status(app_id)
+            if status.active == "active":
+                return True
+            if status.active != "activating":
+                return False
+            await trio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def missed_heartbeat(self, app_id: str, interval: float) -> str:
+        """Never returns: systemd enforces WatchdogSec= itself (SIGABRT, Result=watchdog)."""
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
 
     async def stop(self, app_id: str) -> None:
         try:

@@ -109,7 +109,12 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         "StartLimitIntervalSec=0",
         "",
         "[Service]",
-        "Type=exec",
+        "Type=notify" if spec.notify else "Type=exec",
+        # A watchdog app: only its main process may say READY=1/WATCHDOG=1; silent for WatchdogSec
+        # means SIGABRT and Result=watchdog, which HomeHelper's restart policy takes as a crash.
+        *(["NotifyAccess=main"] if spec.notify else []),
+        *([f"WatchdogSec={round(spec.watchdog_sec * 1000)}ms"] if spec.notify and spec.watchdog_sec else []),
+        *([f"TimeoutStartSec={round(spec.start_timeout * 1000)}ms"] if spec.notify and spec.start_timeout else []),
         "ExecStart=" + " ".join(_escape_exec(a) for a in spec.argv),
         f"WorkingDirectory={_path(spec.cwd, 'cwd')}",
         *(_escape_env(k, v) for k, v in spec.env),

@@ -49,6 +49,7 @@ def write_app(apps_dir: Path, app_id: str, code: str, **manifest: Any) -> Manife
     (folder / "main.py").write_text(textwrap.dedent(code))
     data = {"id": app_id, "name": app_id, "type": "service",
             "health": {"interval": 1, "timeout": 1, "failures": 2, "grace": 10}, **manifest}
+    data = {k: v for k, v in data.items() if v is not None}  # health=None: a manifest without the section
     (folder / "homehelper.json").write_text(json.dumps(data))
     return load_manifest(folder, apps_dir)
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from homehelper.backends import app_spec
 from homehelper.backends.health import RestartTracker, startup_error
+from homehelper.backends.units import render_unit
+
+from .apps import make_config, write_app
 
 
 def test_backoff_doubles_to_the_cap_then_quarantines() -> None:
@@ -58,3 +64,35 @@ def test_judging_how_a_run_ended() -> None:
     assert judge_end("exited", crash, "on-failure", trace, True, 20, 15)[0] == "crashed"
     assert judge_end("exited", crash, "no", "", True, 20, 15) == ("given_up", "exited: exit status 1 (exit-code)")
     assert judge_end("unhealthy: HTTP 503", clean, "on-failure", "", True, 1, 15) == ("crashed", "unhealthy: HTTP 503")
+
+
+def test_health_types_shape_the_unit(state_root: Path) -> None:
+    """watchdog: Type=notify, only the main process may notify, WatchdogSec= from health.interval;
+    http and process: a plain Type=exec unit, no watchdog."""
+    config = make_config(state_root)
+    watchdog = write_app(config.apps_dir, "dog", "pass\n", health={"type": "watchdog", "interval": 2.5, "grace": 20})
+    spec = app_spec(watchdog, config, 8100)
+    assert (spec.notify, spec.watchdog_sec, spec.start_timeout) == (True, 2.5, 30.0)
+    lines = render_unit(spec).splitlines()
+    assert "Type=notify" in lines and "NotifyAccess=main" in lines and "Type=exec" not in lines
+    assert "WatchdogSec=2500ms" in lines and "TimeoutStartSec=30000ms" in lines
+    for health in (None, {"interval": 5}, {"type": "process"}):
+        manifest = write_app(config.apps_dir, "plain", "pass\n", health=health)
+        lines = render_unit(app_spec(manifest, config, 8100)).splitlines()
+        assert "Type=exec" in lines and not [ln for ln in lines if ln.startswith(("Watchdog", "Notify"))]
+
+
+def test_first_polls_are_quick_then_settle() -> None:
+    from homehelper.backends.base import probe_delays
+
+    delays = probe_delays(first=0.05, cap=0.5)
+    assert [next(delays) for _ in range(6)] == [0.05, 0.1, 0.2, 0.4, 0.5, 0.5]
+
+
+def test_a_watchdog_kill_is_named_as_such() -> None:
+    from homehelper.backends.base import UnitStatus
+    from homehelper.backends.health import judge_end
+
+    killed = UnitStatus(active="failed", result="watchdog", exit_status=6)
+    assert judge_end("exited", killed, "on-failure", "", False, 30, 15) == (
+        "crashed", "watchdog: no heartbeat in time (stopped by systemd)")

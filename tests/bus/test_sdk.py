@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 import trio
 
+from homehelper import sdk
 from homehelper.messages import AppHeartbeat, AppStarted, AppStatusReported, BusConnected, BusMessage
 from homehelper.sdk import Bus, Settings, settings
 from tests.fixtures.common import REPO
@@ -135,3 +138,50 @@ async def test_an_app_process_reports_through_the_sdk(redis, state_root):
         await trio.run_process([sys.executable, "-c", code], env=env)
         st = await next_event(tree.events, lambda e: isinstance(e, AppStatusReported))
         assert (st.app_id, st.status, st.detail) == ("weather", "ok", {"port": 8150, "data": str(state_root / "data")})
+
+
+# --- sd_notify: ready() and heartbeat() ------------------------------------------------------------
+
+def _receiver(address: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + address[1:] if address.startswith("@") else address)
+    sock.settimeout(5)
+    return sock
+
+
+@pytest.mark.parametrize("kind", ["path", "abstract"])
+def test_ready_and_heartbeat_speak_sd_notify(tmp_path, kind):
+    address = str(tmp_path / "notify") if kind == "path" else f"@hh-sdk-test-{os.getpid()}-{uuid.uuid4().hex}"
+    env = {"NOTIFY_SOCKET": address}
+    with _receiver(address) as sock:
+        assert sdk.ready(env) is True
+        assert sock.recv(4096) == b"READY=1"
+        assert sdk.heartbeat(env) is True
+        assert sock.recv(4096) == b"WATCHDOG=1"
+        assert sdk.notify("STATUS=warming up", env) is True
+        assert sock.recv(4096) == b"STATUS=warming up"
+
+
+def test_ready_and_heartbeat_are_no_ops_without_a_socket(tmp_path):
+    assert sdk.ready({}) is False and sdk.heartbeat({}) is False
+    assert sdk.heartbeat({"NOTIFY_SOCKET": "vsock:2:1234"}) is False  # not a kind HomeHelper gives
+    # A socket that went away (HomeHelper restarting) is not the app's problem: no exception.
+    assert sdk.heartbeat({"NOTIFY_SOCKET": str(tmp_path / "gone")}) is False
+    assert sdk.heartbeat({"NOTIFY_SOCKET": f"@hh-sdk-nobody-{uuid.uuid4().hex}"}) is False
+
+
+def test_ready_reads_the_environment_by_default(tmp_path, monkeypatch):
+    address = str(tmp_path / "notify")
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    with _receiver(address) as sock:
+        assert sdk.ready() is True
+        assert sock.recv(4096) == b"READY=1"
+
+
+def test_watchdog_interval():
+    assert sdk.watchdog_interval({"WATCHDOG_USEC": "2500000"}) == 2.5
+    assert sdk.watchdog_interval({"WATCHDOG_USEC": "2500000", "WATCHDOG_PID": str(os.getpid())}) == 2.5
+    assert sdk.watchdog_interval({"WATCHDOG_USEC": "2500000", "WATCHDOG_PID": "1"}) is None  # not ours
+    assert sdk.watchdog_interval({}) is None
+    assert sdk.watchdog_interval({"WATCHDOG_USEC": "soon"}) is None
+    assert sdk.watchdog_interval({"WATCHDOG_USEC": "0"}) is None
