@@ -9,7 +9,6 @@ manager then runs such an app and the app receives its argv and environment byte
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import attrs
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 
 from homehelper.backends.base import AppSpec
 from homehelper.backends.units import UnsafeUnitValue, render_unit
+from tests.fixtures.common import UNIT_PYTHON
 
 from .apps import wait_until
 
@@ -151,7 +151,7 @@ async def test_a_real_manager_hands_hostile_values_over_unchanged(systemd_backen
     folder.mkdir(parents=True)
     (folder / "main.py").write_text(DUMP)
     nasty = ['say "100%" $HOME ${PATH} \\ ok', "%h%%", "'quoted'", "-", "+x", "@y", "tab\there"[:3]]
-    spec = AppSpec(app_id="dump", argv=(sys.executable, str(folder / "main.py"), *nasty), cwd=folder,
+    spec = AppSpec(app_id="dump", argv=(str(UNIT_PYTHON), str(folder / "main.py"), *nasty), cwd=folder,
                    env=tuple((f"V{i}", v) for i, v in enumerate(nasty)), data_dir=state_root / "data/dump",
                    log_dir=state_root / "logs/dump", description='HomeHelper app "%n" \\ $X')
     await systemd_backend.prepare(spec)
