@@ -87,7 +87,7 @@ SYSTEM = frozenset(Path(p) for p in ("/", "/usr", "/etc", "/bin", "/sbin", "/lib
 
 def _own_paths() -> tuple[Path, ...]:
     """HomeHelper's interpreter, packages and checkout: app venvs import from them (a .pth)."""
-    paths = [Path(sys.prefix), *(Path(p) for p in site.getsitepackages()), Path(__file__).resolve().parents[2]]
+    paths = [Path(sys.prefix), *(Path(p) for p in site.getsitepackages()), Path(__file__).resolve().parents[1]]
     return tuple(dict.fromkeys(p for p in paths if p.is_dir()))
 
 
@@ -167,7 +167,7 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def walls(spec: AppSpec) -> tuple[list[Path], list[Path], list[Path]]:
+def walls(spec: AppSpec, own: tuple[Path, ...] = OWN_PATHS) -> tuple[list[Path], list[Path], list[Path]]:
     """(hidden, bound read-write, bound read-only): HomeHelper's state root and the apps folder are
     hidden; the app's data and logs come back writable, its venv, its folder and HomeHelper's own
     packages (shared into app venvs by a .pth) readable."""
@@ -178,9 +178,12 @@ def walls(spec: AppSpec) -> tuple[list[Path], list[Path], list[Path]]:
         if top not in SYSTEM and len(top.parts) > 1 and not any(_inside(top, h) for h in hidden):
             hidden.append(top)
     venv = Path(spec.argv[0]).parent.parent
+    # Never bind back a folder holding what the walls hide (HomeHelper's venv made in the root itself).
+    private = [*hidden, *(h / name for h in hidden for name in ("config", "run", "registry", "data", "logs", "venvs"))]
     readonly: list[Path] = []
-    for path in (venv, spec.cwd, *OWN_PATHS):
-        if any(_inside(path, h) for h in hidden) and not any(_inside(path, r) for r in readonly):
+    for path in (venv, spec.cwd, *own):
+        if (any(_inside(path, h) for h in hidden) and not any(_inside(p, path) for p in private)
+                and not any(_inside(path, r) for r in readonly)):
             readonly = [r for r in readonly if not _inside(r, path)] + [path]
     return hidden, [spec.data_dir, spec.log_dir], readonly
 

@@ -17,6 +17,7 @@ import pytest
 
 from homehelper.backends import app_spec
 from homehelper.backends.installer import shared_site_dirs
+from homehelper.backends.sandbox import walls
 from homehelper.backends.units import render_unit
 from tests.fixtures.common import REPO, under_private_tmp
 
@@ -128,3 +129,16 @@ def test_the_walls_cover_the_state_root_and_the_apps_folder(state_root: Path, tm
         assert f"TemporaryFileSystem={state_root}:ro\n" in text and f"TemporaryFileSystem={apps}:ro\n" in text
     finally:
         shutil.rmtree(apps, ignore_errors=True)
+
+
+def test_homehelper_installed_in_the_root_is_readable_but_not_the_root(state_root: Path) -> None:
+    config = make_config(state_root)
+    manifest = write_app(config.apps_dir, "probe", "pass\n")
+    spec = app_spec(manifest, config, 8100)
+    site = state_root / "lib/python3.11/site-packages"
+    # HomeHelper's venv made in the state root itself: its packages come back, the root does not.
+    hidden, _, readonly = walls(spec, own=(state_root, site, state_root / "homehelper"))
+    assert hidden == [state_root]
+    assert readonly == [config.venv_dir("probe"), manifest.path, site, state_root / "homehelper"]
+    _, _, readonly = walls(spec, own=(state_root / "run",))
+    assert state_root / "run" not in readonly
