@@ -212,7 +212,9 @@ def network(spec: AppSpec) -> list[str]:
         allow = ["localhost", *(LAN if "lan" in perms else ()), *filter(None, [_redis_ip(spec)])]
         lines += ["IPAddressDeny=any", f"IPAddressAllow={' '.join(allow)}"]
     port = _port(spec)
-    lines += [*([f"SocketBindAllow=tcp:{port}"] if port else []), "SocketBindDeny=any"]
+    lines += [*([f"SocketBindAllow=tcp:{port}"] if port else []),
+              *(["SocketBindAllow=udp"] if "lan" in perms else []),  # discovery: mDNS, SSDP
+              "SocketBindDeny=any"]
     return lines
 
 

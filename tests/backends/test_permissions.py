@@ -281,3 +281,20 @@ async def test_the_app_actor_shows_a_missing_device_as_config_error(systemd_back
         snap = await h.state(ref)
         assert snap["state"] == "config_error" and not h.of(AppStarted, "serial")
         assert len(h.of(AppConfigError, "serial")) == 1
+
+
+def test_network_directives_per_permission(state_root: Path) -> None:
+    config = make_config(state_root, redis_url="redis://192.168.1.20:6379/0")
+
+    def lines(*permissions: str) -> list[str]:
+        m = write_app(config.apps_dir, "net", "pass\n", permissions=list(permissions))
+        text = render_unit(app_spec(m, config, 8123, UNIT_PYTHON))
+        return [x for x in text.splitlines() if x.startswith(("IPAddress", "SocketBind", "RestrictAddress"))]
+
+    assert lines() == ["RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "IPAddressDeny=any",
+                       "IPAddressAllow=localhost 192.168.1.20", "SocketBindAllow=tcp:8123", "SocketBindDeny=any"]
+    assert lines("lan")[2] == ("IPAddressAllow=localhost 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 fc00::/7 "
+                               "link-local multicast 192.168.1.20")
+    assert "SocketBindAllow=udp" in lines("lan")
+    assert not [x for x in lines("internet") if x.startswith("IPAddress")]
+    assert lines("bluetooth")[0] == "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_BLUETOOTH"
