@@ -180,10 +180,12 @@ def walls(spec: AppSpec, own: tuple[Path, ...] = OWN_PATHS) -> tuple[list[Path],
     venv = Path(spec.argv[0]).parent.parent
     # Never bind back a folder holding what the walls hide (HomeHelper's venv made in the root itself).
     private = [*hidden, *(h / name for h in hidden for name in ("config", "run", "registry", "data", "logs", "venvs"))]
+    # A private /tmp hides host /tmp too: HomeHelper run from a checkout there is bound back the same way.
+    out_of_sight = [*hidden, *PRIVATE_TMP]
     readonly: list[Path] = []
     for path in (venv, spec.cwd, *own):
-        if (any(_inside(path, h) for h in hidden) and not any(_inside(p, path) for p in private)
-                and not any(_inside(path, r) for r in readonly)):
+        if (any(_inside(path, h) for h in out_of_sight) and path not in PRIVATE_TMP
+                and not any(_inside(p, path) for p in private) and not any(_inside(path, r) for r in readonly)):
             readonly = [r for r in readonly if not _inside(r, path)] + [path]
     return hidden, [spec.data_dir, spec.log_dir], readonly
 

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,6 @@ from homehelper.backends.sandbox import NODES, resolve_devices
 from homehelper.backends.units import render_unit
 from homehelper.errors import BackendError, DeviceMissing
 from homehelper.manifest import PERMISSIONS
-from tests.fixtures.common import UNIT_PYTHON
 
 from .apps import make_config, wait_until, write_app
 
@@ -61,7 +61,7 @@ async def run_probe(backend, state_root: Path, app_id: str, actions: list, port:
     """Run PROBE as app `app_id` (HH_PORT `port`, else the config's first) and return its results."""
     config = make_config(state_root)
     m = write_app(config.apps_dir, app_id, PROBE, **manifest)
-    spec = app_spec(m, config, port or config.service_ports[0], UNIT_PYTHON)
+    spec = app_spec(m, config, port or config.service_ports[0], Path(sys.executable))
     spec = attrs.evolve(spec, argv=(*spec.argv, json.dumps(actions)))
     await backend.prepare(spec)
     await backend.start(app_id)
@@ -146,7 +146,7 @@ async def test_a_device_by_path_or_by_id_glob_is_opened_as_asked(systemd_backend
 async def test_a_missing_device_is_a_clear_error_at_start(systemd_backend, state_root: Path) -> None:
     config = make_config(state_root)
     m = write_app(config.apps_dir, "gone", "pass\n", devices=["/dev/ttyUSB-hh-not-there", "/dev/null"])
-    await systemd_backend.prepare(app_spec(m, config, 8100, UNIT_PYTHON))
+    await systemd_backend.prepare(app_spec(m, config, 8100, Path(sys.executable)))
     with pytest.raises(DeviceMissing) as exc:
         await systemd_backend.start("gone")
     assert isinstance(exc.value, BackendError)  # the app actor turns it into config_error, no restart loop
@@ -154,7 +154,7 @@ async def test_a_missing_device_is_a_clear_error_at_start(systemd_backend, state
         "/dev/ttyUSB-hh-not-there"]
     assert not (await systemd_backend.status("gone")).loaded  # no unit was written
     with pytest.raises(DeviceMissing):
-        resolve_devices(app_spec(m, config, 8100, UNIT_PYTHON))
+        resolve_devices(app_spec(m, config, 8100, Path(sys.executable)))
 
 
 async def test_host_metrics_reads_proc_stat(systemd_backend, state_root: Path) -> None:
@@ -235,7 +235,7 @@ def test_every_combination_of_permissions_verifies(systemd_user, state_root: Pat
         for combo in itertools.combinations(PERMISSIONS, n):
             app_id = "c-" + ("-".join(p[:3] for p in combo) or "none")
             m = write_app(config.apps_dir, app_id, "pass\n", permissions=list(combo), devices=["/dev/null"])
-            spec = app_spec(m, config, 8100, UNIT_PYTHON)
+            spec = app_spec(m, config, 8100, Path(sys.executable))
             for user in (None, "root"):
                 path = units / f"{app_id}{'-sys' if user else ''}.service"
                 path.write_text(render_unit(spec, user=user, nodes=resolve_devices(spec)))
@@ -259,7 +259,7 @@ async def test_every_permission_keeps_the_unit_well_sandboxed(systemd_backend, s
     for permission in ("", *PERMISSIONS):
         app_id = f"sec-{permission or 'default'}"
         m = write_app(config.apps_dir, app_id, "pass\n", permissions=[permission] if permission else [])
-        await systemd_backend.prepare(app_spec(m, config, 8100, UNIT_PYTHON))
+        await systemd_backend.prepare(app_spec(m, config, 8100, Path(sys.executable)))
         proc = await trio.run_process(["systemd-analyze", "security", "--user", systemd_backend.unit(app_id)],
                                       env=systemd_user.env, capture_stdout=True, capture_stderr=True, check=False)
         scores[permission or "default"] = float(proc.stdout.decode().rsplit(": ", 1)[1].split()[0])
@@ -288,7 +288,7 @@ def test_network_directives_per_permission(state_root: Path) -> None:
 
     def lines(*permissions: str) -> list[str]:
         m = write_app(config.apps_dir, "net", "pass\n", permissions=list(permissions))
-        text = render_unit(app_spec(m, config, 8123, UNIT_PYTHON))
+        text = render_unit(app_spec(m, config, 8123, Path(sys.executable)))
         return [x for x in text.splitlines() if x.startswith(("IPAddress", "SocketBind", "RestrictAddress"))]
 
     assert lines() == ["RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "IPAddressDeny=any",

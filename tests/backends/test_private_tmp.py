@@ -11,6 +11,7 @@ import pytest
 
 from homehelper.backends import choose_backend
 from homehelper.backends.base import AppSpec
+from homehelper.backends.sandbox import walls
 from homehelper.backends.units import render_unit
 from homehelper.errors import ConfigError, UnsafeUnitValue
 from tests.fixtures import common
@@ -47,3 +48,14 @@ def test_test_state_roots_leave_tmp(monkeypatch: pytest.MonkeyPatch) -> None:
     assert common.state_base() == base
     monkeypatch.setattr(common, "REPO", Path("/srv/checkout"))
     assert common.state_base() == Path("/srv/checkout/state/test")
+
+
+def test_homehelper_run_from_a_checkout_under_tmp_is_bound_into_units() -> None:
+    """Only HomeHelper's state must leave /tmp: its interpreter and packages there are bound back
+    (systemd takes bind sources from the host, before the unit's private /tmp hides them)."""
+    spec = AppSpec(app_id="a", argv=("/tmp/co/.venv/bin/python", "/srv/hh/apps/a/main.py"), cwd=Path("/srv/hh/apps/a"),
+                   env=(), data_dir=Path("/srv/hh/data/a"), log_dir=Path("/srv/hh/logs/a"))
+    hidden, _, readonly = walls(spec, own=(Path("/tmp/co/.venv"), Path("/tmp/co/homehelper"), Path("/tmp")))
+    assert hidden == [Path("/srv/hh")]
+    assert readonly == [Path("/tmp/co/.venv"), Path("/srv/hh/apps/a"), Path("/tmp/co/homehelper")]
+    assert "BindReadOnlyPaths=/tmp/co/.venv /srv/hh/apps/a" in render_unit(spec)

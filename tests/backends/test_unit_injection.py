@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from homehelper.backends.units import UnsafeUnitValue, render_unit
 from homehelper.config import load_config
 from homehelper.errors import ManifestError
 from homehelper.manifest import parse_manifest
-from tests.fixtures.common import UNIT_PYTHON, state_base
+from tests.fixtures.common import state_base
 
 from .apps import wait_until
 
@@ -149,9 +150,9 @@ def test_a_manifest_that_validates_always_renders_a_clean_unit(app_folder: Path,
     except ManifestError:
         return  # refused, each bad field named
     config = load_config(app_folder.parent.parent, environ={})
-    text = render_unit(app_spec(manifest, config, 8100, UNIT_PYTHON))  # validation is the first wall
+    text = render_unit(app_spec(manifest, config, 8100, Path(sys.executable)))  # validation is the first wall
     tame = parse_manifest(json.dumps({**raw, "name": "tame", "env": {k: "v" for k in env}}).encode(), app_folder)
-    assert keys(text) == keys(render_unit(app_spec(tame, config, 8100, UNIT_PYTHON)))
+    assert keys(text) == keys(render_unit(app_spec(tame, config, 8100, Path(sys.executable))))
     (description_line,) = (v for _, k, v in parse_unit(text) if k == "Description")
     assert unspecify(description_line) == f"HomeHelper app {name or 'probe'}".strip()
 
@@ -185,7 +186,7 @@ async def test_a_real_manager_hands_hostile_values_over_unchanged(systemd_backen
     folder.mkdir(parents=True)
     (folder / "main.py").write_text(DUMP)
     nasty = ['say "100%" $HOME ${PATH} \\ ok', "%h%%", "'quoted'", "-", "+x", "@y", "tab\there"[:3]]
-    spec = AppSpec(app_id="dump", argv=(str(UNIT_PYTHON), str(folder / "main.py"), *nasty), cwd=folder,
+    spec = AppSpec(app_id="dump", argv=(sys.executable, str(folder / "main.py"), *nasty), cwd=folder,
                    env=tuple((f"V{i}", v) for i, v in enumerate(nasty)), data_dir=state_root / "data/dump",
                    log_dir=state_root / "logs/dump", description='HomeHelper app "%n" \\ $X')
     await systemd_backend.prepare(spec)

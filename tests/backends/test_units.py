@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,6 @@ import trio
 
 from homehelper.backends import app_spec
 from homehelper.backends.units import render_unit
-from tests.fixtures.common import UNIT_PYTHON
 
 from .apps import make_config, wait_until, write_app
 
@@ -54,7 +54,7 @@ def test_generated_units_verify(systemd_user, state_root: Path) -> None:
     plain = write_app(config.apps_dir, "plain", "pass\n")
     for manifest in (odd, plain):
         path = state_root / f"hh-{manifest.id}.service"
-        path.write_text(render_unit(app_spec(manifest, config, 8100, UNIT_PYTHON)))
+        path.write_text(render_unit(app_spec(manifest, config, 8100, Path(sys.executable))))
         out = subprocess.run(["systemd-analyze", "verify", "--user", str(path)], env=systemd_user.env,
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
@@ -64,7 +64,7 @@ def test_generated_units_verify(systemd_user, state_root: Path) -> None:
 async def test_sandbox_allows_only_data_and_log_dirs(systemd_backend, systemd_user, state_root: Path) -> None:
     config = make_config(state_root)
     manifest = write_app(config.apps_dir, "probe", SANDBOX_PROBE, env={"GREETING": 'say "100%" $HOME'})
-    await systemd_backend.prepare(app_spec(manifest, config, 8100, UNIT_PYTHON))
+    await systemd_backend.prepare(app_spec(manifest, config, 8100, Path(sys.executable)))
     await systemd_backend.start("probe")
     log = config.logs_dir("probe") / "app.log"
     await wait_until(lambda: log.exists() and "PROBE" in log.read_text())
