@@ -118,7 +118,7 @@ def test_the_walls_cover_the_state_root_and_the_apps_folder(state_root: Path, tm
     text = render_unit(app_spec(manifest, config, 8100))
     assert f"TemporaryFileSystem={state_root}:ro\n" in text
     assert f"BindPaths={config.data_dir('probe')} {config.logs_dir('probe')}\n" in text
-    assert f"BindReadOnlyPaths={config.venv_dir('probe')} {manifest.path}\n" in text
+    assert f"BindReadOnlyPaths={config.venv_dir('probe')} {manifest.path}" in text
     # An apps folder outside the state root gets a wall of its own.
     apps = state_root.parent / f"{state_root.name}-apps"
     try:
