@@ -211,15 +211,13 @@ class SystemdBackend:
         unit = self.unit(spec.app_id)
         # Devices are looked up at each start: a USB adapter plugged in since the last one counts.
         try:
-            nodes = await trio.to_thread.run_sync(resolve_devices, spec)
+            text = await trio.to_thread.run_sync(self._render, spec)  # globs /dev, looks up groups
         except DeviceMissing as exc:
             # `start` raises it: the app actor shows a BackendError from start as config_error,
             # one clear state until the device is there, not a restart loop.
             self._unstartable[spec.app_id] = exc
             return
         self._unstartable.pop(spec.app_id, None)
-        text = render_unit(spec, user=self.run_as, nodes=nodes,
-                           wanted_by="multi-user.target" if self.scope == "system" else "default.target")
         path = self.unit_dir / unit
         if self._written.get(unit) == text:
             return
@@ -231,6 +229,10 @@ class SystemdBackend:
             atomic_write_text(path, text)
             await self.daemon_reload()
         self._written[unit] = text
+
+    def _render(self, spec: AppSpec) -> str:
+        return render_unit(spec, user=self.run_as, nodes=resolve_devices(spec),
+                           wanted_by="multi-user.target" if self.scope == "system" else "default.target")
 
     async def daemon_reload(self) -> None:
         """One reload for every unit file written before it began: twenty apps prepared together
@@ -289,6 +291,7 @@ class SystemdBackend:
         unit = self.unit(app_id)
         await self.systemctl("disable", "--now", unit, check=False)
         self._written.pop(unit, None)
+        self._unstartable.pop(app_id, None)
         try:
             (self.unit_dir / unit).unlink()
         except FileNotFoundError:
