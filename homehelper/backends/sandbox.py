@@ -36,7 +36,7 @@ from .base import AppSpec
 BASE = (
     "NoNewPrivileges=yes",
     "ProtectSystem=strict",
-    "ProtectHome=read-only",
+    "ProtectHome=tmpfs",  # the user's files and session (/home, /root, /run/user): an empty tmpfs
     "PrivateTmp=yes",
     "PrivateDevices=yes",
     "DevicePolicy=closed",
@@ -80,14 +80,18 @@ FAMILIES = ("AF_UNIX", "AF_INET", "AF_INET6")
 LAN = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "link-local", "multicast")
 # Under systemd's private /tmp these would not be the folders HomeHelper wrote.
 PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))
+# What ProtectHome=tmpfs hides; HomeHelper's own files there are bound back like those in PRIVATE_TMP.
+HOMES = (Path("/home"), Path("/root"), Path("/run/user"))
 # Never walled off, whatever the layout says: an app could not run without them.
 SYSTEM = frozenset(Path(p) for p in ("/", "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/proc", "/sys", "/dev",
                                      "/run", "/var", "/home", "/root", "/opt", "/srv", "/mnt", "/media"))
 
 
 def _own_paths() -> tuple[Path, ...]:
-    """HomeHelper's interpreter, packages and checkout: app venvs import from them (a .pth)."""
-    paths = [Path(sys.prefix), *(Path(p) for p in site.getsitepackages()), Path(__file__).resolve().parents[1]]
+    """HomeHelper's interpreter (the base one too: app venvs link to it), its packages and its
+    checkout: app venvs import from them (a .pth)."""
+    paths = [Path(sys.base_prefix), Path(sys.prefix), *(Path(p) for p in site.getsitepackages()),
+             Path(__file__).resolve().parents[1]]
     return tuple(dict.fromkeys(p for p in paths if p.is_dir()))
 
 
@@ -180,11 +184,12 @@ def walls(spec: AppSpec, own: tuple[Path, ...] = OWN_PATHS) -> tuple[list[Path],
     venv = Path(spec.argv[0]).parent.parent
     # Never bind back a folder holding what the walls hide (HomeHelper's venv made in the root itself).
     private = [*hidden, *(h / name for h in hidden for name in ("config", "run", "registry", "data", "logs", "venvs"))]
-    # A private /tmp hides host /tmp too: HomeHelper run from a checkout there is bound back the same way.
-    out_of_sight = [*hidden, *PRIVATE_TMP]
+    # A private /tmp and ProtectHome=tmpfs hide more: HomeHelper run from a checkout in a home
+    # folder or /tmp (its interpreter under ~/.pyenv) is bound back the same way.
+    out_of_sight = [*hidden, *PRIVATE_TMP, *HOMES]
     readonly: list[Path] = []
     for path in (venv, spec.cwd, *own):
-        if (any(_inside(path, h) for h in out_of_sight) and path not in PRIVATE_TMP
+        if (any(_inside(path, h) for h in out_of_sight) and path not in (*PRIVATE_TMP, *HOMES)
                 and not any(_inside(p, path) for p in private) and not any(_inside(path, r) for r in readonly)):
             readonly = [r for r in readonly if not _inside(r, path)] + [path]
     return hidden, [spec.data_dir, spec.log_dir], readonly

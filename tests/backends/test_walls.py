@@ -81,7 +81,16 @@ def _venv(path: Path) -> Path:
     return path / "bin" / "python"
 
 
-async def test_an_app_sees_only_its_own_folders(systemd_backend, root: Path) -> None:
+@pytest.fixture
+def session() -> Iterator[Path]:
+    """A file of the user's own (an SSH key, a browser session): out of sight too (ProtectHome=tmpfs)."""
+    path = Path("/root" if os.geteuid() == 0 else Path.home()) / f".hh-walls-session-{uuid.uuid4().hex[:8]}"
+    path.write_text("secret")
+    yield path
+    path.unlink()
+
+
+async def test_an_app_sees_only_its_own_folders(systemd_backend, root: Path, session: Path) -> None:
     config = make_config(root)
     write_app(config.apps_dir, "other", "pass\n")
     manifest = write_app(config.apps_dir, "probe", PROBE)
@@ -91,14 +100,14 @@ async def test_an_app_sees_only_its_own_folders(systemd_backend, root: Path) -> 
         if not (root / rel).exists():
             (root / rel).write_text("secret" if rel in SECRETS else "mine")
     spec = app_spec(manifest, config, config.service_ports[0], python)
-    spec = attrs.evolve(spec, argv=(*spec.argv, str(root), ",".join(SECRETS + MINE),
+    spec = attrs.evolve(spec, argv=(*spec.argv, str(root), ",".join((*SECRETS, str(session), *MINE)),
                                     ",".join(WRITES_REFUSED + WRITES_ALLOWED)))
     await systemd_backend.prepare(spec)
     await systemd_backend.start("probe")
     log = config.logs_dir("probe") / "app.log"
     await wait_until(lambda: log.exists() and "SEEN " in log.read_text())
     seen = json.loads(log.read_text().split("SEEN ", 1)[1].splitlines()[0])
-    for rel in SECRETS:
+    for rel in (*SECRETS, str(session)):
         assert seen[rel] != "read", f"{rel} is readable by the app"
     for rel in MINE:
         assert seen[rel] == "read", (rel, seen[rel])
