@@ -189,7 +189,8 @@ def walls(spec: AppSpec, own: tuple[Path, ...] = OWN_PATHS) -> tuple[list[Path],
     out_of_sight = [*hidden, *PRIVATE_TMP, *HOMES]
     readonly: list[Path] = []
     for path in (venv, spec.cwd, *own):
-        if (any(_inside(path, h) for h in out_of_sight) and path not in (*PRIVATE_TMP, *HOMES)
+        # Not /home/pi itself (or /root, /tmp): that would bring back the user's files.
+        if (any(_inside(path, h) for h in out_of_sight) and not {path, path.parent} & {*PRIVATE_TMP, *HOMES}
                 and not any(_inside(p, path) for p in private) and not any(_inside(path, r) for r in readonly)):
             readonly = [r for r in readonly if not _inside(r, path)] + [path]
     return hidden, [spec.data_dir, spec.log_dir], readonly

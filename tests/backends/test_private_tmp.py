@@ -59,3 +59,10 @@ def test_homehelper_run_from_a_checkout_under_tmp_is_bound_into_units() -> None:
     assert hidden == [Path("/srv/hh")]
     assert readonly == [Path("/tmp/co/.venv"), Path("/srv/hh/apps/a"), Path("/tmp/co/homehelper")]
     assert "BindReadOnlyPaths=/tmp/co/.venv /srv/hh/apps/a" in render_unit(spec)
+
+
+def test_a_home_folder_itself_is_never_bound_back() -> None:
+    spec = AppSpec(app_id="a", argv=("/srv/hh/venvs/a/bin/python", "/srv/hh/apps/a/main.py"),
+                   cwd=Path("/srv/hh/apps/a"), env=(), data_dir=Path("/srv/hh/data/a"), log_dir=Path("/srv/hh/logs/a"))
+    _, _, readonly = walls(spec, own=(Path("/home/pi"), Path("/root"), Path("/tmp/x"), Path("/home/pi/.pyenv/v")))
+    assert readonly == [Path("/srv/hh/venvs/a"), Path("/srv/hh/apps/a"), Path("/home/pi/.pyenv/v")]
