@@ -13,6 +13,7 @@ from ..config import Config
 from ..errors import ConfigError
 from .base import AppSpec, Backend, UnitStatus, app_env, app_spec
 from .process import ProcessBackend
+from .sandbox import private_tmp_problem
 from .systemd import SystemdBackend
 from .units import systemd_version
 
@@ -42,12 +43,17 @@ async def choose_backend(config: Config, environ: Mapping[str, str] | None = Non
     """systemd when a manager of `config.systemd_scope` answers, else the process backend.
 
     `config.backend` = "systemd" or "process" forces one; a forced systemd that does
-    not answer is an error at start, not a silent fallback.
+    not answer is an error at start, not a silent fallback. A state root or apps folder under
+    /tmp or /var/tmp is refused with systemd, naming the fix: units get a private /tmp, so every
+    app would fail with 226/NAMESPACE.
     """
     if config.backend in ("auto", "systemd") and shutil.which("systemctl"):
         backend = SystemdBackend(config.systemd_scope, environ, run_as=owner(config.root),
                                  secrets_at=config.run_dir / "secrets")
         if await backend.available():
+            problem = private_tmp_problem(config.root, config.apps_dir)
+            if problem:
+                raise ConfigError(problem, key="root")
             log.info("service apps run under systemd %s (%s scope, units in %s)", systemd_version() or "?",
                      config.systemd_scope, backend.unit_dir)
             return backend

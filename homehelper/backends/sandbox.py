@@ -36,7 +36,7 @@ from .base import AppSpec
 BASE = (
     "NoNewPrivileges=yes",
     "ProtectSystem=strict",
-    "ProtectHome=read-only",
+    "ProtectHome=tmpfs",  # the user's files and session (/home, /root, /run/user): an empty tmpfs
     "PrivateTmp=yes",
     "PrivateDevices=yes",
     "DevicePolicy=closed",
@@ -80,14 +80,18 @@ FAMILIES = ("AF_UNIX", "AF_INET", "AF_INET6")
 LAN = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "link-local", "multicast")
 # Under systemd's private /tmp these would not be the folders HomeHelper wrote.
 PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))
+# What ProtectHome=tmpfs hides; HomeHelper's own files there are bound back like those in PRIVATE_TMP.
+HOMES = (Path("/home"), Path("/root"), Path("/run/user"))
 # Never walled off, whatever the layout says: an app could not run without them.
 SYSTEM = frozenset(Path(p) for p in ("/", "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/proc", "/sys", "/dev",
                                      "/run", "/var", "/home", "/root", "/opt", "/srv", "/mnt", "/media"))
 
 
 def _own_paths() -> tuple[Path, ...]:
-    """HomeHelper's interpreter, packages and checkout: app venvs import from them (a .pth)."""
-    paths = [Path(sys.prefix), *(Path(p) for p in site.getsitepackages()), Path(__file__).resolve().parents[2]]
+    """HomeHelper's interpreter (the base one too: app venvs link to it), its packages and its
+    checkout: app venvs import from them (a .pth)."""
+    paths = [Path(sys.base_prefix), Path(sys.prefix), *(Path(p) for p in site.getsitepackages()),
+             Path(__file__).resolve().parents[1]]
     return tuple(dict.fromkeys(p for p in paths if p.is_dir()))
 
 
@@ -167,7 +171,7 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def walls(spec: AppSpec) -> tuple[list[Path], list[Path], list[Path]]:
+def walls(spec: AppSpec, own: tuple[Path, ...] = OWN_PATHS) -> tuple[list[Path], list[Path], list[Path]]:
     """(hidden, bound read-write, bound read-only): HomeHelper's state root and the apps folder are
     hidden; the app's data and logs come back writable, its venv, its folder and HomeHelper's own
     packages (shared into app venvs by a .pth) readable."""
@@ -178,9 +182,16 @@ def walls(spec: AppSpec) -> tuple[list[Path], list[Path], list[Path]]:
         if top not in SYSTEM and len(top.parts) > 1 and not any(_inside(top, h) for h in hidden):
             hidden.append(top)
     venv = Path(spec.argv[0]).parent.parent
+    # Never bind back a folder holding what the walls hide (HomeHelper's venv made in the root itself).
+    private = [*hidden, *(h / name for h in hidden for name in ("config", "run", "registry", "data", "logs", "venvs"))]
+    # A private /tmp and ProtectHome=tmpfs hide more: HomeHelper run from a checkout in a home
+    # folder or /tmp (its interpreter under ~/.pyenv) is bound back the same way.
+    out_of_sight = [*hidden, *PRIVATE_TMP, *HOMES]
     readonly: list[Path] = []
-    for path in (venv, spec.cwd, *OWN_PATHS):
-        if any(_inside(path, h) for h in hidden) and not any(_inside(path, r) for r in readonly):
+    for path in (venv, spec.cwd, *own):
+        # Not /home/pi itself (or /root, /tmp): that would bring back the user's files.
+        if (any(_inside(path, h) for h in out_of_sight) and not {path, path.parent} & {*PRIVATE_TMP, *HOMES}
+                and not any(_inside(p, path) for p in private) and not any(_inside(path, r) for r in readonly)):
             readonly = [r for r in readonly if not _inside(r, path)] + [path]
     return hidden, [spec.data_dir, spec.log_dir], readonly
 
@@ -209,7 +220,9 @@ def network(spec: AppSpec) -> list[str]:
         allow = ["localhost", *(LAN if "lan" in perms else ()), *filter(None, [_redis_ip(spec)])]
         lines += ["IPAddressDeny=any", f"IPAddressAllow={' '.join(allow)}"]
     port = _port(spec)
-    lines += [*([f"SocketBindAllow=tcp:{port}"] if port else []), "SocketBindDeny=any"]
+    lines += [*([f"SocketBindAllow=tcp:{port}"] if port else []),
+              *(["SocketBindAllow=udp"] if "lan" in perms else []),  # discovery: mDNS, SSDP
+              "SocketBindDeny=any"]
     return lines
 
 

@@ -215,7 +215,7 @@ class SystemdBackend:
         (self._notify.add if spec.notify else self._notify.discard)(spec.app_id)
         # Devices are looked up at each start: a USB adapter plugged in since the last one counts.
         try:
-            nodes = await trio.to_thread.run_sync(resolve_devices, spec)
+            text = await trio.to_thread.run_sync(self._render, spec)  # globs /dev, looks up groups
         except DeviceMissing as exc:
             # `start` raises it: the app actor shows a BackendError from start as config_error,
             # one clear state until the device is there, not a restart loop.
@@ -225,8 +225,6 @@ class SystemdBackend:
         secrets_file = self.secrets_dir / f"{spec.app_id}.env"
         secret_text = env_file_text(spec.secrets) if spec.secrets else None
         await trio.to_thread.run_sync(write_secrets, secrets_file, secret_text)
-        text = render_unit(spec, user=self.run_as, nodes=nodes, secrets_file=secrets_file,
-                           wanted_by="multi-user.target" if self.scope == "system" else "default.target")
         path = self.unit_dir / unit
         if self._written.get(unit) == text:
             return
@@ -238,6 +236,11 @@ class SystemdBackend:
             atomic_write_text(path, text)
             await self.daemon_reload()
         self._written[unit] = text
+
+    def _render(self, spec: AppSpec) -> str:
+        return render_unit(spec, user=self.run_as, nodes=resolve_devices(spec),
+                           secrets_file=self.secrets_dir / f"{spec.app_id}.env",
+                           wanted_by="multi-user.target" if self.scope == "system" else "default.target")
 
     async def daemon_reload(self) -> None:
         """One reload for every unit file written before it began: twenty apps prepared together
@@ -327,6 +330,7 @@ class SystemdBackend:
         await self.systemctl("disable", "--now", unit, check=False)
         self._written.pop(unit, None)
         await trio.to_thread.run_sync(write_secrets, self.secrets_dir / f"{app_id}.env", None)
+        self._unstartable.pop(app_id, None)
         try:
             (self.unit_dir / unit).unlink()
         except FileNotFoundError:

@@ -96,7 +96,7 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
     if not spec.argv or not spec.argv[0].startswith("/"):
         # Absolute, so no `-`, `+`, `!` or `@` prefix can change how systemd runs the program.
         raise UnsafeUnitValue(f"the program {spec.argv[:1]!r} must be an absolute path", field="argv")
-    problem = private_tmp_problem(spec.data_dir, spec.log_dir, spec.cwd, Path(spec.argv[0]))
+    problem = private_tmp_problem(spec.data_dir, spec.log_dir, spec.cwd)
     if problem:
         raise UnsafeUnitValue(problem, field="paths")
     groups = groups_for(spec.permissions) if user else []  # a user manager cannot add groups

@@ -39,7 +39,8 @@ from homehelper.messages import (
     StartApp,
     StopApp,
 )
-from tests.backends.apps import CRASHING_APP, HEALTHY_APP, IMPORT_ERROR_APP, REPO, make_config, wait_until, write_app
+from tests.backends.apps import CRASHING_APP, HEALTHY_APP, IMPORT_ERROR_APP, make_config, wait_until, write_app
+from tests.fixtures.common import example_app
 
 
 class Harness:
@@ -96,7 +97,7 @@ def config(state_root: Path) -> Config:
 
 
 async def test_sensor_logger_installs_runs_heals_after_kill_9(any_backend: Any, config: Config) -> None:
-    manifest = load_manifest(REPO / "apps" / "sensor-logger", REPO / "apps")
+    manifest = example_app("sensor-logger", config.apps_dir)
     async with harness(config, any_backend) as h:
         ref = h.add(manifest)
         await ref.ask(StartApp("sensor-logger"), timeout=60)
@@ -291,7 +292,7 @@ async def test_sensor_logger_publishes_readings_through_the_sdk(any_backend: Any
     import redis as redis_py
 
     config = make_config(state_root, redis_url=redis.url)
-    manifest = load_manifest(REPO / "apps" / "sensor-logger", REPO / "apps")
+    manifest = example_app("sensor-logger", config.apps_dir)
     client = redis_py.Redis.from_url(redis.url)
     pubsub = client.pubsub()
     pubsub.psubscribe("homehelper:*:apps:sensor-logger:pub:readings")

@@ -9,7 +9,10 @@ manager then runs such an app and the app receives its argv and environment byte
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -17,8 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from homehelper.backends import app_spec
 from homehelper.backends.base import AppSpec
 from homehelper.backends.units import UnsafeUnitValue, render_unit
+from homehelper.config import load_config
+from homehelper.errors import ManifestError
+from homehelper.manifest import parse_manifest
+from tests.fixtures.common import state_base
 
 from .apps import wait_until
 
@@ -120,6 +128,33 @@ def test_hostile_values_never_change_the_directives(description: str, env: dict[
     assert envs == [f"{k}={v}" for k, v in spec.env]
     (exec_start,) = (value for _, key, value in parsed if key == "ExecStart")
     assert [unspecify(w).replace("$$", "$") for w in words(exec_start)] == list(spec.argv)
+
+
+@pytest.fixture(scope="module")
+def app_folder() -> Iterator[Path]:
+    folder = state_base() / f"manifests-{uuid.uuid4().hex[:8]}" / "apps" / "probe"
+    folder.mkdir(parents=True)
+    (folder / "main.py").write_text("pass\n")
+    yield folder
+    shutil.rmtree(folder.parent.parent, ignore_errors=True)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=HOSTILE, description=HOSTILE, version=HOSTILE, env=st.dictionaries(HOSTILE, HOSTILE, max_size=3))
+def test_a_manifest_that_validates_always_renders_a_clean_unit(app_folder: Path, name: str, description: str,
+                                                               version: str, env: dict[str, str]) -> None:
+    raw = {"id": "probe", "type": "service", "name": name, "description": description, "version": version,
+           "env": env}
+    try:
+        manifest = parse_manifest(json.dumps(raw).encode(), app_folder)
+    except ManifestError:
+        return  # refused, each bad field named
+    config = load_config(app_folder.parent.parent, environ={})
+    text = render_unit(app_spec(manifest, config, 8100, Path(sys.executable)))  # validation is the first wall
+    tame = parse_manifest(json.dumps({**raw, "name": "tame", "env": {k: "v" for k in env}}).encode(), app_folder)
+    assert keys(text) == keys(render_unit(app_spec(tame, config, 8100, Path(sys.executable))))
+    (description_line,) = (v for _, k, v in parse_unit(text) if k == "Description")
+    assert unspecify(description_line) == f"HomeHelper app {name or 'probe'}".strip()
 
 
 @pytest.mark.parametrize(("field", "change"), [

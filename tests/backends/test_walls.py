@@ -17,6 +17,7 @@ import pytest
 
 from homehelper.backends import app_spec
 from homehelper.backends.installer import shared_site_dirs
+from homehelper.backends.sandbox import walls
 from homehelper.backends.units import render_unit
 
 from .apps import make_config, wait_until, write_app
@@ -80,7 +81,16 @@ def _venv(path: Path) -> Path:
     return path / "bin" / "python"
 
 
-async def test_an_app_sees_only_its_own_folders(systemd_backend, root: Path) -> None:
+@pytest.fixture
+def session() -> Iterator[Path]:
+    """A file of the user's own (an SSH key, a browser session): out of sight too (ProtectHome=tmpfs)."""
+    path = Path("/root" if os.geteuid() == 0 else Path.home()) / f".hh-walls-session-{uuid.uuid4().hex[:8]}"
+    path.write_text("secret")
+    yield path
+    path.unlink()
+
+
+async def test_an_app_sees_only_its_own_folders(systemd_backend, root: Path, session: Path) -> None:
     config = make_config(root)
     write_app(config.apps_dir, "other", "pass\n")
     manifest = write_app(config.apps_dir, "probe", PROBE)
@@ -90,14 +100,14 @@ async def test_an_app_sees_only_its_own_folders(systemd_backend, root: Path) -> 
         if not (root / rel).exists():
             (root / rel).write_text("secret" if rel in SECRETS else "mine")
     spec = app_spec(manifest, config, config.service_ports[0], python)
-    spec = attrs.evolve(spec, argv=(*spec.argv, str(root), ",".join(SECRETS + MINE),
+    spec = attrs.evolve(spec, argv=(*spec.argv, str(root), ",".join((*SECRETS, str(session), *MINE)),
                                     ",".join(WRITES_REFUSED + WRITES_ALLOWED)))
     await systemd_backend.prepare(spec)
     await systemd_backend.start("probe")
     log = config.logs_dir("probe") / "app.log"
     await wait_until(lambda: log.exists() and "SEEN " in log.read_text())
     seen = json.loads(log.read_text().split("SEEN ", 1)[1].splitlines()[0])
-    for rel in SECRETS:
+    for rel in (*SECRETS, str(session)):
         assert seen[rel] != "read", f"{rel} is readable by the app"
     for rel in MINE:
         assert seen[rel] == "read", (rel, seen[rel])
@@ -117,7 +127,7 @@ def test_the_walls_cover_the_state_root_and_the_apps_folder(state_root: Path, tm
     text = render_unit(app_spec(manifest, config, 8100))
     assert f"TemporaryFileSystem={state_root}:ro\n" in text
     assert f"BindPaths={config.data_dir('probe')} {config.logs_dir('probe')}\n" in text
-    assert f"BindReadOnlyPaths={config.venv_dir('probe')} {manifest.path}\n" in text
+    assert f"BindReadOnlyPaths={config.venv_dir('probe')} {manifest.path}" in text
     # An apps folder outside the state root gets a wall of its own.
     apps = state_root.parent / f"{state_root.name}-apps"
     try:
@@ -126,3 +136,16 @@ def test_the_walls_cover_the_state_root_and_the_apps_folder(state_root: Path, tm
         assert f"TemporaryFileSystem={state_root}:ro\n" in text and f"TemporaryFileSystem={apps}:ro\n" in text
     finally:
         shutil.rmtree(apps, ignore_errors=True)
+
+
+def test_homehelper_installed_in_the_root_is_readable_but_not_the_root(state_root: Path) -> None:
+    config = make_config(state_root)
+    manifest = write_app(config.apps_dir, "probe", "pass\n")
+    spec = app_spec(manifest, config, 8100)
+    site = state_root / "lib/python3.11/site-packages"
+    # HomeHelper's venv made in the state root itself: its packages come back, the root does not.
+    hidden, _, readonly = walls(spec, own=(state_root, site, state_root / "homehelper"))
+    assert hidden == [state_root]
+    assert readonly == [config.venv_dir("probe"), manifest.path, site, state_root / "homehelper"]
+    _, _, readonly = walls(spec, own=(state_root / "run",))
+    assert state_root / "run" not in readonly
