@@ -166,6 +166,10 @@ class Registry(Actor):
                                 user_stopped=saved.get("user_stopped", False))
                 self._fill(rec, m)
                 self.records[app_id] = rec
+                if app_id in self.apps:
+                    # This registry restarted after a crash; the app's actor ran on, built by the
+                    # old one. Replace it (a running service is adopted) rather than crash again.
+                    await self.apps.stop_child(app_id)
                 self.apps.start_child(ChildSpec(app_id, self._maker(app_id)))
                 autostart = self.first_scan and m.autostart and not rec.user_stopped
                 if m.type == "service" and (rec.desired == "running" or autostart):

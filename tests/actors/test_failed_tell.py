@@ -15,7 +15,17 @@ from homehelper.actors.registry import Registry
 from homehelper.actors.scanner import Scanner
 from homehelper.config import load_config
 from homehelper.errors import Unavailable
-from homehelper.messages import ChildQuarantined, ChildRestarting, Event, GetApp, GetEventHistory, OpenUI
+from homehelper.messages import (
+    ApplyScan,
+    ChildQuarantined,
+    ChildRestarting,
+    Event,
+    GetApp,
+    GetEventHistory,
+    ListApps,
+    OpenUI,
+    Rescan,
+)
 from tests.actors.test_scanner import make_app
 
 
@@ -124,4 +134,30 @@ async def test_a_boot_start_that_fails_leaves_the_app_actor_running(tmp_path: Pa
         assert (failed.actor, failed.command, failed.app_id) == ("app:lamp", "StartApp", "lamp")
         assert (await app_sup.ref("lamp").ask(GetApp("lamp")))["state"] == "stopped"
         assert app_sup.children()["lamp"]["starts"] == 1
+        n.cancel_scope.cancel()
+
+
+async def test_a_registry_restarted_after_a_crash_takes_over_the_app_actors(tmp_path: Path) -> None:
+    apps = tmp_path / "apps"
+    make_app(apps, "lamp", {"id": "lamp", "name": "Lamp", "type": "service"})
+    config = load_config(tmp_path / "state", environ={})
+    bus = Broadcast()
+    sub = bus.subscribe()
+    async with trio.open_nursery() as n:
+        root = Supervisor("root", RestartPolicy(backoff_initial=0.01), emit=bus.publish)
+        app_sup = Supervisor("apps", emit=bus.publish)
+        await n.start(root.run)
+        await n.start(app_sup.run)
+        ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
+        registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: AppActor(m, ctx),
+                                                                           bus, tmp_path / "state" / "apps.json")))
+        scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish)))
+        await scanner.ask(Rescan())
+        await registry.tell(ApplyScan((object(),), ()))  # a bug's worth of input: the registry crashes
+        await _wait_for(sub, ChildCrashed)
+        await scanner.ask(Rescan())  # the restarted registry gets the apps again
+        assert [a["id"] for a in await registry.ask(ListApps())] == ["lamp"]
+        assert (await app_sup.ref("lamp").ask(GetApp("lamp")))["state"] == "stopped"
+        reg = root.children()["registry"]
+        assert (reg["state"], reg["starts"]) == ("running", 2)  # restarted once, not crash-looping
         n.cancel_scope.cancel()
