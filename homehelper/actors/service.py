@@ -77,7 +77,8 @@ class ServiceApp(AppActor):
         self.healthy_since: float | None = None
         self.started_at = 0.0
         self.log_offset = 0
-        self.disk_bytes = int(self.installer.marker(manifest).get("disk_bytes", 0))
+        disk = self.installer.marker(manifest).get("disk_bytes")
+        self.disk_bytes = disk if isinstance(disk, int) and not isinstance(disk, bool) else 0
         self.tracker = self._new_tracker()
         self._op = trio.Lock()
         self._kick = trio.Event()

@@ -78,7 +78,10 @@ class Installer:
         return h.hexdigest()
 
     def marker(self, manifest: Manifest) -> dict[str, Any]:
-        data = read_json(self.config.venv_dir(manifest.id) / MARKER, {})
+        try:
+            data = read_json(self.config.venv_dir(manifest.id) / MARKER, {})
+        except (OSError, ValueError, RecursionError):  # a damaged marker: the venv counts as stale, rebuilt
+            return {}
         return data if isinstance(data, dict) else {}
 
     def is_current(self, manifest: Manifest) -> bool:

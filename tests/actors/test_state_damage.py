@@ -186,3 +186,24 @@ async def test_the_server_answers_with_the_apps_after_a_garbage_registry(state_r
             assert any(e["kind"] == "state_file_damaged" for e in events)  # what the dashboard reads
         nursery.cancel_scope.cancel()
     assert rt.root.children()["registry"]["starts"] == 1
+
+
+@pytest.mark.parametrize("marker", ["{ torn", '{"disk_bytes": "a lot", "fingerprint": 7}'])
+async def test_a_damaged_venv_marker_means_a_reinstall_not_a_crash_loop(state_root: Path, marker: str) -> None:
+    from homehelper.backends import ProcessBackend
+    from homehelper.backends.installer import MARKER
+    from tests.fixtures.systemd import _stop_processes
+
+    config = make_config(state_root)
+    backend = ProcessBackend(state_root / "run" / "procs")
+    manifest = write_app(config.apps_dir, "web", HEALTHY_APP)
+    config.venv_dir("web").mkdir(parents=True)
+    (config.venv_dir("web") / MARKER).write_text(marker)
+    try:
+        async with harness(config, backend) as h:
+            ref = h.add(manifest)
+            snap = await ref.ask(StartApp("web"), timeout=60)
+            assert snap["state"] in ("starting", "running") and h.sup.children()["app:web"]["starts"] == 1
+            await ref.ask(StopApp("web"))
+    finally:
+        _stop_processes(backend)
