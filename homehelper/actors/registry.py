@@ -48,7 +48,9 @@ from .statefile import check_mapping, is_port, read_state
 log = logging.getLogger(__name__)
 
 AppFactory = Callable[[Manifest], Actor]
-_PERSISTED = ("name", "type", "folder", "digest", "desired", "port")
+_PERSISTED = ("name", "type", "folder", "digest", "desired", "port", "user_stopped")
+# Reasons that carry the user's intent (the web, the CLI and the bus send "user").
+_BY_USER = ("user", "api")
 # What the read model follows: an app's bus traffic (readings, heartbeats) never wakes the registry.
 _FOLLOWED = (AppStateChanged, AppStarted, AppStopped, AppHealthChanged, PortAssigned, AppInstalled, AppCrashed,
              AppConfigError, AppInstallFailed, AppQuarantined, AppAwaitingApproval, AppApproved, AppExposureMeasured)
@@ -69,6 +71,7 @@ class AppRecord:
     health_detail: str = ""
     last_error: str | None = None
     desired: str = "stopped"  # what the user last asked for: running | stopped
+    user_stopped: bool = False  # the user's stop holds against the manifest's autostart too
     disk_bytes: int | None = None
     ttl: float | None = None
     ui: str | None = None
@@ -101,6 +104,8 @@ def _saved_entry(app_id: str, rec: Any) -> str | None:
         return "desired must be 'running' or 'stopped'"
     if rec.get("port") is not None and not is_port(rec["port"]):
         return "port must be a port number or null"
+    if not isinstance(rec.get("user_stopped", False), bool):
+        return "user_stopped must be true or false"
     return None
 
 
@@ -169,14 +174,16 @@ class Registry(Actor):
             if rec is None:
                 saved = self.saved.get(app_id, {})
                 rec = AppRecord(app_id, m.name, m.type, m.path.name, m.digest,
-                                desired=saved.get("desired", "stopped"), port=saved.get("port"))
+                                desired=saved.get("desired", "stopped"), port=saved.get("port"),
+                                user_stopped=saved.get("user_stopped", False))
                 self._fill(rec, m)
                 self.records[app_id] = rec
                 if app_id in self.apps:  # an actor that outlived a crash of this registry: take it over
                     await self._tell(app_id, ApplyManifest(m))
                 else:
                     self.apps.start_child(ChildSpec(app_id, self._maker(app_id)))
-                if m.type == "service" and (rec.desired == "running" or (self.first_scan and m.autostart)):
+                autostart = self.first_scan and m.autostart and not rec.user_stopped
+                if m.type == "service" and (rec.desired == "running" or autostart):
                     boot.append(app_id)
             elif rec.digest != m.digest or rec.manifest != m:
                 self._fill(rec, m)
@@ -239,16 +246,23 @@ class Registry(Actor):
                 rec.state = state
                 if reason == "adopted":  # found running by the backend: the user left it running
                     rec.desired = "running"
+                elif state == "stopped" and (reason in _BY_USER or reason == "exited"):
+                    # A stop from any state (running, backoff, quarantined, ...) sticks, and so does
+                    # an app's own clean exit under on-failure: the next start of HomeHelper leaves it.
+                    rec.desired = "stopped"
+                    rec.user_stopped = rec.user_stopped or reason in _BY_USER
                 if state in ("stopped", "install_failed", "config_error"):
                     rec.healthy = None
             case AppStarted(port=port, reason=reason):
                 rec.port = port if port is not None else rec.port
                 rec.last_error = None
-                if reason in ("user", "boot", "api"):
+                if reason in (*_BY_USER, "boot"):
                     rec.desired = "running"
+                if reason in _BY_USER:
+                    rec.user_stopped = False
             case AppStopped(reason=reason):
                 rec.healthy = None
-                if reason == "user":
+                if reason in _BY_USER or reason == "exited":
                     rec.desired = "stopped"
             case AppHealthChanged(healthy=healthy, detail=detail):
                 rec.healthy, rec.health_detail = healthy, detail

@@ -49,9 +49,14 @@ log = logging.getLogger(__name__)
 
 
 def _check_record(value: Any) -> tuple[dict[str, Any], list[str]]:
-    good, problems = check_mapping(value, lambda key, v: None if key == "port" and (v is None or is_port(v))
-                                   else "unknown field" if key != "port" else "must be a port number or null")
-    return good, problems
+    def entry(key: str, v: Any) -> str | None:
+        if key == "port":
+            return None if v is None or is_port(v) else "must be a port number or null"
+        if key == "stopped_by_user":
+            return None if isinstance(v, bool) else "must be true or false"
+        return "unknown field"
+
+    return check_mapping(value, entry)
 
 
 class ServiceApp(AppActor):
@@ -73,7 +78,8 @@ class ServiceApp(AppActor):
         self.healthy_since: float | None = None
         self.started_at = 0.0
         self.log_offset = 0
-        self.disk_bytes = int(self.installer.marker(manifest).get("disk_bytes", 0))
+        disk = self.installer.marker(manifest).get("disk_bytes")
+        self.disk_bytes = disk if isinstance(disk, int) and not isinstance(disk, bool) else 0
         self.tracker = self._new_tracker()
         self._op = trio.Lock()
         self._kick = trio.Event()
@@ -101,11 +107,13 @@ class ServiceApp(AppActor):
             self.ctx.emit(damaged)
         return record
 
-    async def _record(self) -> None:
-        """What a restarted HomeHelper needs to adopt this app: its port. Written when it changes only
-        (an fsync per start would cost more than the start on an SD card)."""
-        if await self._read_record() != {"port": self.port}:
-            await trio.to_thread.run_sync(atomic_write_json, self.record_path, {"port": self.port})
+    async def _record(self, **extra: Any) -> None:
+        """What a restarted HomeHelper needs: the port (to adopt the app) and `stopped_by_user` (so an
+        enabled app the user stopped is not started again). Written when it changes only (an fsync per
+        start would cost more than the start on an SD card)."""
+        record = {"port": self.port, **extra}
+        if await self._read_record() != record:
+            await trio.to_thread.run_sync(atomic_write_json, self.record_path, record)
 
     def snapshot(self) -> dict[str, Any]:
         snap = super().snapshot()
@@ -134,7 +142,8 @@ class ServiceApp(AppActor):
         nursery.start_soon(self._watch_process)
         # Enabled (start at boot) but found down, say after a crash while HomeHelper was away. The
         # registry restarts what the user left running and the manifest's autostart apps.
-        if not self.status.running and self.status.enabled:
+        # Not when the user stopped it: a stop sticks across HomeHelper restarts.
+        if not self.status.running and self.status.enabled and not (await self._read_record()).get("stopped_by_user"):
             nursery.start_soon(self._start_quietly, "boot")
 
     async def _start_quietly(self, reason: str) -> None:
@@ -178,6 +187,8 @@ class ServiceApp(AppActor):
                 self._stopped_status()
             if reason == "removed":  # its folder is gone: so goes its unit
                 await self.backend.remove(self.app_id)
+            if reason in ("user", "api"):
+                await self._record(stopped_by_user=True)
             self.set_state("stopped", reason)
             if was_running:
                 self.ctx.emit(AppStopped(self.app_id, reason, self.status.exit_status))

@@ -98,7 +98,7 @@ class Installer:
     def marker(self, manifest: Manifest) -> dict[str, Any]:
         try:
             data = read_json(self.config.venv_dir(manifest.id) / MARKER, {})
-        except (OSError, ValueError):  # damaged: the venv counts as not installed, and is rebuilt
+        except (OSError, ValueError, RecursionError):  # a damaged marker: the venv counts as stale, rebuilt
             return {}
         return data if isinstance(data, dict) else {}
 

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from homehelper.actors import Actor, Broadcast, ChildCrashed, ChildSpec, CommandFailed, RestartPolicy, Supervisor
+from homehelper.actors.app import AppActor, AppContext
 from homehelper.actors.eventlog import EventLog
+from homehelper.actors.registry import Registry
+from homehelper.actors.scanner import Scanner
+from homehelper.config import load_config
 from homehelper.errors import Unavailable
-from homehelper.messages import ChildQuarantined, ChildRestarting, Event, GetEventHistory, OpenUI
+from homehelper.messages import (
+    ApplyScan,
+    ChildQuarantined,
+    ChildRestarting,
+    Event,
+    GetApp,
+    GetEventHistory,
+    ListApps,
+    OpenUI,
+    Rescan,
+)
+from tests.actors.test_scanner import make_app
 
 
 class Refuser(Actor):
@@ -92,3 +108,56 @@ async def test_a_crash_is_an_event_in_the_event_log_and_json_for_the_bridge() ->
         assert json.loads(json.dumps(record)) == record
         assert record["child"] == "lamp" and "a bug" in record["error"] and isinstance(record["at"], float)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_boot_start_that_fails_leaves_the_app_actor_running(tmp_path: Path) -> None:
+    """The registry tells StartApp(reason="boot") to what the user left running: a refusal is an event."""
+    apps = tmp_path / "apps"
+    make_app(apps, "lamp", {"id": "lamp", "name": "Lamp", "type": "service"})
+    state = tmp_path / "state" / "registry" / "apps.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"lamp": {"name": "Lamp", "type": "service", "folder": "lamp", "digest": "old",
+                                          "desired": "running", "port": None}}))
+    config = load_config(tmp_path / "state", environ={})
+    bus = Broadcast()
+    sub = bus.subscribe()
+    async with trio.open_nursery() as n:
+        root, app_sup = Supervisor("root", emit=bus.publish), Supervisor("apps", emit=bus.publish)
+        await n.start(root.run)
+        await n.start(app_sup.run)
+        ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
+        # the base AppActor refuses every start with a Conflict (a HomeHelperError)
+        registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: AppActor(m, ctx),
+                                                                           bus, state)))
+        root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish)))
+        failed = await _wait_for(sub, CommandFailed)
+        assert (failed.actor, failed.command, failed.app_id) == ("app:lamp", "StartApp", "lamp")
+        assert (await app_sup.ref("lamp").ask(GetApp("lamp")))["state"] == "stopped"
+        assert app_sup.children()["lamp"]["starts"] == 1
+        n.cancel_scope.cancel()
+
+
+async def test_a_registry_restarted_after_a_crash_takes_over_the_app_actors(tmp_path: Path) -> None:
+    apps = tmp_path / "apps"
+    make_app(apps, "lamp", {"id": "lamp", "name": "Lamp", "type": "service"})
+    config = load_config(tmp_path / "state", environ={})
+    bus = Broadcast()
+    sub = bus.subscribe()
+    async with trio.open_nursery() as n:
+        root = Supervisor("root", RestartPolicy(backoff_initial=0.01), emit=bus.publish)
+        app_sup = Supervisor("apps", emit=bus.publish)
+        await n.start(root.run)
+        await n.start(app_sup.run)
+        ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
+        registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: AppActor(m, ctx),
+                                                                           bus, tmp_path / "state" / "apps.json")))
+        scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish)))
+        await scanner.ask(Rescan())
+        await registry.tell(ApplyScan((object(),), ()))  # a bug's worth of input: the registry crashes
+        await _wait_for(sub, ChildCrashed)
+        await scanner.ask(Rescan())  # the restarted registry gets the apps again
+        assert [a["id"] for a in await registry.ask(ListApps())] == ["lamp"]
+        assert (await app_sup.ref("lamp").ask(GetApp("lamp")))["state"] == "stopped"
+        reg = root.children()["registry"]
+        assert (reg["state"], reg["starts"]) == ("running", 2)  # restarted once, not crash-looping
+        n.cancel_scope.cancel()

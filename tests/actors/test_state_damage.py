@@ -210,3 +210,24 @@ async def test_a_restarted_registry_takes_over_the_app_actors_it_finds(tmp_path:
         assert root.children()["registry"]["starts"] == 1  # never crashed
         assert app_sup.children()["a"]["starts"] == 1  # the same actor, not a second one
         n.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("marker", ["{ torn", '{"disk_bytes": "a lot", "fingerprint": 7}'])
+async def test_a_damaged_venv_marker_means_a_reinstall_not_a_crash_loop(state_root: Path, marker: str) -> None:
+    from homehelper.backends import ProcessBackend
+    from homehelper.backends.installer import MARKER
+    from tests.fixtures.systemd import _stop_processes
+
+    config = make_config(state_root)
+    backend = ProcessBackend(state_root / "run" / "procs")
+    manifest = write_app(config.apps_dir, "web", HEALTHY_APP)
+    config.venv_dir("web").mkdir(parents=True)
+    (config.venv_dir("web") / MARKER).write_text(marker)
+    try:
+        async with harness(config, backend) as h:
+            ref = h.add(manifest)
+            snap = await ref.ask(StartApp("web"), timeout=60)
+            assert snap["state"] in ("starting", "running") and h.sup.children()["app:web"]["starts"] == 1
+            await ref.ask(StopApp("web"))
+    finally:
+        _stop_processes(backend)
