@@ -53,7 +53,6 @@ class ServiceApp(AppActor):
     quarantine_retry = 600.0
     startup_window = 15.0  # a death this soon after start, never healthy, may be a config error
     first_probe_every = 0.5  # health polls before the first success (then manifest.health.interval)
-    log_check_every = 60.0
 
     def __init__(self, manifest: Manifest, ctx: AppContext) -> None:
         super().__init__(manifest, ctx)
@@ -404,8 +403,8 @@ class ServiceApp(AppActor):
                     return
 
     async def _log_watch(self) -> None:
-        while True:
-            await trio.sleep(self.log_check_every)
-            if await trio.to_thread.run_sync(logs.rotate_if_needed, self.log_path):
-                self.log_offset = 0
+        def rotated() -> None:
+            self.log_offset = 0
+
+        await logs.keep_capped(self.log_path, on_rotate=rotated)
 
