@@ -235,7 +235,10 @@ class ServiceApp(AppActor):
         await self.allocate_port()
         assert self.port is not None
         spec = app_spec(self.manifest, config, self.port)
-        await self.backend.prepare(spec)
+        try:
+            await self.backend.prepare(spec)
+        except BackendError as exc:  # a folder it cannot write: the error names it and the fix
+            return self._config_error(exc.message, "")
         self._record()
         self.log_offset = logs.size(self.log_path)
         self.started_at = trio.current_time()

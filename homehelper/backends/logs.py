@@ -24,6 +24,8 @@ from typing import BinaryIO
 
 import trio
 
+from ..errors import BackendError
+
 log = logging.getLogger(__name__)
 
 MAX_BYTES = 5 * 1024 * 1024
@@ -45,6 +47,8 @@ def tail(path: Path, lines: int = 100) -> list[str]:
         f = open(path, "rb")  # noqa: SIM115 - closed below; FileNotFoundError is the common case
     except FileNotFoundError:
         return []
+    except OSError as exc:  # unreadable: an error that names it, not a crashed reader
+        raise BackendError(f"cannot read the log {path}: {exc.strerror}") from None
     with f:
         return tail_of(f, lines)
 
