@@ -66,7 +66,6 @@ class ServiceApp(AppActor):
     quarantine_retry = 600.0
     startup_window = 15.0  # a death this soon after start, never healthy, may be a config error
     first_probe_every = 0.5  # health polls before the first success (then manifest.health.interval)
-    log_check_every = 60.0
 
     def __init__(self, manifest: Manifest, ctx: AppContext) -> None:
         super().__init__(manifest, ctx)
@@ -276,7 +275,10 @@ class ServiceApp(AppActor):
         await self.allocate_port()
         assert self.port is not None
         spec = app_spec(self.manifest, config, self.port, secrets=await self._secrets())
-        await self.backend.prepare(spec)
+        try:
+            await self.backend.prepare(spec)
+        except BackendError as exc:  # a folder it cannot write: the error names it and the fix
+            return self._config_error(exc.message, "")
         self.measure_exposure(self._nursery)
         await self._record()
         self.log_offset = logs.size(self.log_path)
@@ -421,8 +423,8 @@ class ServiceApp(AppActor):
                     await self._failed(f"restart failed: {exc}")
 
     async def _log_watch(self) -> None:
-        while True:
-            await trio.sleep(self.log_check_every)
-            if await trio.to_thread.run_sync(logs.rotate_if_needed, self.log_path):
-                self.log_offset = 0
+        def rotated() -> None:
+            self.log_offset = 0
+
+        await logs.keep_capped(self.log_path, on_rotate=rotated)
 

@@ -61,7 +61,7 @@ def writable_dir(app_id: str, folder: Path, what: str) -> None:
                            f"HomeHelper's user must be able to write its parent", app=app_id) from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise BackendError(f"{app_id}: the {what} folder {folder} is not writable by HomeHelper's user; "
-                           f"fix it with: chmod u+rwx {folder}", app=app_id)
+                           f"make it writable (chmod u+rwx {folder}; lsattr shows an immutable flag)", app=app_id)
 
 
 class _Run:
