@@ -196,7 +196,7 @@ async def test_without_permission_to_manage_users_apps_share_one_identity(secure
 
 @pytest.mark.redis
 async def test_a_wrong_password_is_reported_and_hidden(secured_redis: SecuredRedis):
-    url = secured_redis.url().replace("redis://", "redis://hh:not-the-pw@")
+    url = secured_redis.url().replace("://", "://hh:not-the-pw@", 1)
     async with bridge_tree(url, identities=AppIdentities(url)) as tree:
         down = await next_event(tree.events, lambda e: isinstance(e, BusDisconnected) and e.error != "")
         assert "not-the-pw" not in down.url and "hh:***@" in down.url
