@@ -89,13 +89,14 @@ class SecuredRedis:
     ADMIN = "admin-pw"
     USERS = {"hh": ("hh-pw", "+@all"), "hh-plain": ("plain-pw", "+@all -acl")}
 
-    def __init__(self, workdir: str, tls: bool = False) -> None:
+    def __init__(self, workdir: str, scheme: str = "redis") -> None:
         from tests.fixtures.redis import free_port
 
         self.port = free_port()
         self.query = ""
         listen = ["--port", str(self.port)]
         tls_client: dict[str, Any] = {}
+        tls = scheme == "rediss"
         if tls:  # a self-signed certificate for 127.0.0.1, trusted by naming it as the CA
             cert, key = f"{workdir}/cert.pem", f"{workdir}/key.pem"
             subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
@@ -105,7 +106,11 @@ class SecuredRedis:
                       "--tls-ca-cert-file", cert, "--tls-auth-clients", "no"]
             self.query = f"?ssl_ca_certs={cert}"
             tls_client = {"ssl": True, "ssl_ca_certs": cert}
-        self.scheme = "rediss" if tls else "redis"
+        self.scheme = scheme
+        self.socket = f"{workdir}/redis.sock"
+        if scheme == "unix":
+            listen = ["--port", "0", "--unixsocket", self.socket, "--unixsocketperm", "700"]
+            tls_client = {"unix_socket_path": self.socket}
         self.proc = subprocess.Popen(
             ["redis-server", *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", workdir, "--requirepass", self.ADMIN, "--loglevel", "warning"],
@@ -129,6 +134,8 @@ class SecuredRedis:
 
     def url(self, user: str | None = None) -> str:
         auth = "" if user is None else f"{user}:{self.USERS[user][0]}@"
+        if self.scheme == "unix":
+            return f"unix://{auth}{self.socket}?db=0"
         return f"{self.scheme}://{auth}127.0.0.1:{self.port}/0{self.query}"
 
     def stop(self) -> None:
@@ -137,9 +144,9 @@ class SecuredRedis:
         self.proc.wait()
 
 
-@pytest.fixture(params=["redis", "rediss"])
+@pytest.fixture(params=["redis", "rediss", "unix"])
 def secured_redis(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[SecuredRedis]:
-    """Each test runs over plain TCP and over TLS (rediss://)."""
-    server = SecuredRedis(str(tmp_path), tls=request.param == "rediss")
+    """Each test runs over plain TCP, TLS (rediss://) and a Unix socket (unix://)."""
+    server = SecuredRedis(str(tmp_path), request.param)
     yield server
     server.stop()
