@@ -11,6 +11,7 @@ import pytest
 import redis as redis_py
 
 from homehelper.backends import SystemdBackend
+from homehelper.backends.process import _reap
 from homehelper.bus.acl import AppIdentities
 from homehelper.messages import AppStarted, StartApp, StopApp
 from tests.actors.test_service import _fresh, harness
@@ -94,6 +95,9 @@ async def test_an_adopted_app_gets_its_user_back_after_redis_lost_it(any_backend
         await wait_until(lambda: _can_ping(url), timeout=15)
         assert not h2.of(AppStarted, "probe")  # adopted, not restarted
         await ref.ask(StopApp("probe"), timeout=30)
+    # Both "HomeHelpers" were this one process: the first one's child is reaped here (a real
+    # restart leaves no such zombie behind).
+    _reap()
 
 
 def test_a_streamlit_app_gets_its_secrets_and_not_homehelpers_own_url(state_root: Path) -> None:
