@@ -119,3 +119,22 @@ def test_redis_acl_is_a_checked_config_key(state_root: Path) -> None:
     assert load_config(state_root, environ={"HOMEHELPER_REDIS_ACL": "off"}).redis_acl == "off"
     with pytest.raises(ConfigError, match="redis_acl"):
         load_config(state_root, environ={"HOMEHELPER_REDIS_ACL": "maybe"})
+
+
+@pytest.mark.redis
+async def test_a_streamlit_app_runs_with_its_own_redis_user(make_tree: Any, clean_users: Any) -> None:
+    from homehelper.messages import GetApp, OpenUI
+    from tests.streamlit.test_launcher import environ_of
+
+    async with make_tree() as tree:
+        tree.ctx.identities = AppIdentities(clean_users.url)
+        app = tree.add_app("dash")
+        await app.ask(OpenUI("dash"), timeout=60)
+        url = environ_of((await app.ask(GetApp("dash")))["pid"])["HH_REDIS_URL"]
+        assert urlsplit(url).username == "hh-app.main.dash" and _can_ping(url)
+        client = redis_py.Redis.from_url(url)
+        try:
+            with pytest.raises(redis_py.exceptions.NoPermissionError):
+                client.publish("homehelper:main:events:app_started", "{}")
+        finally:
+            client.close()
