@@ -31,6 +31,7 @@ import trio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..errors import ConfigError
 from .channels import Channels, check_app
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,8 @@ class AppIdentities:
     def __init__(self, url: str | None, node_id: str = "main", mode: str = "auto",
                  client: Callable[[str], Any] = _client) -> None:
         if mode not in MODES:
-            raise ValueError(f"redis_acl must be one of {', '.join(MODES)}, got {mode!r}")
+            raise ConfigError(f"config key 'redis_acl' must be one of {', '.join(MODES)}, got {mode!r}",
+                              key="redis_acl")
         self.url = configured(url)
         self.ch = Channels(node_id)
         self.mode = mode

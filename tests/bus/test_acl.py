@@ -10,6 +10,7 @@ import trio
 
 from homehelper.bus.acl import AppIdentities, app_secrets, app_url, user_name
 from homehelper.bus.channels import Channels
+from homehelper.errors import ConfigError
 from homehelper.messages import AppRemoved, AppStarted, BusConnected, BusDisconnected, BusMessage, GetBusState
 from homehelper.sdk import Bus, settings
 
@@ -47,7 +48,7 @@ async def test_without_identities_or_redis_the_shared_url_or_nothing():
     assert await app_secrets(None, "none", "a") == ()
     assert await app_secrets(None, "redis://x:1/0", "a") == (("HH_REDIS_URL", "redis://x:1/0"),)
     assert await AppIdentities(None).secrets_for("a") == ()
-    with pytest.raises(ValueError, match="redis_acl"):
+    with pytest.raises(ConfigError, match="redis_acl"):
         AppIdentities(None, mode="on")
 
 
