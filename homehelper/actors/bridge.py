@@ -21,13 +21,12 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import trio
 
 from ..bus._codec import Rejects
 from ..bus._threads import CONNECTION_ERRORS, Publisher, connect, run_subscriber
-from ..bus.acl import AppIdentities, configured, shared_note
+from ..bus.acl import AppIdentities, configured, redact, shared_note
 from ..bus.channels import Channels
 from ..errors import BadRequest, Unavailable
 from ..messages import (
@@ -46,20 +45,6 @@ from . import Actor, ActorRef, Broadcast
 log = logging.getLogger(__name__)
 
 BATCH = 512  # events per pipeline, messages per hop into trio
-
-
-def redact(url: str | None) -> str:
-    """The URL without its password, fit for logs and the dashboard."""
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def _describe(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from ..messages import AppHeartbeat, AppStatusReported, BusMessage, Event
+from .acl import redact
 from .channels import INBOUND_KINDS, NOT_HISTORY, Channels
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,9 @@ def write_event(pipe: Any, ch: Channels, event: Event, maxlen: int) -> None:
     """Queue on `pipe` every Redis command one event needs."""
     data = event.to_json()
     kind = data["kind"]
+    if kind == "config_changed" and "redis_url" in data.get("changes", {}):
+        # apps read these channels: HomeHelper's own Redis password must not reach them
+        data = {**data, "changes": {**data["changes"], "redis_url": redact(data["changes"]["redis_url"])}}
     subject = event.subject
     text = _dumps(data)
     if kind not in INBOUND_KINDS:  # apps' own messages are already on Redis

@@ -31,12 +31,16 @@ SUBSCRIBE_TIMEOUT = 5.0
 IN_FLIGHT = 2  # inbound batches handed to trio and not yet delivered
 
 
+def _keepalive(url: str) -> dict[str, bool]:
+    """TCP keepalive notices a peer that vanished; a Unix socket has no such option (redis-py refuses it)."""
+    return {} if url.lower().startswith("unix:") else {"socket_keepalive": True}
+
+
 def connect(url: str, *, socket_timeout: float | None = 5.0) -> redis.Redis:
     """A client that fails fast: the bridge does its own reconnecting, with backoff."""
     client = redis.Redis.from_url(
         url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=socket_timeout,
-        socket_keepalive=True, retry=Retry(NoBackoff(), 0), health_check_interval=0,
-        client_name="homehelper-bridge",
+        retry=Retry(NoBackoff(), 0), health_check_interval=0, client_name="homehelper-bridge", **_keepalive(url),
     )
     try:
         client.ping()
@@ -116,8 +120,7 @@ def run_subscriber(url: str, ch: Channels, control: str, on_ready: Callable[[], 
     """
     client = redis.Redis.from_url(
         url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=SUBSCRIBE_TIMEOUT,
-        socket_keepalive=True, retry=Retry(NoBackoff(), 0), health_check_interval=0,
-        client_name="homehelper-bridge-sub",
+        retry=Retry(NoBackoff(), 0), health_check_interval=0, client_name="homehelper-bridge-sub", **_keepalive(url),
     )
     pubsub = client.pubsub()
     try:

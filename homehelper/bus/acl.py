@@ -31,6 +31,7 @@ import trio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..errors import ConfigError
 from .channels import Channels, check_app
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ MODES = ("auto", "off")
 QUIET_AFTER_FAILURE = 10.0  # seconds
 ENV = "HH_REDIS_URL"
 # Query parameters of HomeHelper's URL that are its own secrets, never handed to an app.
+_PASSWORD_QUERY = frozenset({"password", "ssl_password"})
 _PRIVATE_QUERY = frozenset({"username", "password", "ssl_password", "ssl_keyfile", "ssl_certfile"})
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
 
@@ -51,6 +53,22 @@ def configured(url: str | None) -> str | None:
     if url is None or not url.strip() or url.strip().lower() == "none":
         return None
     return url.strip()
+
+
+def redact(url: str | None) -> str:
+    """The URL without its passwords (in the user part or the query), fit for logs, events and
+    the dashboard."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    hidden = [(k, "***" if k in _PASSWORD_QUERY else v) for k, v in query]
+    if parts.password is None and hidden == query:
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(hidden, safe="*/"), parts.fragment))
 
 
 def user_name(ch: Channels, app_id: str) -> str:
@@ -118,7 +136,8 @@ class AppIdentities:
     def __init__(self, url: str | None, node_id: str = "main", mode: str = "auto",
                  client: Callable[[str], Any] = _client) -> None:
         if mode not in MODES:
-            raise ValueError(f"redis_acl must be one of {', '.join(MODES)}, got {mode!r}")
+            raise ConfigError(f"config key 'redis_acl' must be one of {', '.join(MODES)}, got {mode!r}",
+                              key="redis_acl")
         self.url = configured(url)
         self.ch = Channels(node_id)
         self.mode = mode

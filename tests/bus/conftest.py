@@ -89,15 +89,34 @@ class SecuredRedis:
     ADMIN = "admin-pw"
     USERS = {"hh": ("hh-pw", "+@all"), "hh-plain": ("plain-pw", "+@all -acl")}
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, scheme: str = "redis") -> None:
         from tests.fixtures.redis import free_port
 
         self.port = free_port()
+        self.query = ""
+        listen = ["--port", str(self.port)]
+        tls_client: dict[str, Any] = {}
+        tls = scheme == "rediss"
+        if tls:  # a self-signed certificate for 127.0.0.1, trusted by naming it as the CA
+            cert, key = f"{workdir}/cert.pem", f"{workdir}/key.pem"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                            "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                           check=True, capture_output=True)
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert, "--tls-key-file", key,
+                      "--tls-ca-cert-file", cert, "--tls-auth-clients", "no"]
+            self.query = f"?ssl_ca_certs={cert}"
+            tls_client = {"ssl": True, "ssl_ca_certs": cert}
+        self.scheme = scheme
+        self.socket = f"{workdir}/redis.sock"
+        if scheme == "unix":
+            listen = ["--port", "0", "--unixsocket", self.socket, "--unixsocketperm", "700"]
+            tls_client = {"unix_socket_path": self.socket}
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            ["redis-server", *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", workdir, "--requirepass", self.ADMIN, "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        admin = redis_py.Redis(port=self.port, password=self.ADMIN, decode_responses=True)
+        admin = redis_py.Redis(host="127.0.0.1", port=self.port, password=self.ADMIN, decode_responses=True,
+                               **tls_client)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -105,16 +124,19 @@ class SecuredRedis:
                 break
             except redis_py.ConnectionError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.proc.kill()
+                    self.proc.wait()
                     raise
                 time.sleep(0.01)
         for user, (password, commands) in self.USERS.items():
             admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", *commands.split())
         self.admin = admin
 
-    def url(self, user: str | None = None, scheme: str = "redis") -> str:
-        if user is None:
-            return f"{scheme}://127.0.0.1:{self.port}/0"
-        return f"{scheme}://{user}:{self.USERS[user][0]}@127.0.0.1:{self.port}/0"
+    def url(self, user: str | None = None) -> str:
+        auth = "" if user is None else f"{user}:{self.USERS[user][0]}@"
+        if self.scheme == "unix":
+            return f"unix://{auth}{self.socket}?db=0"
+        return f"{self.scheme}://{auth}127.0.0.1:{self.port}/0{self.query}"
 
     def stop(self) -> None:
         self.admin.close()
@@ -122,8 +144,9 @@ class SecuredRedis:
         self.proc.wait()
 
 
-@pytest.fixture
-def secured_redis(tmp_path: Any) -> Iterator[SecuredRedis]:
-    server = SecuredRedis(str(tmp_path))
+@pytest.fixture(params=["redis", "rediss", "unix"])
+def secured_redis(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[SecuredRedis]:
+    """Each test runs over plain TCP, TLS (rediss://) and a Unix socket (unix://)."""
+    server = SecuredRedis(str(tmp_path), request.param)
     yield server
     server.stop()

@@ -10,6 +10,7 @@ import trio
 
 from homehelper.bus.acl import AppIdentities, app_secrets, app_url, user_name
 from homehelper.bus.channels import Channels
+from homehelper.errors import ConfigError
 from homehelper.messages import AppRemoved, AppStarted, BusConnected, BusDisconnected, BusMessage, GetBusState
 from homehelper.sdk import Bus, settings
 
@@ -47,7 +48,7 @@ async def test_without_identities_or_redis_the_shared_url_or_nothing():
     assert await app_secrets(None, "none", "a") == ()
     assert await app_secrets(None, "redis://x:1/0", "a") == (("HH_REDIS_URL", "redis://x:1/0"),)
     assert await AppIdentities(None).secrets_for("a") == ()
-    with pytest.raises(ValueError, match="redis_acl"):
+    with pytest.raises(ConfigError, match="redis_acl"):
         AppIdentities(None, mode="on")
 
 
@@ -196,7 +197,7 @@ async def test_without_permission_to_manage_users_apps_share_one_identity(secure
 
 @pytest.mark.redis
 async def test_a_wrong_password_is_reported_and_hidden(secured_redis: SecuredRedis):
-    url = secured_redis.url().replace("redis://", "redis://hh:not-the-pw@")
+    url = secured_redis.url().replace("://", "://hh:not-the-pw@", 1)
     async with bridge_tree(url, identities=AppIdentities(url)) as tree:
         down = await next_event(tree.events, lambda e: isinstance(e, BusDisconnected) and e.error != "")
         assert "not-the-pw" not in down.url and "hh:***@" in down.url
@@ -225,3 +226,31 @@ async def test_with_redis_down_apps_still_get_their_own_users_made_on_reconnect(
     await ids.restore()  # what the bridge does on connect
     assert _can_ping(redis_py.Redis.from_url(a_url)) and _can_ping(redis_py.Redis.from_url(b_url))
     assert ids.snapshot()["identity"] == "per-app"
+
+
+def test_redact_hides_every_password():
+    from homehelper.bus.acl import redact
+
+    assert redact("redis://u:pw@h:1/0") == "redis://u:***@h:1/0"
+    assert redact("redis://:pw@[::1]:6379/0") == "redis://:***@[::1]:6379/0"
+    assert redact("rediss://h:1/0?password=pw&ssl_ca_certs=/a.pem") == "rediss://h:1/0?password=***&ssl_ca_certs=/a.pem"
+    assert redact("unix://u:pw@/run/r.sock?db=0") == "unix://u:***@/run/r.sock?db=0"
+    assert redact("redis://h:1/0") == "redis://h:1/0" and redact(None) == ""
+
+
+@pytest.mark.redis
+async def test_homehelpers_password_never_reaches_the_apps_channels(secured_redis: SecuredRedis):
+    from homehelper.messages import ConfigChanged
+
+    url = secured_redis.url("hh")
+    ids = AppIdentities(url)
+    async with bridge_tree(url, identities=ids) as tree:
+        await next_event(tree.events, lambda e: isinstance(e, BusConnected))
+        with app_bus(url_of(await ids.secrets_for("spy")), "spy") as spy, spy.events() as sub:
+            assert await trio.to_thread.run_sync(sub.get, 0.1) is None
+            tree.bus.publish(ConfigChanged({"redis_url": url, "log_level": "INFO"}))  # e.g. PATCH /api/config
+            msg = await trio.to_thread.run_sync(sub.get, 5)
+            assert msg.topic == "config_changed" and msg.data["changes"]["log_level"] == "INFO"
+            assert "hh-pw" not in str(msg.data) and "hh:***@" in msg.data["changes"]["redis_url"]
+        stream = secured_redis.admin.xrange("homehelper:main:stream")
+        assert stream and "hh-pw" not in str(stream)

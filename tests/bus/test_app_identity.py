@@ -11,6 +11,7 @@ import pytest
 import redis as redis_py
 
 from homehelper.backends import SystemdBackend
+from homehelper.backends.process import _reap
 from homehelper.bus.acl import AppIdentities
 from homehelper.messages import AppStarted, StartApp, StopApp
 from tests.actors.test_service import _fresh, harness
@@ -94,6 +95,9 @@ async def test_an_adopted_app_gets_its_user_back_after_redis_lost_it(any_backend
         await wait_until(lambda: _can_ping(url), timeout=15)
         assert not h2.of(AppStarted, "probe")  # adopted, not restarted
         await ref.ask(StopApp("probe"), timeout=30)
+    # Both "HomeHelpers" were this one process: the first one's child is reaped here (a real
+    # restart leaves no such zombie behind).
+    _reap()
 
 
 def test_a_streamlit_app_gets_its_secrets_and_not_homehelpers_own_url(state_root: Path) -> None:
@@ -115,3 +119,22 @@ def test_redis_acl_is_a_checked_config_key(state_root: Path) -> None:
     assert load_config(state_root, environ={"HOMEHELPER_REDIS_ACL": "off"}).redis_acl == "off"
     with pytest.raises(ConfigError, match="redis_acl"):
         load_config(state_root, environ={"HOMEHELPER_REDIS_ACL": "maybe"})
+
+
+@pytest.mark.redis
+async def test_a_streamlit_app_runs_with_its_own_redis_user(make_tree: Any, clean_users: Any) -> None:
+    from homehelper.messages import GetApp, OpenUI
+    from tests.streamlit.test_launcher import environ_of
+
+    async with make_tree() as tree:
+        tree.ctx.identities = AppIdentities(clean_users.url)
+        app = tree.add_app("dash")
+        await app.ask(OpenUI("dash"), timeout=60)
+        url = environ_of((await app.ask(GetApp("dash")))["pid"])["HH_REDIS_URL"]
+        assert urlsplit(url).username == "hh-app.main.dash" and _can_ping(url)
+        client = redis_py.Redis.from_url(url)
+        try:
+            with pytest.raises(redis_py.exceptions.NoPermissionError):
+                client.publish("homehelper:main:events:app_started", "{}")
+        finally:
+            client.close()

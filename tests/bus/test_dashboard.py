@@ -1,0 +1,40 @@
+"""The dashboard says when apps share one Redis identity (real HomeHelper, Redis, Chromium)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from playwright.sync_api import expect
+
+from homehelper.config import load_config
+from homehelper.messages import GetBusState
+from homehelper.serve import serve
+from tests.fixtures.redis import free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.redis]
+
+
+@pytest.mark.parametrize(("acl", "text"), [("off", "bus: Redis, apps share one identity"), ("auto", "bus: Redis")])
+async def test_the_bus_line_names_a_shared_identity(browser, state_root, clean_users, acl, text) -> None:
+    config = load_config(state_root, overrides={"port": free_port(), "redis_url": clean_users.url, "redis_acl": acl,
+                                                "auth": {"loopback_without_login": True}}, environ={})
+    async with trio.open_nursery() as nursery:
+        rt = await nursery.start(serve, config)
+        with trio.fail_after(10):
+            while (await rt.refs["bridge"].ask(GetBusState()))["identity"] in ("unknown", "none"):  # noqa: ASYNC110
+                await trio.sleep(0.02)
+
+        def look(b):
+            ctx = b.new_context()
+            try:
+                page = ctx.new_page()
+                page.goto(rt.url + "/")
+                expect(page.locator("#bus")).to_have_text(text)
+                title = page.locator("#bus").get_attribute("title") or ""
+                return title
+            finally:
+                ctx.close()
+
+        title = await browser.run(look)
+        assert ("any app may publish on any channel" in title) == (acl == "off")
+        nursery.cancel_scope.cancel()
