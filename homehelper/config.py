@@ -165,7 +165,7 @@ def _check_string(key: str, value: str) -> str | None:
             raise ConfigError(f"config key 'redis_url' must be a URL starting with {', '.join(REDIS_SCHEMES)} "
                               f"(redis://[user:password@]host:port/db), got {value[:80]!r}", key=key)
         return value
-    if key == "node_id" and not _NODE_ID.match(value):
+    if key == "node_id" and not _NODE_ID.fullmatch(value):
         raise ConfigError(f"config key 'node_id' must be 1-40 letters, digits, '.', '_' or '-', got {value[:80]!r}",
                           key=key)
     if key == "host" and (not value or len(value) > 255 or any(c.isspace() for c in value)):

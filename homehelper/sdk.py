@@ -69,7 +69,7 @@ def settings(environ: Mapping[str, str] | None = None) -> Settings:
     """
     env = os.environ if environ is None else environ
     app_id = env.get("HH_APP_ID") or _default_id()
-    if not APP_RE.match(app_id):
+    if not APP_RE.fullmatch(app_id):
         raise ValueError(f"HH_APP_ID must be 1-40 lowercase letters, digits or '-', got {app_id!r}")
     port: int | None = None
     raw_port = env.get("HH_PORT", "")
@@ -136,7 +136,7 @@ def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
 def _default_id() -> str:
     script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else Path.cwd()
     name = (script.parent if script.is_file() else script).name.lower()
-    return name if APP_RE.match(name) else "app"
+    return name if APP_RE.fullmatch(name) else "app"
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ def env_file_text(secrets: tuple[tuple[str, str], ...]) -> str:
     was (newlines too). A bad name or a NUL cannot be expressed in an environment: refused."""
     lines = []
     for key, value in secrets:
-        if not _ENV_NAME.match(key):
+        if not _ENV_NAME.fullmatch(key):
             raise BackendError(f"secret name {key!r} is not a valid environment variable name")
         if "\0" in value:
             raise BackendError(f"secret {key} holds a NUL character")

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import re
 
+from ..manifest import ID_RE
+
 PREFIX = "homehelper"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")  # node ids, kinds: no ':' and no glob chars
 TOPIC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,99}$")  # topics may nest with '/': sensors/kitchen
-APP_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")  # the manifest's id rule
+APP_RE = ID_RE  # the manifest's id rule, one definition
 
 # Events that came in from Redis: the bridge does not echo them back on pub/sub.
 INBOUND_KINDS = frozenset({"bus_message", "app_heartbeat", "app_status_reported"})
@@ -31,19 +33,19 @@ NOT_HISTORY = frozenset({"bus_message", "app_heartbeat"})
 
 
 def check_name(what: str, value: str) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ValueError(f"{what} must be 1-100 letters, digits, '_', '.' or '-' (no ':'), got {value!r}")
     return value
 
 
 def check_topic(topic: str) -> str:
-    if not isinstance(topic, str) or not TOPIC_RE.match(topic):
+    if not isinstance(topic, str) or not TOPIC_RE.fullmatch(topic):
         raise ValueError(f"topic must be 1-100 letters, digits, '_', '.', '-' or '/' (no ':'), got {topic!r}")
     return topic
 
 
 def check_app(app_id: str) -> str:
-    if not isinstance(app_id, str) or not APP_RE.match(app_id):
+    if not isinstance(app_id, str) or not APP_RE.fullmatch(app_id):
         raise ValueError(f"app id must be 1-40 lowercase letters, digits or '-', got {app_id!r}")
     return app_id
 
@@ -117,10 +119,10 @@ class Channels:
         elif len(parts) == 3 and parts[1] == "pub":
             app_id, what, topic = parts[0], "pub", parts[2]
             expected = self._pub_pat
-            if not TOPIC_RE.match(topic):
+            if not TOPIC_RE.fullmatch(topic):
                 return None
         else:
             return None
-        if pattern != expected or not APP_RE.match(app_id):
+        if pattern != expected or not APP_RE.fullmatch(app_id):
             return None
         return app_id, what, topic

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,13 +17,13 @@ from werkzeug.exceptions import HTTPException
 from ..actors import ActorRef, Broadcast, Supervisor
 from ..config import Config
 from ..errors import Forbidden, HomeHelperError, NotFound, Unauthorized
+from ..manifest import ID_RE
 from .auth import SESSION_COOKIE, Auth, open_auth
 from .errors import translate
 from .guard import HostGuard, host_name, own_names
 
 HASHING = 1  # password checks at once, across every client (scrypt: 16 MiB each)
 MAX_BODY = 64 * 1024  # every request body the API takes is small JSON
-APP_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 PUBLIC = ("/login", "/static/", "/api/health", "/openapi.json", "/favicon.ico")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # Everything the page uses is ours: its script, its stylesheet, its websocket, the apps' UIs it frames.
@@ -227,7 +226,7 @@ def create_app(deps: WebDeps) -> QuartTrio:
 
         Only for the dashboard's own pages and typed or bookmarked URLs (Sec-Fetch-Site), so an
         app's page script cannot fetch tickets for other apps through the user's session."""
-        if not APP_ID_RE.fullmatch(app_id):
+        if not ID_RE.fullmatch(app_id):
             raise NotFound(f"no app with id {app_id!r}")
         site = request.headers.get("Sec-Fetch-Site")
         if site not in (None, "same-origin", "none"):

@@ -47,7 +47,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 
 
 def check_app_id(app_id: Any) -> str:
-    if not isinstance(app_id, str) or not _SAFE_ID.match(app_id):
+    if not isinstance(app_id, str) or not _SAFE_ID.fullmatch(app_id):
         raise UnknownApp(str(app_id)[:80])
     return app_id
 

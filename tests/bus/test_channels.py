@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from homehelper.bus.channels import Channels
+from homehelper.bus.channels import Channels, check_app, check_name, check_topic
 
 
 def test_names_carry_the_node_id():
@@ -41,3 +41,11 @@ def test_parse_inbound():
     assert ch.parse_inbound(status, "homehelper:main:apps:Lamp:status") is None
     assert ch.parse_inbound(pub, "homehelper:main:apps:lamp:pub:a:b") is None
     assert ch.parse_inbound(status, ch.app_events("lamp")) is None
+
+
+@pytest.mark.parametrize("bad", ["a\n", "weather\n", "a\nb"])
+def test_a_trailing_newline_is_not_a_name(bad: str) -> None:
+    # `$` matches before a final newline: every name check is a full match.
+    for check in (check_app, check_topic, lambda v: check_name("node id", v)):
+        with pytest.raises(ValueError):
+            check(bad)
