@@ -203,7 +203,7 @@ def _port(spec: AppSpec) -> int | None:
 
 def _redis_ip(spec: AppSpec) -> str | None:
     """The Redis server's address when it is an IP elsewhere: the app may always reach it."""
-    url = dict(spec.env).get("HH_REDIS_URL")
+    url = dict(spec.secrets).get("HH_REDIS_URL") or dict(spec.env).get("HH_REDIS_URL")  # secrets: its own user
     try:
         host = urlsplit(url).hostname if url else None
         return str(ipaddress.ip_address(host)) if host else None

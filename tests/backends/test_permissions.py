@@ -267,12 +267,16 @@ async def test_every_permission_keeps_the_unit_well_sandboxed(systemd_backend, s
 
 
 async def test_the_app_actor_shows_a_missing_device_as_config_error(systemd_backend, state_root: Path) -> None:
+    from homehelper.approvals import ApprovalStore
     from homehelper.messages import AppConfigError, AppStarted, StartApp
     from tests.actors.test_service import harness
 
     config = make_config(state_root)
     manifest = write_app(config.apps_dir, "serial", "pass\n", devices=["/dev/ttyUSB-hh-unplugged"])
     async with harness(config, systemd_backend) as h:
+        store = await ApprovalStore.open(config.registry_dir)  # the user approved the device it asks for
+        await store.approve("serial", manifest.grants)
+        h.ctx.extra["approvals"] = store
         ref = h.add(manifest)
         await ref.ask(StartApp("serial"), timeout=60)
         error = (await h.until_event(AppConfigError, "serial"))[0]
@@ -288,7 +292,9 @@ def test_network_directives_per_permission(state_root: Path) -> None:
 
     def lines(*permissions: str) -> list[str]:
         m = write_app(config.apps_dir, "net", "pass\n", permissions=list(permissions))
-        text = render_unit(app_spec(m, config, 8123, Path(sys.executable)))
+        # As the app actor hands it over: the app's Redis URL (with its own user) is a secret.
+        secrets = (("HH_REDIS_URL", "redis://hh-app.main.net:pw@192.168.1.20:6379/0"),)
+        text = render_unit(app_spec(m, config, 8123, Path(sys.executable), secrets=secrets))
         return [x for x in text.splitlines() if x.startswith(("IPAddress", "SocketBind", "RestrictAddress"))]
 
     assert lines() == ["RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "IPAddressDeny=any",
