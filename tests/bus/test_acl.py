@@ -14,11 +14,32 @@ from homehelper.errors import ConfigError
 from homehelper.messages import AppRemoved, AppStarted, BusConnected, BusDisconnected, BusMessage, GetBusState
 from homehelper.sdk import Bus, settings
 
-from .conftest import SecuredRedis, bridge_tree, next_event, wait_until
+from .conftest import SecuredRedis, bridge_tree, client, next_event, wait_until
 
 
 def app_bus(url: str, app_id: str) -> Bus:
     return Bus(settings({"HH_APP_ID": app_id, "HH_REDIS_URL": url, "HH_NODE_ID": "main"}))
+
+
+async def until_topic(sub, topic: str, timeout: float = 5):
+    """The next message on `sub` with this topic (others, such as a late bus_connected, skipped)."""
+    with trio.fail_after(timeout):
+        while True:
+            msg = await trio.to_thread.run_sync(sub.get, 0.5)
+            if msg is not None and msg.topic == topic:
+                return msg
+
+
+async def confirmed(admin: redis_py.Redis, want: dict[str, tuple[int, int]]) -> None:
+    """Redis has these users' subscriptions (CLIENT LIST: user -> (patterns, channels)), so a
+    message published now reaches them."""
+    def ready() -> bool:
+        have: dict[str, tuple[int, int]] = {}
+        for c in admin.client_list():
+            p, n = have.get(c.get("user", ""), (0, 0))
+            have[c.get("user", "")] = (p + int(c.get("psub", 0)), n + int(c.get("sub", 0)))
+        return all(have.get(user, (0, 0)) == counts for user, counts in want.items())
+    await wait_until(ready)
 
 
 def url_of(secrets: tuple[tuple[str, str], ...]) -> str:
@@ -94,8 +115,9 @@ async def test_the_sdk_round_trip_works_for_two_apps_with_their_own_users(clean_
         subs = [display.subscribe("temperature"), display.events("app_started"), display.events(app="display"),
                 display.events(), display.subscribe("temperature", app="sensor"), sensor.subscribe()]
         try:
-            for sub in subs:  # each subscription is confirmed (a refused one raises here)
+            for sub in subs:  # a refused subscription raises here
                 assert await trio.to_thread.run_sync(sub.get, 0.1) is None
+            await confirmed(client(redis.url), {"hh-app.main.display": (2, 3), "hh-app.main.sensor": (1, 0)})
             assert sensor.publish("temperature", {"c": 19}) == 4  # display twice, sensor's own '*', the bridge
             sensor.publish("humidity", {"rh": 40})  # another topic: only sensor's '*' gets it
             for sub in (subs[0], subs[4], subs[5]):
@@ -108,7 +130,7 @@ async def test_the_sdk_round_trip_works_for_two_apps_with_their_own_users(clean_
             assert (msg.app_id, msg.data) == ("sensor", {"c": 19})
             tree.bus.publish(AppStarted("display", 8105))
             for sub in subs[1:4]:
-                ev = await trio.to_thread.run_sync(sub.get, 5)
+                ev = await until_topic(sub, "app_started")
                 assert (ev.topic, ev.app_id) == ("app_started", "display")
             with pytest.raises(redis_py.exceptions.NoPermissionError):
                 display.client.publish("homehelper:main:apps:sensor:pub:temperature", '{"c": -40}')
@@ -248,9 +270,10 @@ async def test_homehelpers_password_never_reaches_the_apps_channels(secured_redi
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
         with app_bus(url_of(await ids.secrets_for("spy")), "spy") as spy, spy.events() as sub:
             assert await trio.to_thread.run_sync(sub.get, 0.1) is None
+            await confirmed(secured_redis.admin, {"hh-app.main.spy": (1, 0)})
             tree.bus.publish(ConfigChanged({"redis_url": url, "log_level": "INFO"}))  # e.g. PATCH /api/config
-            msg = await trio.to_thread.run_sync(sub.get, 5)
-            assert msg.topic == "config_changed" and msg.data["changes"]["log_level"] == "INFO"
+            msg = await until_topic(sub, "config_changed")
+            assert msg.data["changes"]["log_level"] == "INFO"
             assert "hh-pw" not in str(msg.data) and "hh:***@" in msg.data["changes"]["redis_url"]
         stream = secured_redis.admin.xrange("homehelper:main:stream")
         assert stream and "hh-pw" not in str(stream)
