@@ -225,7 +225,8 @@ class Installer:
         folder = manifest.path.resolve()
         for d in (spec.data_dir, spec.log_dir):  # ReadWritePaths= must exist, or the unit cannot start
             d.mkdir(parents=True, exist_ok=True)
-        props = [*exec_properties(spec), f"ReadWritePaths={folder} {venv}"]
+        writable = " ".join(f'"{p}"' if any(c.isspace() for c in str(p)) else str(p) for p in (folder, venv))
+        props = [*exec_properties(spec), f"ReadWritePaths={writable}"]
         if self.sandbox.run_as:
             props.append(f"User={self.sandbox.run_as}")
         scope = "--user" if self.sandbox.scope == "user" else "--system"
