@@ -32,8 +32,8 @@ MAX_BYTES = 5 * 1024 * 1024
 KEEP = 2  # app.log.1, app.log.2
 FOLLOW_POLL = 0.5
 MAX_LINES = 5000  # a tail never holds more than this in memory
-MAX_LINE_BYTES = 16 * 1024  # a longer line is cut (its start kept)
-MAX_TAIL_BYTES = 4 * 1024 * 1024  # and a tail keeps this much at most
+MAX_LINE_BYTES = 8 * 1024  # a longer line is cut, its start kept (the dashboard shows 4000 characters)
+MAX_TAIL_BYTES = 8 * 1024 * 1024  # and a tail keeps this much at most (older lines are left out)
 _BLOCK = 64 * 1024
 # keep_capped: after a wake, the next look comes when half the headroom left may be used up at
 # the rate seen, within these bounds (a fixed minute let a 1 MB/s app reach ten times the cap).
