@@ -9,6 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 import trio
 
@@ -137,3 +138,12 @@ async def test_a_failing_sandboxed_setup_reports_its_output(systemd_backend: Sys
     with pytest.raises(InstallFailed, match="setup command 1 failed") as info:
         await Installer(config, sandbox=systemd_backend).install(app, lambda e: None)
     assert "preparing" in info.value.detail["output_tail"] and "broken" in info.value.detail["output_tail"]
+
+
+async def test_a_setup_cannot_leave_a_daemon_behind(state_root: Path) -> None:
+    config = make_config(state_root)
+    app = write_app(config.apps_dir, "app", "print('hi')\n",
+                    setup=["setsid sleep 600 > /dev/null 2>&1 & echo $! > daemon-pid"])
+    await Installer(config).install(app, lambda e: None)
+    pid = int((app.path / "daemon-pid").read_text())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
