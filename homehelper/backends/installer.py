@@ -135,6 +135,9 @@ class Installer:
                 try:
                     return await self._install(manifest, emit, token)
                 finally:
+                    with trio.CancelScope(shield=True):
+                        # Whatever a step started in the background ends with the install.
+                        await proctree.end_tree(token, None, 5.0)
                     _release(fd)
 
     async def _guard(self, manifest: Manifest, token: str) -> int:

@@ -32,8 +32,8 @@ MAX_BYTES = 5 * 1024 * 1024
 KEEP = 2  # app.log.1, app.log.2
 FOLLOW_POLL = 0.5
 MAX_LINES = 5000  # a tail never holds more than this in memory
-MAX_LINE_BYTES = 16 * 1024  # a longer line is cut (its start kept)
-MAX_TAIL_BYTES = 4 * 1024 * 1024  # and a tail keeps this much at most
+MAX_LINE_BYTES = 8 * 1024  # a longer line is cut, its start kept (the dashboard shows 4000 characters)
+MAX_TAIL_BYTES = 8 * 1024 * 1024  # and a tail keeps this much at most (older lines are left out)
 _BLOCK = 64 * 1024
 # keep_capped: after a wake, the next look comes when half the headroom left may be used up at
 # the rate seen, within these bounds (a fixed minute let a 1 MB/s app reach ten times the cap).
@@ -41,8 +41,8 @@ CHECK_MIN = 0.02
 CHECK_MAX = 5.0
 
 
-def tail(path: Path, lines: int = 100) -> list[str]:
-    """The last `lines` lines of `path` (reading from the end; [] when there is no file)."""
+def tail(path: Path, lines: int = 100, end: int | None = None) -> list[str]:
+    """The last `lines` lines of `path` before byte `end` (reading from the end; [] when there is no file)."""
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed below; FileNotFoundError is the common case
     except FileNotFoundError:
@@ -50,16 +50,19 @@ def tail(path: Path, lines: int = 100) -> list[str]:
     except OSError as exc:  # unreadable: an error that names it, not a crashed reader
         raise BackendError(f"cannot read the log {path}: {exc.strerror}") from None
     with f:
-        return tail_of(f, lines)
+        return tail_of(f, lines, end=end)
 
 
-def tail_of(f: BinaryIO, lines: int, max_line: int = MAX_LINE_BYTES, budget: int = MAX_TAIL_BYTES) -> list[str]:
+def tail_of(f: BinaryIO, lines: int, max_line: int = MAX_LINE_BYTES, budget: int = MAX_TAIL_BYTES,
+            end: int | None = None) -> list[str]:
     """The last `lines` lines of the seekable binary file `f`. Reads each byte once at most, from
     the end back to the start of the oldest line returned; holds at most `budget` bytes of lines."""
     lines = max(0, min(lines, MAX_LINES))
     if lines == 0:
         return []
     pos = f.seek(0, os.SEEK_END)
+    if end is not None:
+        pos = max(0, min(pos, end))
     newest_first: list[bytes] = []
     kept = 0
     partial = b""  # the start, so far, of the line being read backwards (its first max_line bytes)
@@ -94,34 +97,47 @@ async def follow(path: Path, lines: int = 0, poll: float = FOLLOW_POLL) -> Async
     """Yield the last `lines` lines, then each new line as it is written (forever).
 
     A truncation (rotation) is noticed by the size going down and reading
-    restarts at the top. Polling a size costs a stat; journald is not assumed.
+    restarts at the top. New writes wake it through inotify (a stat every `poll`
+    seconds where there is none); reads run in a worker thread.
     Use it inside `contextlib.aclosing` so leaving early closes it at once.
     """
-    for line in tail(path, lines):
-        yield line
-    pos = size(path)
-    partial = b""
-    while True:
-        end = size(path)
-        if end < pos:
-            pos, partial = 0, b""
-        if end > pos:
-            chunk = _read_at(path, pos, min(end - pos, 1024 * 1024))
-            pos += len(chunk)
-            *complete, partial = (partial + chunk).split(b"\n")
-            if len(partial) > 64 * 1024:  # a line without end: hand it over in pieces
-                complete.append(partial)
-                partial = b""
-            for raw in complete:
-                yield raw.decode(errors="replace")
-            continue
-        await trio.sleep(poll)
+    try:
+        watch: _Inotify | None = _Inotify(path.parent)  # before the first read: no write slips by
+    except (OSError, AttributeError):
+        watch = None
+    try:
+        pos = size(path)  # the tail ends here, where following begins: no line twice, none lost
+        if lines > 0:
+            for line in await trio.to_thread.run_sync(tail, path, lines, pos):
+                yield line
+        partial = b""
+        while True:
+            end = size(path)
+            if end < pos:
+                pos, partial = 0, b""
+            if end > pos:
+                chunk = await trio.to_thread.run_sync(_read_at, path, pos, min(end - pos, 1024 * 1024))
+                pos += len(chunk)
+                *complete, partial = (partial + chunk).split(b"\n")
+                if len(partial) > 64 * 1024:  # a line without end: hand it over in pieces
+                    complete.append(partial)
+                    partial = b""
+                for raw in complete:
+                    yield raw.decode(errors="replace")
+                continue
+            if watch is not None:
+                await watch.wait()
+            else:
+                await trio.sleep(poll)
+    finally:
+        if watch is not None:
+            watch.close()
 
 
 def size(path: Path) -> int:
     try:
         return path.stat().st_size
-    except FileNotFoundError:
+    except OSError:  # missing, or in a folder we may not search: nothing to read
         return 0
 
 
@@ -138,7 +154,7 @@ def _read_at(path: Path, pos: int, count: int) -> bytes:
         with open(path, "rb") as f:
             f.seek(pos)
             return f.read(count)
-    except FileNotFoundError:
+    except OSError:  # missing or unreadable: a crash report without its log tail, not a crash
         return b""
 
 

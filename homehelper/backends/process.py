@@ -203,6 +203,10 @@ class ProcessBackend:
                 return None
             pid, created = found
             log.info("%s: adopting process %d from an interrupted start", app_id, pid)
+            try:
+                self._save(app_id, pid=pid, created=created)
+            except BackendError as exc:  # adopted all the same; the token finds it again next time
+                log.warning("%s", exc)
         try:
             p = psutil.Process(pid)
             if abs(p.create_time() - float(created)) > 0.05 or p.status() == psutil.STATUS_ZOMBIE:

@@ -140,7 +140,10 @@ async def test_a_failing_sandboxed_setup_reports_its_output(systemd_backend: Sys
     assert "preparing" in info.value.detail["output_tail"] and "broken" in info.value.detail["output_tail"]
 
 
-def test_no_setup_process_outlives_the_tests() -> None:
-    """Guard for this file: every `cat <gate>` setup was released."""
-    assert not [p for p in psutil.process_iter(["cmdline"]) if "gate" in " ".join(p.info["cmdline"] or [])
-                and p.info["cmdline"][0] == "cat"]
+async def test_a_setup_cannot_leave_a_daemon_behind(state_root: Path) -> None:
+    config = make_config(state_root)
+    app = write_app(config.apps_dir, "app", "print('hi')\n",
+                    setup=["setsid sleep 600 > /dev/null 2>&1 & echo $! > daemon-pid"])
+    await Installer(config).install(app, lambda e: None)
+    pid = int((app.path / "daemon-pid").read_text())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

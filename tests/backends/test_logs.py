@@ -10,6 +10,7 @@ from contextlib import aclosing
 from pathlib import Path
 
 import trio
+import trio.testing
 
 from homehelper.backends import logs
 
@@ -172,3 +173,20 @@ async def test_a_fast_writer_stays_within_the_cap(state_root: Path) -> None:
         nursery.cancel_scope.cancel()
     assert rotations >= 3
     assert worst <= cap * 1.1, f"{worst} bytes on disk against a cap of {cap}"
+
+
+async def test_follow_is_woken_by_writes_not_a_timer(state_root: Path) -> None:
+    path = state_root / "app.log"
+    path.write_text("before\n")
+    got: list[str] = []
+    async with aclosing(logs.follow(path, poll=3600)) as lines:  # a poll would take an hour
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+
+                async def reader() -> None:
+                    got.append(await lines.__anext__())
+
+                nursery.start_soon(reader)
+                await trio.testing.wait_all_tasks_blocked()  # the reader waits on inotify now
+                await trio.to_thread.run_sync(_append, path, "written\n")
+    assert got == ["written"]
