@@ -118,6 +118,18 @@ def probe_delays(first: float = 0.05, cap: float = 0.5) -> Iterator[float]:
         delay = min(delay * 2, cap)
 
 
+def writable_dir(app_id: str, folder: Path, what: str) -> None:
+    """Make `folder` or say, as an app error, which folder is wrong and how to fix it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackendError(f"{app_id}: cannot create the {what} folder {folder}: {exc.strerror}; "
+                           f"HomeHelper's user must be able to write its parent", app=app_id) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BackendError(f"{app_id}: the {what} folder {folder} is not writable by HomeHelper's user; "
+                           f"make it writable (chmod u+rwx {folder}; lsattr shows an immutable flag)", app=app_id)
+
+
 def log_file(log_dir: Path) -> Path:
     """stdout and stderr of an app, in one file (rotated by homehelper.backends.logs)."""
     return log_dir / "app.log"

@@ -24,7 +24,7 @@ import trio
 from ..errors import BackendError
 from ..storage import atomic_write_json, read_json
 from . import proctree
-from .base import AppSpec, UnitStatus, wait_pid_exit
+from .base import AppSpec, UnitStatus, wait_pid_exit, writable_dir
 from .notify import NotifyListener
 
 log = logging.getLogger(__name__)
@@ -50,18 +50,6 @@ def _signal_status(code: int) -> tuple[str, str, int | None]:
     if code < 0:
         return "failed", "signal", -code
     return "failed", "exit-code", code
-
-
-def writable_dir(app_id: str, folder: Path, what: str) -> None:
-    """Make `folder` or say, as an app error, which folder is wrong and how to fix it."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BackendError(f"{app_id}: cannot create the {what} folder {folder}: {exc.strerror}; "
-                           f"HomeHelper's user must be able to write its parent", app=app_id) from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise BackendError(f"{app_id}: the {what} folder {folder} is not writable by HomeHelper's user; "
-                           f"make it writable (chmod u+rwx {folder}; lsattr shows an immutable flag)", app=app_id)
 
 
 class _Run:

@@ -19,7 +19,7 @@ import trio
 
 from ..errors import BackendError, DeviceMissing
 from ..storage import atomic_write_text
-from .base import AppSpec, UnitStatus, env_file_text, probe_delays, wait_pid_exit, write_secrets
+from .base import AppSpec, UnitStatus, env_file_text, probe_delays, wait_pid_exit, writable_dir, write_secrets
 from .sandbox import resolve_devices
 from .units import UNIT_PREFIX, render_unit, unit_name
 
@@ -209,8 +209,8 @@ class SystemdBackend:
 
     # --- Backend ----------------------------------------------------------------
     async def prepare(self, spec: AppSpec) -> None:
-        spec.data_dir.mkdir(parents=True, exist_ok=True)
-        spec.log_dir.mkdir(parents=True, exist_ok=True)
+        writable_dir(spec.app_id, spec.data_dir, "data")  # a wrong folder is named, not a 226/NAMESPACE
+        writable_dir(spec.app_id, spec.log_dir, "log")
         unit = self.unit(spec.app_id)
         (self._notify.add if spec.notify else self._notify.discard)(spec.app_id)
         # Devices are looked up at each start: a USB adapter plugged in since the last one counts.

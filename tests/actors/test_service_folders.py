@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from homehelper.backends import ProcessBackend
 from homehelper.messages import AppConfigError, GetLogs, StartApp, StopApp
@@ -38,3 +41,19 @@ async def test_damaged_process_state_does_not_stop_the_app(state_root: Path) -> 
         await h.until_state(ref, "running")
         assert [p for p in backend.state_dir.iterdir() if ".corrupt-" in p.name]
         await ref.ask(StopApp("web"), timeout=30)
+
+
+@pytest.mark.systemd
+async def test_unwritable_log_folder_under_systemd_is_a_config_error_naming_it(systemd_backend: Any,
+                                                                               state_root: Path) -> None:
+    # Under systemd the unit would fail with a generic 209/STDOUT; the folder is checked first.
+    config = make_config(state_root)
+    manifest = write_app(config.apps_dir, "web", HEALTHY_APP)
+    folder = config.logs_dir("web")
+    with read_only(folder):
+        async with harness(config, systemd_backend) as h:
+            ref = h.add(manifest)
+            snap = await ref.ask(StartApp("web"), timeout=60)
+            assert snap["state"] == "config_error"
+            error = (await h.until_event(AppConfigError, "web"))[0].error
+            assert str(folder) in error and "chmod" in error
