@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 
 from homehelper.backends.units import unit_name
-from homehelper.messages import GetApp, StopApp
+from homehelper.manifest import load_manifest
+from homehelper.messages import GetApp, GetUISlots, StopApp
+from homehelper.ui import streamlit_spec
+from tests.fixtures.streamlit import make_app, streamlit_config
 from tests.web.test_proxy import enter_app, logged_in, open_app, rerun_until_text, ws_base, ws_connect, ws_headers
 
 pytestmark = pytest.mark.systemd
@@ -59,5 +62,28 @@ async def test_a_streamlit_app_runs_as_a_sandboxed_unit_with_its_limits_and_logs
         assert shown.strip() == f"MemoryMax={512 * 1024 * 1024}"
         await tree.apps.ref("walled").ask(StopApp("walled"), timeout=30)
         assert systemd_user.systemctl("is-active", unit).stdout.strip() in ("inactive", "failed")
+        await appc.aclose()
+        await client.aclose()
+
+
+async def test_a_unit_left_running_by_a_killed_homehelper_is_adopted_not_started_again(
+        make_tree, systemd_backend, systemd_user, state_root):
+    config = streamlit_config(state_root)
+    manifest = load_manifest(make_app(config.apps_dir, "kept"))
+    await systemd_backend.prepare(streamlit_spec(config, manifest, 8577))  # what the killed HomeHelper started
+    await systemd_backend.start("kept")
+    before = await systemd_backend.status("kept")
+    assert before.running
+    async with make_tree(apps=("kept",), web=True, backend=systemd_backend) as tree:
+        app = tree.apps.ref("kept")
+        snap = await app.ask(GetApp("kept"))
+        assert snap["state"] == "running" and snap["pid"] == before.pid and snap["port"] == 8577
+        assert list(await tree.ui.ask(GetUISlots())) == ["kept"]
+        client = await logged_in(tree)
+        assert (await open_app(client, "kept"))["state"] == "running"
+        appc = await enter_app(client, "kept")
+        assert (await appc.get("/apps/kept/ui/_stcore/health")).text == "ok"  # the proxy finds its port
+        assert (await systemd_backend.status("kept")).pid == before.pid  # one process, never a second
+        assert [k for k in tree.kinds("kept") if k[0] == "app_started"] == []
         await appc.aclose()
         await client.aclose()
