@@ -62,7 +62,7 @@ _MANIFEST_TTL_DEFAULT = attrs.fields(Manifest).ttl.default
 
 def exit_code(status: UnitStatus) -> int | None:
     """The exit status as a Python returncode: negative for a signal (-9 for SIGKILL)."""
-    if status.exit_status is not None and status.result in ("signal", "core-dump"):
+    if status.exit_status is not None and status.result in ("signal", "core-dump", "oom-kill"):
         return -status.exit_status
     return status.exit_status
 
@@ -157,7 +157,12 @@ class StreamlitApp(AppActor):
             self.ctx.emit(AppStopped(self.app_id, "shutdown", exit_code(status)))
 
     async def _adopt(self, status: UnitStatus) -> None:
-        self.port = cmdline_port(status.pid)
+        port = cmdline_port(status.pid)
+        if port is None:  # the proxy could not reach it: better gone than a slot nobody can use
+            log.warning("%s: found running (pid %s) but its port cannot be read; stopping it", self.app_id, status.pid)
+            await self.backend.stop(self.app_id)
+            return
+        self.port = port
         try:  # its lifetime counts from its real start
             age = max(0.0, time.time() - psutil.Process(status.pid).create_time())
         except psutil.Error:

@@ -12,10 +12,11 @@ import psutil
 import trio
 
 from homehelper.actors import ChildSpec
+from homehelper.backends import AppSpec, ProcessBackend
 from homehelper.messages import GetApp, GetUISlots, OpenUI
 from homehelper.ui import UIManager
 from tests.fixtures.common import REPO
-from tests.fixtures.streamlit import streamlit_pids
+from tests.fixtures.streamlit import make_app, streamlit_config, streamlit_pids
 
 
 def alive(pid: int) -> bool:
@@ -74,3 +75,21 @@ async def test_a_restarted_ui_manager_leaves_the_apps_of_this_run_alone(make_tre
         assert alive(pid)
         assert (await app.ask(GetApp("mine")))["state"] == "running"
         assert json.loads((tree.config.run_dir / "procs" / "mine.json").read_text())["pid"] == pid
+
+
+async def test_a_found_process_whose_port_cannot_be_read_is_stopped_not_adopted(make_tree, state_root):
+    # a damaged or hand-made record: what runs under the app's name is no Streamlit HomeHelper started
+    config = streamlit_config(state_root)
+    backend = ProcessBackend(config.run_dir / "procs")
+    folder = make_app(config.apps_dir, "odd")
+    await backend.prepare(AppSpec(app_id="odd", argv=("/bin/sleep", "60"), cwd=folder, env=(),
+                                  data_dir=config.data_dir("odd"), log_dir=config.logs_dir("odd")))
+    await backend.start("odd")
+    pid = (await backend.status("odd")).pid
+    assert pid is not None and alive(pid)
+    async with make_tree() as tree:
+        app = tree.add_app("odd")
+        snap = await app.ask(GetApp("odd"))
+        assert snap["state"] == "stopped" and snap["pid"] is None
+        assert not alive(pid)
+        assert await tree.ui.ask(GetUISlots()) == {}
