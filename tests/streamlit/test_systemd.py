@@ -4,11 +4,13 @@ logs/<id>/app.log, served through the proxy."""
 from __future__ import annotations
 
 import pytest
+import trio
 
 from homehelper.backends.units import unit_name
 from homehelper.manifest import load_manifest
 from homehelper.messages import GetApp, GetUISlots, StopApp
-from homehelper.ui import streamlit_spec
+from homehelper.ui import streamlit_spec, ui_prefix
+from homehelper.ui.launcher import wait_ready
 from tests.fixtures.streamlit import make_app, streamlit_config
 from tests.web.test_proxy import enter_app, logged_in, open_app, rerun_until_text, ws_base, ws_connect, ws_headers
 
@@ -74,6 +76,12 @@ async def test_a_unit_left_running_by_a_killed_homehelper_is_adopted_not_started
     await systemd_backend.start("kept")
     before = await systemd_backend.status("kept")
     assert before.running
+
+    async def no_exit() -> int | None:
+        return None
+
+    # it had answered before its HomeHelper died
+    await wait_ready(8577, ui_prefix("kept"), config.logs_dir("kept") / "app.log", 0, 30, trio.Event(), no_exit)
     async with make_tree(apps=("kept",), web=True, backend=systemd_backend) as tree:
         app = tree.apps.ref("kept")
         snap = await app.ask(GetApp("kept"))
