@@ -27,7 +27,7 @@ import psutil
 import trio
 
 from ..backends import logs
-from ..backends.base import Backend, UnitStatus, env_port, env_value, log_file
+from ..backends.base import Backend, UnitStatus, env_value, log_file
 from ..backends.installer import Installer
 from ..bus.acl import app_secrets
 from ..errors import BackendError, Conflict, DiskFull, HomeHelperError, InstallFailed
@@ -50,7 +50,7 @@ from ..messages import (
     UIProcessExited,
 )
 from ..ui import launcher
-from ..ui.launcher import PortTaken, StartFailed
+from ..ui.launcher import PortTaken, StartFailed, cmdline_port, exit_code
 from . import ActorError, ActorRef, MailboxClosed
 from .app import AppActor, AppContext
 
@@ -58,22 +58,6 @@ log = logging.getLogger(__name__)
 
 PORT_ATTEMPTS = 3
 _MANIFEST_TTL_DEFAULT = attrs.fields(Manifest).ttl.default
-
-
-def exit_code(status: UnitStatus) -> int | None:
-    """The exit status as a Python returncode: negative for a signal (-9 for SIGKILL)."""
-    if status.exit_status is not None and status.result in ("signal", "core-dump", "oom-kill"):
-        return -status.exit_status
-    return status.exit_status
-
-
-def cmdline_port(pid: int | None) -> int | None:
-    """--server.port of a running streamlit, for adoption (its environment may be unreadable)."""
-    try:
-        argv = psutil.Process(pid).cmdline() if pid else []
-        return int(argv[argv.index("--server.port") + 1])
-    except (psutil.Error, ValueError, IndexError):
-        return env_port(pid)
 
 
 class StreamlitApp(AppActor):

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import attrs
 import httpx
+import psutil
 import trio
 
 from ..backends import logs
-from ..backends.base import AppSpec, app_spec
+from ..backends.base import AppSpec, UnitStatus, app_spec, env_port
 from ..config import Config
 from ..errors import BackendError, Unavailable
 from ..manifest import Manifest
@@ -76,6 +77,22 @@ def streamlit_spec(config: Config, manifest: Manifest, port: int,
     argv = streamlit_argv(python, base.cwd / manifest.entry, port, prefix)
     return attrs.evolve(base, argv=tuple(argv), env=tuple(sorted(env.items())),
                         description=f"HomeHelper Streamlit app {manifest.name}")
+
+
+def exit_code(status: UnitStatus) -> int | None:
+    """The exit status as a Python returncode: negative for a signal (-9 for SIGKILL)."""
+    if status.exit_status is not None and status.result in ("signal", "core-dump", "oom-kill"):
+        return -status.exit_status
+    return status.exit_status
+
+
+def cmdline_port(pid: int | None) -> int | None:
+    """--server.port of a running streamlit, for adoption (its environment may be unreadable)."""
+    try:
+        argv = psutil.Process(pid).cmdline() if pid else []
+        return int(argv[argv.index("--server.port") + 1])
+    except (psutil.Error, ValueError, IndexError):
+        return env_port(pid)
 
 
 class PortTaken(Exception):

@@ -49,8 +49,8 @@ async def test_a_homehelper_restarted_while_an_app_runs_adopts_it_and_its_idle_t
     pid = await killed_host(state_root, "orphan")
     assert alive(pid)  # left running, as a unit outlives a HomeHelper restart
     assert streamlit_pids(str(state_root)) == [pid]
-    async with make_tree(ttl=3.0) as tree:  # the next start
-        app = tree.add_app("orphan")
+    async with make_tree(apps=("orphan",), ttl=3.0) as tree:  # the next start: its scan finds the app
+        app = tree.apps.ref("orphan")
         snap = await app.ask(GetApp("orphan"))
         assert snap["state"] == "running" and snap["pid"] == pid and 8520 <= snap["port"] <= 8579
         assert list(await tree.ui.ask(GetUISlots())) == ["orphan"]  # it counts against the cap
@@ -87,8 +87,8 @@ async def test_a_found_process_whose_port_cannot_be_read_is_stopped_not_adopted(
     await backend.start("odd")
     pid = (await backend.status("odd")).pid
     assert pid is not None and alive(pid)
-    async with make_tree() as tree:
-        app = tree.add_app("odd")
+    async with make_tree(apps=("odd",)) as tree:
+        app = tree.apps.ref("odd")
         snap = await app.ask(GetApp("odd"))
         assert snap["state"] == "stopped" and snap["pid"] is None
         assert not alive(pid)
