@@ -31,7 +31,9 @@ def cmdline_of(pid: int) -> list[str]:
         return [a.decode() for a in f.read().split(b"\0") if a]
 
 
-async def test_streamlit_runs_with_the_issue_flags_and_hh_environment(make_tree, state_root):
+async def test_streamlit_runs_with_the_issue_flags_and_hh_environment(make_tree, state_root, monkeypatch):
+    monkeypatch.setenv("HOMEHELPER_PASSWORD", "hunter2-secret")  # HomeHelper's own: never an app's
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-apps")
     async with make_tree() as tree:
         app = tree.add_app("envapp")
         await app.ask(OpenUI("envapp"), timeout=30)
@@ -49,6 +51,7 @@ async def test_streamlit_runs_with_the_issue_flags_and_hh_environment(make_tree,
         assert env["HH_DATA_DIR"] == str(state_root / "data" / "envapp")
         assert env["HH_LOG_DIR"] == str(state_root / "logs" / "envapp")
         assert "HH_REDIS_URL" not in env  # no redis configured: the app must not guess one
+        assert "hunter2-secret" not in str(env) and "AWS_SECRET_ACCESS_KEY" not in env
         assert (state_root / "data" / "envapp").is_dir()
         # Streamlit's own files (~/.streamlit) land in the app's data folder, the one it may write
         assert env["HOME"] == str(state_root / "data" / "envapp")
