@@ -50,6 +50,9 @@ class Health:
     grace: float = 30.0  # start-up time during which failures do not count
 
 
+STREAMLIT_MEMORY_MB = 512  # a Streamlit app's memory cap when its manifest sets none
+
+
 @attrs.frozen
 class Resources:
     memory_mb: int = 256
@@ -235,7 +238,9 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         "grace": lambda o, w: c.number(o, "grace", 30.0, 0, 3600, w),
     })
     resources = _section(c, raw, "resources", Resources, {
-        "memory_mb": lambda o, w: c.number(o, "memory_mb", 256, 16, 65536, w, integer=True),
+        # Streamlit (tornado, pandas, charts) needs more than a small service to serve a few sessions.
+        "memory_mb": lambda o, w: c.number(o, "memory_mb", STREAMLIT_MEMORY_MB if app_type == "streamlit" else 256,
+                                           16, 65536, w, integer=True),
         "cpu_percent": lambda o, w: c.number(o, "cpu_percent", 50, 1, 400, w, integer=True),
         "tasks": lambda o, w: c.number(o, "tasks", 64, 4, 4096, w, integer=True),
     })

@@ -68,6 +68,16 @@ def test_defaults_and_requirements_detection(tmp_path: Path) -> None:
     assert m.to_json()["health"]["path"] == "/health"
 
 
+def test_a_streamlit_app_gets_512_mb_unless_its_manifest_says_otherwise(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("")
+    (tmp_path / "main.py").write_text("")
+    streamlit = parse_manifest(b'{"id": "ui", "type": "streamlit"}', tmp_path)
+    assert streamlit.resources.memory_mb == 512 and streamlit.resources.cpu_percent == 50
+    asked = parse_manifest(b'{"id": "ui", "type": "streamlit", "resources": {"memory_mb": 256}}', tmp_path)
+    assert asked.resources.memory_mb == 256  # said explicitly: kept, even when it is the service default
+    assert parse_manifest(b'{"id": "svc", "type": "service"}', tmp_path).resources.memory_mb == 256
+
+
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as exc:
         parse_manifest(b'{"id": "A B", "type": "cron", "entry": "/etc/passwd"}', tmp_path)

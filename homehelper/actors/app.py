@@ -97,7 +97,7 @@ class AppActor(Actor):
         """sandboxed: a systemd unit walls it in; unsandboxed: it runs as HomeHelper's user, like HomeHelper."""
         backend = self.ctx.extra.get("backend")
         on_systemd = getattr(backend, "name", None) == "systemd"
-        return "sandboxed" if self.manifest.type == "service" and on_systemd else "unsandboxed"
+        return "sandboxed" if on_systemd else "unsandboxed"  # Streamlit apps run as units too
 
     def unapproved(self) -> tuple[str, ...]:
         """What the manifest asks for, when the user has not approved exactly that; () when free to start."""

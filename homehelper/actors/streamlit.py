@@ -1,27 +1,36 @@
 """A Streamlit app: a process that runs only while someone uses it.
 
-OpenUI starts it (once, however many ask at the same time: the mailbox
-serialises them, and the second finds it running) and replies when it answers
-its health check. Two deadlines on the TTL clock end it: idle (pushed back by
-every KeepAlive) and max lifetime (never pushed back). A run number tags each
-start, so a deadline or exit notice from an earlier run is ignored.
+It runs through the same backend as a service app (`ctx.extra["backend"]`: a
+systemd unit with the manifest's sandbox and limits, or the process backend),
+from an AppSpec whose command is `streamlit run` (homehelper.ui.launcher), with
+its output in logs/<id>/app.log. OpenUI starts it (once, however many ask at the
+same time: the mailbox serialises them, and the second finds it running) and
+replies when it answers its health check. Two deadlines on the TTL clock end it:
+idle (pushed back by every KeepAlive) and max lifetime (never pushed back). A run
+number tags each start, so a deadline or exit notice from an earlier run is
+ignored. One found running at start (HomeHelper was restarted) is adopted.
 
-ctx.extra: "apps" (the apps Supervisor, to address this actor), "ui" (the UI
-manager's ref; without it there is no cap), "installer" (shared, so one install
-runs at a time; without it the actor makes its own).
+ctx.extra: "backend" (required), "apps" (the apps Supervisor, to address this
+actor), "ui" (the UI manager's ref; without it there is no cap), "installer"
+(shared, so one install runs at a time; without it the actor makes its own).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 from typing import Any
 
 import attrs
+import psutil
 import trio
 
+from ..backends import logs
+from ..backends.base import Backend, UnitStatus, env_value, log_file
 from ..backends.installer import Installer
 from ..bus.acl import app_secrets
-from ..errors import Conflict, DiskFull, HomeHelperError, InstallFailed
+from ..errors import BackendError, Conflict, DiskFull, HomeHelperError, InstallFailed
 from ..manifest import Manifest
 from ..messages import (
     AppConfigError,
@@ -32,6 +41,7 @@ from ..messages import (
     AppStarted,
     AppStopped,
     CancelDeadline,
+    GetLogs,
     ReleaseUI,
     ReserveUI,
     ScheduleDeadline,
@@ -39,8 +49,8 @@ from ..messages import (
     UIExpired,
     UIProcessExited,
 )
-from ..ui import launcher, state
-from ..ui.launcher import PortTaken, StartFailed, StreamlitProcess
+from ..ui import launcher
+from ..ui.launcher import PortTaken, StartFailed, cmdline_port, exit_code
 from . import ActorError, ActorRef, MailboxClosed
 from .app import AppActor, AppContext
 
@@ -52,14 +62,19 @@ _MANIFEST_TTL_DEFAULT = attrs.fields(Manifest).ttl.default
 
 class StreamlitApp(AppActor):
     port_kind = "streamlit"
+    log_check_every = 60.0  # log rotation check, only while it runs
 
     def __init__(self, manifest: Manifest, ctx: AppContext) -> None:
         super().__init__(manifest, ctx)
-        self.sp: StreamlitProcess | None = None
+        self.backend: Backend = ctx.extra["backend"]
+        self.status = UnitStatus()  # of the current run; not running when there is none
         self.run_no = 0
         self.started_at = 0.0
         self.last_activity = 0.0
         self.nursery: trio.Nursery | None = None
+        self._run_scope = trio.CancelScope()  # the exit watch and log check of the current run
+        self._launched = False  # a start reached the backend: on_stop must end it
+        self.log_offset = 0  # where the current run's output begins in its log
         self.installer: Installer = ctx.extra.get("installer") or Installer(ctx.config)
 
     # --- helpers ---------------------------------------------------------------
@@ -75,6 +90,10 @@ class StreamlitApp(AppActor):
     @property
     def prefix(self) -> str:
         return launcher.ui_prefix(self.app_id)
+
+    @property
+    def log_path(self) -> Path:
+        return log_file(self.ctx.config.logs_dir(self.app_id))
 
     def me(self) -> ActorRef[Any]:
         return self.ctx.extra["apps"].ref(self.app_id)
@@ -101,19 +120,45 @@ class StreamlitApp(AppActor):
         snap.update(url=f"{self.prefix}/", ttl=self.ttl, ttl_left=round(ttl_left, 1),
                     max_lifetime_left=round(life_left, 1),
                     idle_for=round(idle_for, 3) if self.state == "running" else None,
-                    pid=self.sp.pid if self.sp is not None else None)
+                    pid=self.status.pid, cgroup=self.status.cgroup, backend=self.backend.name,
+                    memory_mb=self.manifest.resources.memory_mb)
         return snap
 
     # --- lifecycle -------------------------------------------------------------
     async def on_start(self, nursery: trio.Nursery) -> None:
         self.nursery = nursery
+        status = await self.backend.status(self.app_id)
+        if status.running:  # it kept running while HomeHelper was away: adopted, never started twice
+            await self._adopt(status)
 
     async def on_stop(self) -> None:
-        """HomeHelper stops (or this actor crashed): end the process quickly, leave nothing behind."""
-        if self.sp is not None:
-            status = await launcher.terminate(self.sp, min(self.cfg.stop_grace, 1.5))
+        """HomeHelper stops (or this actor crashed): end the process, leave nothing behind."""
+        if self._launched or self.status.running:
+            self._run_scope.cancel()
+            with trio.CancelScope(shield=True):
+                status = await self._end()
             self._forget_run()
-            self.ctx.emit(AppStopped(self.app_id, "shutdown", status))
+            self.ctx.emit(AppStopped(self.app_id, "shutdown", exit_code(status)))
+
+    async def _adopt(self, status: UnitStatus) -> None:
+        port = cmdline_port(status.pid)
+        if port is None:  # the proxy could not reach it: better gone than a slot nobody can use
+            log.warning("%s: found running (pid %s) but its port cannot be read; stopping it", self.app_id, status.pid)
+            await self.backend.stop(self.app_id)
+            return
+        self.port = port
+        try:  # its lifetime counts from its real start
+            age = max(0.0, time.time() - psutil.Process(status.pid).create_time())
+        except psutil.Error:
+            age = 0.0
+        ui = self.ctx.extra.get("ui")
+        if ui is not None:
+            await ui.tell(ReserveUI(self.app_id, self.me(), adopted=True))
+        if self.ctx.identities is not None:  # its Redis user may be gone with a Redis restart
+            assert self.nursery is not None
+            self.nursery.start_soon(self.ctx.identities.adopt, self.app_id, env_value(status.pid, "HH_REDIS_URL"))
+        self.log_offset = logs.size(self.log_path)
+        await self._begin_run(status, "adopted", age)
 
     async def open_ui(self) -> Any:
         if self.state == "running":
@@ -128,8 +173,10 @@ class StreamlitApp(AppActor):
         return self.reply()
 
     async def stop(self, reason: str) -> Any:
-        if self.sp is not None and self.state == "running":
+        if self.state == "running":
             await self._stop(reason)
+        if reason == "removed":  # its folder is gone: so goes its unit
+            await self.backend.remove(self.app_id)
         return self.reply()
 
     async def keep_alive(self) -> Any:
@@ -169,19 +216,21 @@ class StreamlitApp(AppActor):
             self.last_activity = trio.current_time()
             await self.ctx.ttl.tell(ScheduleDeadline(self._key("idle"), self.ttl, self.me(),
                                                      UIExpired(self.app_id, "idle_ttl", self.run_no)))
-        # a changed entry file takes effect at the next start (no file watcher on a Pi)
+        # a changed entry file, limits or sandbox take effect at the next start (a new unit)
 
     async def handle_other(self, msg: Any) -> Any:
         match msg:
+            case GetLogs(_, lines):
+                return await trio.to_thread.run_sync(logs.tail, self.log_path, lines)
             case UIExpired(_, reason, run):
                 if run == self.run_no and self.state == "running":
                     await self._stop(reason)
             case UIProcessExited(_, run, status):
-                if run == self.run_no and self.sp is not None and self.state == "running":
-                    tail = launcher.log_tail(self.sp.log_path)
+                if run == self.run_no and self.state == "running":
+                    tail = await trio.to_thread.run_sync(logs.read_since, self.log_path, self.log_offset)
                     self._forget_run()
                     self.last_error = f"Streamlit exited with status {status}"
-                    self.ctx.emit(AppCrashed(self.app_id, status, 0, None, tail))
+                    self.ctx.emit(AppCrashed(self.app_id, status, 0, None, tail[-2000:]))
                     self.ctx.emit(AppStopped(self.app_id, "crashed", status))
                     self.set_state("stopped", "crashed")
             case _:
@@ -198,7 +247,7 @@ class StreamlitApp(AppActor):
             await ui.ask(ReserveUI(self.app_id, self.me()), timeout=self.cfg.stop_grace + 15)
         self.set_state("starting", reason)
         try:
-            sp = await self._spawn_ready()
+            status = await self._launch_ready()
         except BaseException as exc:
             if ui is not None:
                 self._tell_nowait(ui, ReleaseUI(self.app_id))
@@ -208,68 +257,110 @@ class StreamlitApp(AppActor):
                     self.ctx.emit(AppConfigError(self.app_id, exc.message, exc.log_tail))
             self.set_state("stopped", "start failed")
             raise
-        self.run_no += 1
-        self.started_at = self.last_activity = trio.current_time()
         self.last_error = None
+        self.ctx.emit(AppStarted(self.app_id, self.port or 0, reason))
+        await self._begin_run(status, reason)
+
+    async def _begin_run(self, status: UnitStatus, reason: str, age: float = 0.0) -> None:
+        """A run is on (started or adopted): its deadlines, its exit watch, its state."""
+        self.status = status
+        self.run_no += 1
+        now = trio.current_time()
+        self.started_at, self.last_activity = now - age, now
+        self._run_scope = trio.CancelScope()
         assert self.nursery is not None
-        self.nursery.start_soon(self._watch, sp, self.run_no)
+        self.nursery.start_soon(self._watch, status, self.run_no, self._run_scope)
         if self.ctx.ttl is not None:
             me = self.me()
             await self.ctx.ttl.tell(ScheduleDeadline(self._key("idle"), self.ttl, me,
                                                      UIExpired(self.app_id, "idle_ttl", self.run_no)))
-            await self.ctx.ttl.tell(ScheduleDeadline(self._key("life"), self.cfg.max_lifetime, me,
+            await self.ctx.ttl.tell(ScheduleDeadline(self._key("life"), max(0.0, self.cfg.max_lifetime - age), me,
                                                      UIExpired(self.app_id, "max_lifetime", self.run_no)))
-        self.ctx.emit(AppProcessChanged(self.app_id, sp.pid))
-        self.ctx.emit(AppStarted(self.app_id, sp.port, reason))
+        self.ctx.emit(AppProcessChanged(self.app_id, status.pid, status.cgroup))
         self.set_state("running", reason)
 
-    async def _spawn_ready(self) -> StreamlitProcess:
-        """Spawn and wait for health; a port found taken is avoided on the next try."""
+    async def _launch_ready(self) -> UnitStatus:
+        """Start through the backend and wait for health; a port found taken is avoided on the next try."""
         tried: list[int] = []
         for _ in range(PORT_ATTEMPTS):
             port = await self.allocate_port(tuple(tried))
             secrets = await app_secrets(self.ctx.identities, self.ctx.config.redis_url, self.app_id)
-            sp = await launcher.spawn(self.ctx.config, self.manifest, port, secrets)
-            self.sp = sp  # from here on_stop can end it, even if this start is cancelled
-            state.record(self.ctx.config.run_dir, self.app_id, sp.pid, port, sp.prefix)
+            spec = launcher.streamlit_spec(self.ctx.config, self.manifest, port, secrets)
+            await self.backend.prepare(spec)
+            self.measure_exposure(self.nursery)  # the unit's score, once per unit change
+            await trio.to_thread.run_sync(logs.rotate_if_needed, self.log_path)
+            self.log_offset = logs.size(self.log_path)
+            self._launched = True  # from here on_stop ends it, even if this start is cancelled
             try:
-                await launcher.wait_ready(sp, self.cfg.start_timeout)
-                return sp
+                try:
+                    await self.backend.start(self.app_id)
+                except BackendError as exc:
+                    raise StartFailed(exc.message, await self._tail()) from None
+                status = await self.backend.status(self.app_id)
+                await self._wait_ready(status, port)
+                return status
             except PortTaken:
                 log.info("%s: port %s was taken, trying another", self.app_id, port)
                 tried.append(port)
-                await self._end(sp, 1.0)
+                with trio.CancelScope(shield=True):
+                    await self._end()
             except BaseException:
-                await self._end(sp, self.cfg.stop_grace)
+                with trio.CancelScope(shield=True):
+                    await self._end()
                 raise
         raise launcher.port_taken_error(self.app_id, tried)
 
-    async def _end(self, sp: StreamlitProcess, grace: float) -> int | None:
-        with trio.CancelScope(shield=True):
-            status = await launcher.terminate(sp, grace)
-        self.sp = None
-        state.forget(self.ctx.config.run_dir, self.app_id)
-        return status
+    async def _wait_ready(self, status: UnitStatus, port: int) -> None:
+        exited = trio.Event()
+
+        async def watch() -> None:
+            if status.running:
+                await self.backend.wait_exit(status)
+            exited.set()
+
+        async def exit_status() -> int | None:
+            return exit_code(await self.backend.status(self.app_id))
+
+        failed: HomeHelperError | PortTaken | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            try:
+                await launcher.wait_ready(port, self.prefix, self.log_path, self.log_offset, self.cfg.start_timeout,
+                                          exited, exit_status)
+            except (HomeHelperError, PortTaken) as exc:  # raised below, not inside an exception group
+                failed = exc
+            nursery.cancel_scope.cancel()
+        if failed is not None:
+            raise failed
+
+    async def _tail(self) -> str:
+        return await trio.to_thread.run_sync(logs.read_since, self.log_path, self.log_offset)
+
+    async def _end(self) -> UnitStatus:
+        """Stop it through the backend (SIGTERM to all it runs, SIGKILL after the backend's grace)."""
+        await self.backend.stop(self.app_id)
+        self._launched = False
+        return await self.backend.status(self.app_id)
 
     async def _stop(self, reason: str) -> None:
-        assert self.sp is not None
         self.set_state("stopping", reason)
-        status = await launcher.terminate(self.sp, self.cfg.stop_grace)
+        self._run_scope.cancel()
+        status = await self._end()
         self._forget_run()
-        self.ctx.emit(AppStopped(self.app_id, reason, status))
+        self.ctx.emit(AppStopped(self.app_id, reason, exit_code(status)))
         self.set_state("stopped", reason)
 
     def _forget_run(self) -> None:
-        """The process is gone: drop its file, deadlines and slot."""
-        self.sp = None
-        state.forget(self.ctx.config.run_dir, self.app_id)
+        """The process is gone: drop its deadlines and slot."""
+        self._run_scope.cancel()
+        self.status = UnitStatus()
         if self.ctx.ttl is not None:
             self._tell_nowait(self.ctx.ttl, CancelDeadline(self._key("idle")))
             self._tell_nowait(self.ctx.ttl, CancelDeadline(self._key("life")))
         ui = self.ctx.extra.get("ui")
         if ui is not None:
             self._tell_nowait(ui, ReleaseUI(self.app_id))
-        self.ctx.emit(AppProcessChanged(self.app_id, None))
+        self.ctx.emit(AppProcessChanged(self.app_id, None, None))
 
     @staticmethod
     def _tell_nowait(ref: ActorRef[Any], msg: Any) -> None:
@@ -280,9 +371,21 @@ class StreamlitApp(AppActor):
         except ActorError as exc:  # a full mailbox must not stop a clean-up
             log.warning("could not tell %s %s: %s", ref.name, type(msg).__name__, exc)
 
-    async def _watch(self, sp: StreamlitProcess, run: int) -> None:
-        await sp.proc.wait()
-        try:
-            await self.me().tell(UIProcessExited(self.app_id, run, sp.proc.returncode))
-        except ActorError:
-            pass  # the actor is going away; on_stop cleans up
+    async def _watch(self, status: UnitStatus, run: int, scope: trio.CancelScope) -> None:
+        """Until the run ends: its exit (the backend's cheap wait, no polling) and its log's size."""
+        with scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._log_watch)
+                await self.backend.wait_exit(status)
+                after = await self.backend.status(self.app_id)
+                try:
+                    await self.me().tell(UIProcessExited(self.app_id, run, exit_code(after)))
+                except ActorError:
+                    pass  # the actor is going away; on_stop cleans up
+                nursery.cancel_scope.cancel()
+
+    async def _log_watch(self) -> None:
+        while True:
+            await trio.sleep(self.log_check_every)
+            if await trio.to_thread.run_sync(logs.rotate_if_needed, self.log_path):
+                self.log_offset = 0

@@ -273,9 +273,11 @@ class ProcessBackend:
             session = run.pid if run is not None and self._alive(run) else None
             await proctree.end_tree(token if isinstance(token, str) else None, session, STOP_TIMEOUT)
             if run is not None:
+                code = None
                 if run.proc is not None:
                     await run.proc.wait()
-                self._last[app_id] = UnitStatus(active="inactive", sub="dead", result="success")
+                    code = _signal_status(run.proc.returncode or 0)[2]  # as systemd's ExecMainStatus
+                self._last[app_id] = UnitStatus(active="inactive", sub="dead", result="success", exit_status=code)
             self._forget(app_id)
 
     def _forget(self, app_id: str) -> None:

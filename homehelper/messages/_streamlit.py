@@ -38,6 +38,7 @@ class ReserveUI(Command):
 
     app_id: str
     ref: Any  # ActorRef of the app actor, told StopApp(reason="evicted") when it must make room
+    adopted: bool = False  # it already runs (found after a HomeHelper restart): counted, never refused
 
 
 @attrs.frozen

@@ -1,6 +1,6 @@
-"""Streamlit apps on demand: the process launcher, the state file, the UI manager."""
+"""Streamlit apps on demand: what they run as (launcher) and the UI manager (caps, eviction)."""
 
-from .launcher import StartFailed, StreamlitProcess, ui_prefix
+from .launcher import StartFailed, streamlit_spec, ui_prefix
 from .manager import UIManager
 
-__all__ = ["StartFailed", "StreamlitProcess", "UIManager", "ui_prefix"]
+__all__ = ["StartFailed", "UIManager", "streamlit_spec", "ui_prefix"]

@@ -1,26 +1,25 @@
-"""Starting and ending one `streamlit run` process.
+"""What a Streamlit app runs as, and when it is ready.
 
-The child gets its own session (process group), so a stop reaches everything it
-spawned; its output goes to logs/<id>/streamlit.log (never to an unread pipe,
-which would block it once the pipe buffer filled).
+The process itself is the backend's (a systemd unit with the app's sandbox and
+limits, or the process backend's subprocess), like a service app's: this module
+only says which command, environment and limits (`streamlit_spec`), and polls
+Streamlit's health endpoint after a start (`wait_ready`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
-import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import attrs
 import httpx
+import psutil
 import trio
 
-from ..backends.base import app_env
+from ..backends import logs
+from ..backends.base import AppSpec, UnitStatus, app_spec, env_port
 from ..config import Config
 from ..errors import BackendError, Unavailable
 from ..manifest import Manifest
@@ -28,8 +27,6 @@ from ..manifest import Manifest
 # httpx logs every request at INFO: a log line (a disk write on a Pi) per health poll.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
-LOG_NAME = "streamlit.log"
-LOG_MAX_BYTES = 1024 * 1024  # rotated at each start past this: one old file kept
 PORT_TAKEN_MARK = "is not available"  # Streamlit's "Port 8501 is not available", then exit 1
 
 
@@ -60,18 +57,42 @@ def app_python(config: Config, manifest: Manifest) -> str:
     return sys.executable
 
 
-def streamlit_env(
-    config: Config, manifest: Manifest, port: int, base: Mapping[str, str] | None = None,
-    secrets: tuple[tuple[str, str], ...] = (),
-) -> dict[str, str]:
-    """HomeHelper's own environment (PATH, locale) plus every app's settings, plus the UI prefix."""
-    env = dict(os.environ if base is None else base)
-    env.setdefault("STREAMLIT_CLIENT_TOOLBAR_MODE", "minimal")  # no "Deploy" button inside the modal
-    env.pop("HH_REDIS_URL", None)  # only the config decides whether the app gets Redis
-    env.update(app_env(manifest, config, port))
-    env.update(secrets)  # its HH_REDIS_URL (homehelper.bus.acl)
-    env["HH_UI_PREFIX"] = ui_prefix(manifest.id)
-    return env
+def streamlit_spec(config: Config, manifest: Manifest, port: int,
+                   secrets: tuple[tuple[str, str], ...] = ()) -> AppSpec:
+    """The app's AppSpec (limits and sandbox from its manifest: memory_mb defaults to 512 for
+    Streamlit, manifest.STREAMLIT_MEMORY_MB), running `streamlit run`.
+
+    HOME and the XDG folders point into the app's data folder: Streamlit writes ~/.streamlit
+    there, the one place the sandbox lets it write. The toolbar is minimal (no "Deploy" button
+    inside the modal) unless the manifest's env says otherwise; HH_REDIS_URL comes only in
+    `secrets` (homehelper.bus.acl), never from HomeHelper's own environment.
+    """
+    python = app_python(config, manifest)
+    base = app_spec(manifest, config, port, python=Path(python), secrets=secrets)
+    prefix = ui_prefix(manifest.id)
+    data = config.data_dir(manifest.id)
+    env = {"STREAMLIT_CLIENT_TOOLBAR_MODE": "minimal", **dict(base.env)}
+    env.update({"HH_UI_PREFIX": prefix, "HOME": str(data), "XDG_CONFIG_HOME": str(data / ".config"),
+                "XDG_CACHE_HOME": str(data / ".cache"), "XDG_DATA_HOME": str(data / ".local" / "share")})
+    argv = streamlit_argv(python, base.cwd / manifest.entry, port, prefix)
+    return attrs.evolve(base, argv=tuple(argv), env=tuple(sorted(env.items())),
+                        description=f"HomeHelper Streamlit app {manifest.name}")
+
+
+def exit_code(status: UnitStatus) -> int | None:
+    """The exit status as a Python returncode: negative for a signal (-9 for SIGKILL)."""
+    if status.exit_status is not None and status.result in ("signal", "core-dump", "oom-kill"):
+        return -status.exit_status
+    return status.exit_status
+
+
+def cmdline_port(pid: int | None) -> int | None:
+    """--server.port of a running streamlit, for adoption (its environment may be unreadable)."""
+    try:
+        argv = psutil.Process(pid).cmdline() if pid else []
+        return int(argv[argv.index("--server.port") + 1])
+    except (psutil.Error, ValueError, IndexError):
+        return env_port(pid)
 
 
 class PortTaken(Exception):
@@ -90,131 +111,40 @@ class StartFailed(BackendError):
         self.log_tail = log_tail
 
 
-@attrs.define
-class StreamlitProcess:
-    proc: trio.Process
-    port: int
-    prefix: str
-    log_path: Path
-    log_offset: int = 0  # where this run's output starts in the log
+async def wait_ready(port: int, prefix: str, log_path: Path, log_offset: int, timeout: float,
+                     exited: trio.Event, exit_status: Callable[[], Awaitable[int | None]]) -> float:
+    """Poll `<prefix>/_stcore/health` (fast first, then slower) until 200; returns seconds waited.
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def health_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.prefix}/_stcore/health"
-
-
-def _open_log(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        if path.stat().st_size > LOG_MAX_BYTES:
-            os.replace(path, path.with_name(path.name + ".1"))
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-
-
-async def spawn(config: Config, manifest: Manifest, port: int,
-                secrets: tuple[tuple[str, str], ...] = ()) -> StreamlitProcess:
-    prefix = ui_prefix(manifest.id)
-    log_path = config.logs_dir(manifest.id) / LOG_NAME
-    config.data_dir(manifest.id).mkdir(parents=True, exist_ok=True)
-    argv = streamlit_argv(app_python(config, manifest), manifest.entry_path, port, prefix)
-    fd = _open_log(log_path)
-    offset = os.fstat(fd).st_size
-    # No PR_SET_PDEATHSIG: trio spawns from a worker thread and the signal fires when that thread
-    # exits, not when HomeHelper does. A killed HomeHelper's children are ended via the state file.
-    try:
-        proc = await trio.lowlevel.open_process(
-            argv, cwd=str(manifest.path), env=streamlit_env(config, manifest, port, secrets=secrets),
-            stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    except OSError as exc:
-        raise StartFailed(f"{manifest.id}: cannot run {argv[0]}: {exc.strerror}", app=manifest.id) from None
-    finally:
-        os.close(fd)
-    return StreamlitProcess(proc, port, prefix, log_path, offset)
-
-
-def log_tail(path: Path, max_bytes: int = 2000) -> str:
-    try:
-        with path.open("rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - max_bytes))
-            return f.read().decode(errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
-async def wait_ready(sp: StreamlitProcess, timeout: float) -> float:
-    """Poll the health endpoint (fast first, then slower) until 200; returns seconds waited.
-
-    Raises PortTaken when Streamlit exits saying so, StartFailed when it exits
-    otherwise or is not ready within `timeout`.
+    `exited` is set by whoever watches the process (the backend's wait_exit); `exit_status`
+    then says how it ended. Raises PortTaken when Streamlit exits saying so, StartFailed when
+    it exits otherwise or is not ready within `timeout`.
     """
     start = trio.current_time()
     delay = 0.01
-    async with httpx.AsyncClient(timeout=httpx.Timeout(2.0), trust_env=False) as client:
+    url = f"http://127.0.0.1:{port}{prefix}/_stcore/health"
+    async with httpx.AsyncClient(timeout=httpx.Timeout(2.0), trust_env=False, verify=False) as client:
         with trio.move_on_after(timeout):
-            while True:
-                if sp.proc.poll() is not None:
-                    _raise_exit(sp)
+            while not exited.is_set():
                 try:
-                    resp = await client.get(sp.health_url)
+                    resp = await client.get(url)
                     if resp.status_code == 200:
                         return trio.current_time() - start
                 except httpx.TransportError:
                     pass
-                await trio.sleep(delay)
+                with trio.move_on_after(delay):
+                    await exited.wait()
                 delay = min(delay * 1.3, 0.25)
-    if sp.proc.poll() is not None:
-        _raise_exit(sp)
-    raise StartFailed(f"Streamlit did not answer {sp.prefix}/_stcore/health within {timeout:g} s",
-                      log_tail(sp.log_path), port=sp.port)
+    if exited.is_set():
+        await _raise_exit(port, log_path, log_offset, await exit_status())
+    raise StartFailed(f"Streamlit did not answer {prefix}/_stcore/health within {timeout:g} s",
+                      await trio.to_thread.run_sync(logs.read_since, log_path, log_offset), port=port)
 
 
-def _raise_exit(sp: StreamlitProcess) -> None:
-    tail = log_tail(sp.log_path)
-    new_output = _since(sp.log_path, sp.log_offset)  # this run's output only, not an old run's
-    if sp.proc.returncode == 1 and f"Port {sp.port} {PORT_TAKEN_MARK}" in new_output:
-        raise PortTaken(sp.port)
-    raise StartFailed(f"Streamlit exited with status {sp.proc.returncode} before it was ready", tail,
-                      status=sp.proc.returncode)
-
-
-def _since(path: Path, offset: int) -> str:
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            return f.read(64 * 1024).decode(errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
-def signal_group(pid: int, sig: int) -> bool:
-    """Signal the process group led by `pid`; False when it is already gone."""
-    try:
-        os.killpg(pid, sig)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-
-
-async def terminate(sp: StreamlitProcess, grace: float) -> int | None:
-    """SIGTERM to the group, wait up to `grace`, then SIGKILL; returns the exit status."""
-    proc = sp.proc
-    if proc.poll() is None:
-        signal_group(proc.pid, signal.SIGTERM)
-        with trio.move_on_after(grace):
-            await proc.wait()
-        if proc.poll() is None:
-            signal_group(proc.pid, signal.SIGKILL)
-            await proc.wait()
-    # the group may still hold children that ignored SIGTERM after the leader left
-    signal_group(proc.pid, signal.SIGKILL)
-    return proc.returncode
+async def _raise_exit(port: int, log_path: Path, log_offset: int, status: int | None) -> None:
+    output = await trio.to_thread.run_sync(logs.read_since, log_path, log_offset)  # this run's output only
+    if status == 1 and f"Port {port} {PORT_TAKEN_MARK}" in output:
+        raise PortTaken(port)
+    raise StartFailed(f"Streamlit exited with status {status} before it was ready", output[-2000:], status=status)
 
 
 def port_taken_error(app_id: str, tried: list[int]) -> Unavailable:

@@ -6,8 +6,10 @@ was used within `busy_window`, the open is refused with a reason a person can
 act on. Low available memory evicts idle apps too (checked on each open, and
 every `MEMORY_CHECK` seconds only while some Streamlit app runs).
 
-At start it ends the Streamlit processes a previous run left behind, before it
-answers anything, so no new spawn races the clean-up.
+Apps found running after a HomeHelper restart are the backend's (a unit, or a
+process backend record): their actors adopt them and take their slots with
+`ReserveUI(adopted=True)`, which never evicts nor refuses. A manager restarted by
+its supervisor asks the app actors which of them run, before it answers anything.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from ..actors import Actor, ActorError
 from ..config import Config
 from ..errors import BadRequest, Unavailable
 from ..messages import GetApp, GetUISlots, ReleaseUI, ReserveUI, StopApp
-from . import state
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +60,23 @@ class UIManager(Actor):
         return self.config.streamlit
 
     async def on_start(self, nursery: trio.Nursery) -> None:
-        ours: list[str] = []
-        await state.reap_leftovers(self.config.run_dir, self.cfg.stop_grace, ours)
-        for app_id in ours:  # this manager restarted while these ran: they still count
-            if self.apps is not None and app_id in self.apps:
-                self.slots[app_id] = (self.apps.ref(app_id), trio.current_time())
+        for app_id in list(self.apps.children()) if self.apps is not None else []:
+            # this manager restarted while these ran: they still count (none at HomeHelper's start)
+            ref = self.apps.ref(app_id)
+            try:
+                snap = await ref.ask(GetApp(app_id), timeout=SNAPSHOT_TIMEOUT)
+            except ActorError:
+                continue  # busy starting (it asks us for its slot next) or gone
+            if snap.get("type") == "streamlit" and snap.get("state") in ("starting", "running", "stopping"):
+                self.slots[app_id] = (ref, trio.current_time())
                 self.some_running.set()
         nursery.start_soon(self._watch_memory)
 
     async def handle(self, msg: Any) -> Any:
         match msg:
+            case ReserveUI(app_id, ref, adopted=True):
+                self.slots.setdefault(app_id, (ref, trio.current_time()))
+                self.some_running.set()
             case ReserveUI(app_id, ref):
                 async with self.lock:
                     await self._reserve(app_id, ref)

@@ -98,7 +98,8 @@ async def test_a_streamlit_app_asking_for_permissions_does_not_open(config: Conf
                                                         "permissions": ["host-metrics"]}))
     manifest = load_manifest(folder, config.apps_dir)
     store = ApprovalStore(config.registry_dir / "approvals.json")
-    ctx = AppContext(config, lambda e: None, ports=None, extra={"approvals": store})  # type: ignore[arg-type]
+    ctx = AppContext(config, lambda e: None, ports=None,  # type: ignore[arg-type]
+                     extra={"approvals": store, "backend": ProcessBackend(config.run_dir / "procs")})
     app = StreamlitApp(manifest, ctx)
     with pytest.raises(Conflict, match="board asks for host-metrics"):
         await app.handle(OpenUI("board"))

@@ -100,15 +100,16 @@ async def test_an_adopted_app_gets_its_user_back_after_redis_lost_it(any_backend
     _reap()
 
 
-def test_a_streamlit_app_gets_its_secrets_and_not_homehelpers_own_url(state_root: Path) -> None:
-    from homehelper.ui.launcher import streamlit_env
+def test_a_streamlit_app_gets_its_secrets_and_not_homehelpers_own_url(state_root: Path, monkeypatch) -> None:
+    from homehelper.ui.launcher import streamlit_spec
 
     config = make_config(state_root, redis_url="redis://hh:own-pw@127.0.0.1:6379/0")
     manifest = write_app(config.apps_dir, "dash", "pass\n")
-    own = {"PATH": "/usr/bin", "HH_REDIS_URL": "redis://hh:own-pw@127.0.0.1:6379/0"}
-    env = streamlit_env(config, manifest, 8501, base=own, secrets=(("HH_REDIS_URL", "redis://u:p@h:1/0"),))
-    assert env["HH_REDIS_URL"] == "redis://u:p@h:1/0" and "own-pw" not in str(env)
-    assert "HH_REDIS_URL" not in streamlit_env(config, manifest, 8501, base=own)
+    monkeypatch.setenv("HH_REDIS_URL", "redis://hh:own-pw@127.0.0.1:6379/0")  # HomeHelper's own environment
+    spec = streamlit_spec(config, manifest, 8501, secrets=(("HH_REDIS_URL", "redis://u:p@h:1/0"),))
+    assert dict(spec.secrets) == {"HH_REDIS_URL": "redis://u:p@h:1/0"} and "own-pw" not in str(spec)
+    assert "HH_REDIS_URL" not in dict(streamlit_spec(config, manifest, 8501).env)
+    assert streamlit_spec(config, manifest, 8501).secrets == ()
 
 
 def test_redis_acl_is_a_checked_config_key(state_root: Path) -> None:

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from homehelper import __version__
-from homehelper.ui import state as ui_state
 from tests.cli.test_cli import REPO, free_port, hh, make_apps
 
 
@@ -91,7 +91,12 @@ def test_a_second_serve_on_the_same_root_says_who_holds_it_and_touches_nothing(s
         assert lock.startswith(f"homehelper pid {first.proc.pid} on ")
         orphan = fake_streamlit("/apps/demo")
         try:
-            ui_state.record(state_root / "run", "demo", orphan.pid, 8555, "/apps/demo")
+            # what the first one's process backend records for a running app: a second one adopting or
+            # ending it would be the bug
+            record = state_root / "run" / "procs" / "demo.json"
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps({"enabled": False, "token": "t" * 32, "pid": orphan.pid,
+                                          "created": psutil.Process(orphan.pid).create_time()}))
             port = free_port()
             second = subprocess.run([sys.executable, "-m", "homehelper", "serve", "--root", str(state_root),
                                      "--port", str(port)], capture_output=True, text=True, timeout=60, cwd=REPO)
@@ -101,7 +106,7 @@ def test_a_second_serve_on_the_same_root_says_who_holds_it_and_touches_nothing(s
                 f"or choose another root with --root")
             assert "Traceback" not in second.stderr
             assert orphan.poll() is None  # the first one's Streamlit process was left alone
-            assert (state_root / "run" / "streamlit" / "demo.json").exists()
+            assert json.loads(record.read_text())["pid"] == orphan.pid
             assert first.proc.poll() is None
         finally:
             orphan.kill()

@@ -1,14 +1,17 @@
-"""The launcher with real streamlit processes: flags, environment, log, taken ports, failed starts."""
+"""What a Streamlit app runs as, through the backend, with real streamlit processes: flags,
+environment, log, taken ports, failed starts."""
 
 from __future__ import annotations
 
 import socket
 
 import pytest
+import trio
 
 from homehelper.actors import ChildSpec
 from homehelper.actors.ports import PortAllocator
 from homehelper.actors.streamlit import StreamlitApp
+from homehelper.backends import ProcessBackend
 from homehelper.errors import BackendError
 from homehelper.manifest import load_manifest
 from homehelper.messages import GetApp, GetUISlots, OpenUI
@@ -28,7 +31,9 @@ def cmdline_of(pid: int) -> list[str]:
         return [a.decode() for a in f.read().split(b"\0") if a]
 
 
-async def test_streamlit_runs_with_the_issue_flags_and_hh_environment(make_tree, state_root):
+async def test_streamlit_runs_with_the_issue_flags_and_hh_environment(make_tree, state_root, monkeypatch):
+    monkeypatch.setenv("HOMEHELPER_PASSWORD", "hunter2-secret")  # HomeHelper's own: never an app's
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-apps")
     async with make_tree() as tree:
         app = tree.add_app("envapp")
         await app.ask(OpenUI("envapp"), timeout=30)
@@ -46,21 +51,45 @@ async def test_streamlit_runs_with_the_issue_flags_and_hh_environment(make_tree,
         assert env["HH_DATA_DIR"] == str(state_root / "data" / "envapp")
         assert env["HH_LOG_DIR"] == str(state_root / "logs" / "envapp")
         assert "HH_REDIS_URL" not in env  # no redis configured: the app must not guess one
+        assert "hunter2-secret" not in str(env) and "AWS_SECRET_ACCESS_KEY" not in env
         assert (state_root / "data" / "envapp").is_dir()
+        # Streamlit's own files (~/.streamlit) land in the app's data folder, the one it may write
+        assert env["HOME"] == str(state_root / "data" / "envapp")
+        assert env["XDG_CONFIG_HOME"].startswith(env["HOME"]) and env["XDG_CACHE_HOME"].startswith(env["HOME"])
+        assert env["HH_UI_PREFIX"] == "/apps/envapp/ui" and env["STREAMLIT_CLIENT_TOOLBAR_MODE"] == "minimal"
+        # its output is the app's log, which the dashboard's Logs button shows
+        assert "Uvicorn server started" in (state_root / "logs" / "envapp" / "app.log").read_text()
+        assert not (state_root / "logs" / "envapp" / "streamlit.log").exists()
 
 
 async def test_a_taken_port_is_told_apart_from_other_failures(state_root):
     config = streamlit_config(state_root)
     manifest = load_manifest(make_app(config.apps_dir, "portapp"))
+    backend = ProcessBackend(config.run_dir / "procs")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        sp = await launcher.spawn(config, manifest, port)
-        with pytest.raises(PortTaken) as err:
-            await launcher.wait_ready(sp, timeout=30)
+        spec = launcher.streamlit_spec(config, manifest, port)
+        await backend.prepare(spec)
+        await backend.start("portapp")
+        status = await backend.status("portapp")
+        exited = trio.Event()
+
+        async def watch() -> None:
+            await backend.wait_exit(status)
+            exited.set()
+
+        async def exit_status() -> int | None:
+            return (await backend.status("portapp")).exit_status
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            with pytest.raises(PortTaken) as err:
+                await launcher.wait_ready(port, launcher.ui_prefix("portapp"), spec.log_file, 0, 30, exited,
+                                          exit_status)
         assert err.value.port == port
-        await sp.proc.wait()
+        assert not (await backend.status("portapp")).running
 
 
 class FirstPortTaken(PortAllocator):

@@ -1,24 +1,22 @@
-"""Restart recovery: Streamlit processes a killed HomeHelper left behind are ended at the next start."""
+"""Restart recovery: a Streamlit app that outlived its HomeHelper is the backend's, and the next
+HomeHelper adopts it (never a second process); a restarted UI manager gives running apps their slots back."""
 
 from __future__ import annotations
 
-import os
-import shlex
+import json
 import signal
 import subprocess
 import sys
-import time
-from functools import partial
 
 import psutil
 import trio
 
 from homehelper.actors import ChildSpec
+from homehelper.backends import AppSpec, ProcessBackend
 from homehelper.messages import GetApp, GetUISlots, OpenUI
-from homehelper.ui import UIManager, state
-from homehelper.ui.launcher import streamlit_argv
+from homehelper.ui import UIManager
 from tests.fixtures.common import REPO
-from tests.fixtures.streamlit import make_app, streamlit_pids
+from tests.fixtures.streamlit import make_app, streamlit_config, streamlit_pids
 
 
 def alive(pid: int) -> bool:
@@ -28,9 +26,10 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def test_a_killed_homehelper_leaves_no_streamlit_behind_after_the_next_start(make_tree, state_root):
+async def killed_host(state_root, app_id: str) -> int:
+    """A HomeHelper (tests.streamlit._host) that opens `app_id`, then is killed with SIGKILL: the pid it ran."""
     host = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "tests.streamlit._host", str(state_root), "orphan"], cwd=REPO,
+        [sys.executable, "-m", "tests.streamlit._host", str(state_root), app_id], cwd=REPO,
         stdout=subprocess.PIPE, start_new_session=True)
     assert host.stdout is not None
     with trio.fail_after(60):
@@ -40,54 +39,29 @@ async def test_a_killed_homehelper_leaves_no_streamlit_behind_after_the_next_sta
             assert chunk, "the host ended before the app was ready"
             line += chunk
     assert line.startswith(b"READY ")
-    pid = int(line.split()[1])
     host.send_signal(signal.SIGKILL)  # no clean-up at all
     await host.wait()
     await host.stdout.aclose()
-    assert alive(pid)  # left behind, as a real kill -9 leaves it
+    return int(line.split()[1])
+
+
+async def test_a_homehelper_restarted_while_an_app_runs_adopts_it_and_its_idle_ttl_ends_it(make_tree, state_root):
+    pid = await killed_host(state_root, "orphan")
+    assert alive(pid)  # left running, as a unit outlives a HomeHelper restart
     assert streamlit_pids(str(state_root)) == [pid]
-    async with make_tree() as tree:  # the next start: its UI manager reaps before it answers anything
-        assert await tree.ui.ask(GetUISlots()) == {}
+    async with make_tree(apps=("orphan",), ttl=3.0) as tree:  # the next start: its scan finds the app
+        app = tree.apps.ref("orphan")
+        snap = await app.ask(GetApp("orphan"))
+        assert snap["state"] == "running" and snap["pid"] == pid and 8520 <= snap["port"] <= 8579
+        assert list(await tree.ui.ask(GetUISlots())) == ["orphan"]  # it counts against the cap
+        reply = await app.ask(OpenUI("orphan"), timeout=30)
+        assert reply["state"] == "running"
+        assert streamlit_pids(str(state_root)) == [pid]  # adopted, not duplicated
+        assert [k for k in tree.kinds("orphan") if k[0] == "app_started"] == []
+        await tree.wait_event("app_stopped", "orphan", timeout=15, reason="idle_ttl")  # its deadlines hold too
         assert not alive(pid)
         assert streamlit_pids(str(state_root)) == []
-        assert state.read_all(tree.config.run_dir) == []
-
-
-async def test_only_processes_that_still_match_their_record_are_ended(state_root):
-    run_dir = state_root / "run"
-    folder = make_app(state_root / "apps", "left")
-    prefix = "/apps/left/ui"
-    spawn = partial(trio.lowlevel.open_process, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    start_new_session=True)
-    # a leftover is nobody's child (its HomeHelper died): started through a shell that exits at once
-    argv = " ".join(shlex.quote(a) for a in streamlit_argv(sys.executable, folder / "app.py", 8577, prefix))
-    out = await trio.run_process(["sh", "-c", f"setsid {argv} >/dev/null 2>&1 & echo $!"], capture_stdout=True,
-                                 start_new_session=True)
-    leftover_pid = int(out.stdout)
-    # a process whose pid was reused by something else: same pid file, different start time
-    stranger = await spawn([sys.executable, "-c", "import time; time.sleep(60)", "streamlit", prefix])
-    other = await spawn(["sleep", "60"])  # not streamlit at all
-    try:
-        state.record(run_dir, "left", leftover_pid, 8577, prefix)
-        state.record(run_dir, "stranger", stranger.pid, 8578, prefix)
-        data = (state.state_dir(run_dir) / "stranger.json").read_text().replace('"create_time": ', '"create_time": 1')
-        (state.state_dir(run_dir) / "stranger.json").write_text(data)
-        state.record(run_dir, "other", other.pid, 8579, "/apps/other/ui")
-        (state.state_dir(run_dir) / "broken.json").write_text("{not json")
-        start = time.monotonic()
-        ended = await state.reap_leftovers(run_dir, grace=5.0)
-        assert [e["app_id"] for e in ended] == ["left"]
-        assert not alive(leftover_pid)
-        assert time.monotonic() - start < 5.0  # SIGTERM was enough: no wait for the grace period
-        assert stranger.poll() is None and other.poll() is None
-        assert state.read_all(run_dir) == []  # every record is gone, matched or not
-    finally:
-        if alive(leftover_pid):
-            os.kill(leftover_pid, signal.SIGKILL)
-        for p in (stranger, other):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                await p.wait()
+        assert await tree.ui.ask(GetUISlots()) == {}
 
 
 async def test_a_restarted_ui_manager_leaves_the_apps_of_this_run_alone(make_tree, state_root):
@@ -97,7 +71,25 @@ async def test_a_restarted_ui_manager_leaves_the_apps_of_this_run_alone(make_tre
         pid = (await app.ask(GetApp("mine")))["pid"]
         await tree.root.stop_child("ui")
         fresh = tree.root.start_child(ChildSpec("ui", lambda: UIManager(tree.config, apps=tree.apps)))
-        assert list(await fresh.ask(GetUISlots())) == ["mine"]  # reaping done; the running app keeps its slot
+        assert list(await fresh.ask(GetUISlots())) == ["mine"]  # the running app keeps its slot
         assert alive(pid)
         assert (await app.ask(GetApp("mine")))["state"] == "running"
-        assert [e and e["app_id"] for _, e in state.read_all(tree.config.run_dir)] == ["mine"]
+        assert json.loads((tree.config.run_dir / "procs" / "mine.json").read_text())["pid"] == pid
+
+
+async def test_a_found_process_whose_port_cannot_be_read_is_stopped_not_adopted(make_tree, state_root):
+    # a damaged or hand-made record: what runs under the app's name is no Streamlit HomeHelper started
+    config = streamlit_config(state_root)
+    backend = ProcessBackend(config.run_dir / "procs")
+    folder = make_app(config.apps_dir, "odd")
+    await backend.prepare(AppSpec(app_id="odd", argv=("/bin/sleep", "60"), cwd=folder, env=(),
+                                  data_dir=config.data_dir("odd"), log_dir=config.logs_dir("odd")))
+    await backend.start("odd")
+    pid = (await backend.status("odd")).pid
+    assert pid is not None and alive(pid)
+    async with make_tree(apps=("odd",)) as tree:
+        app = tree.apps.ref("odd")
+        snap = await app.ask(GetApp("odd"))
+        assert snap["state"] == "stopped" and snap["pid"] is None
+        assert not alive(pid)
+        assert await tree.ui.ask(GetUISlots()) == {}
