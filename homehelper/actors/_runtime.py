@@ -148,7 +148,6 @@ class Actor:
                 with trio.CancelScope(shield=True), trio.move_on_after(2):
                     await self.on_stop()
 
-
     def _tell_failed(self, msg: object, exc: Exception) -> None:
         command = type(msg).__name__
         log.warning("%s: %s failed: %s", self.name, command, exc)
