@@ -239,7 +239,11 @@ def list_apps(config: Config, as_json: bool = False) -> int:
     if apps is None:
         source = "offline (HomeHelper is not running)"
         manifests, invalid = scan_folder(config.apps_dir)
-        ports = read_json(config.registry_dir / "ports.json", {}) or {}
+        try:
+            ports = read_json(config.registry_dir / "ports.json", {})
+        except (OSError, ValueError, RecursionError):  # damaged: the server sets it aside and rebuilds it
+            ports = {}
+        ports = ports if isinstance(ports, dict) else {}
         approved = approvals.load(config.registry_dir / approvals.FILE_NAME)
         apps = [{"id": m.id, "type": m.type, "state": "-", "port": ports.get(m.id), "name": m.name,
                  "permissions": list(m.permissions), "devices": list(m.devices),

@@ -105,3 +105,15 @@ def test_bench_passes_its_arguments_to_the_runner(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     listed = [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
     assert {"actors", "services", "streamlit_ui", "dashboard", "bus", "monitor", "load"} <= set(listed)
+
+
+def test_apps_offline_reads_past_a_damaged_port_map(tmp_path: Path) -> None:
+    apps = make_apps(tmp_path)
+    registry = tmp_path / "state" / "registry"
+    registry.mkdir(parents=True)
+    for damage in ("{ torn", "[" * 30_000, "[1, 2]"):
+        (registry / "ports.json").write_text(damage)
+        out = hh("apps", "--json", "--apps-dir", str(apps), root=tmp_path / "state")
+        assert out.returncode == 0, out.stderr
+        assert [a["id"] for a in json.loads(out.stdout)["apps"] if a["type"]] == ["good"]
+        assert (registry / "ports.json").read_text() == damage  # only the server sets a damaged file aside
