@@ -132,7 +132,8 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     bridge = root.start_child(ChildSpec("bridge", _remembered(instances, "bridge", lambda: RedisBridge(
         bus, live().redis_url, config.node_id, history=config.event_history, apps=registry,
         identities=identities))))
-    scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
+    scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish,
+                                                                    follow=bus)))
 
     async def follow(old: Config, new: Config) -> None:
         ctx.config = new  # app actors and the UI manager read streamlit.* (and redis_url at a start) here

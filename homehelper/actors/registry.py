@@ -38,6 +38,7 @@ from ..messages import (
     GetApp,
     ListApps,
     PortAssigned,
+    ScanApplied,
     StartApp,
     StopApp,
 )
@@ -191,6 +192,7 @@ class Registry(Actor):
                 await self._tell(app_id, ApplyManifest(m))
         self.first_scan = False
         self._save()
+        self.bus.publish(ScanApplied(len(found), len(invalid)))
         for app_id in boot:  # bring back what was running before (adopted if still up)
             await self._tell(app_id, StartApp(app_id, reason="boot"))
 

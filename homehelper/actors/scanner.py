@@ -17,7 +17,7 @@ import trio
 from ..errors import BadRequest, ManifestError
 from ..manifest import MANIFEST_NAME, Manifest, load_manifest
 from ..messages import AppChanged, AppDiscovered, AppInvalid, ApplyScan, AppRemoved, Rescan
-from . import Actor, ActorRef
+from . import Actor, ActorRef, Broadcast, ChildRestarting
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +57,27 @@ class Scanner(Actor):
     name = "scanner"
     read_folder = staticmethod(scan_folder)  # what runs in the worker thread
 
-    def __init__(self, apps_dir: Path, registry: ActorRef[Any], emit: Any) -> None:
+    def __init__(self, apps_dir: Path, registry: ActorRef[Any], emit: Any, follow: Broadcast | None = None) -> None:
         self.apps_dir = apps_dir
         self.registry = registry
         self.emit = emit
+        self.follow = follow  # the bus: a restarted registry starts empty and needs the apps again
         self.known: dict[str, Manifest] = {}
         self.invalid: dict[str, tuple[str, ...]] = {}
 
     async def on_start(self, nursery: trio.Nursery) -> None:
+        if self.follow is not None:
+            restarts = self.follow.subscribe(maxlen=4, accept=lambda e: isinstance(e, ChildRestarting)
+                                             and e.child == self.registry.name)
+            nursery.start_soon(self._resend_on_restart, restarts)
         await self.scan()
+
+    async def _resend_on_restart(self, restarts: Any) -> None:
+        with restarts:
+            async for _ in restarts:
+                # Told before the new registry runs: its mailbox outlives the crash, so this is the
+                # first thing it reads.
+                await self.registry.tell(ApplyScan(tuple(self.known.values()), tuple(sorted(self.invalid.items()))))
 
     async def handle(self, msg: Any) -> Any:
         match msg:

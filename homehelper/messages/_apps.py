@@ -150,6 +150,15 @@ class AppRemoved(Event):
 
 
 @attrs.frozen
+class ScanApplied(Event):
+    """The registry took a scan in: `apps` valid apps, `invalid` broken folders (what tests and the
+    dashboard can wait on instead of polling)."""
+
+    apps: int
+    invalid: int
+
+
+@attrs.frozen
 class AppInvalid(Event):
     """A folder in apps/ whose manifest is wrong; `errors` names each field."""
 

@@ -25,6 +25,7 @@ from homehelper.messages import (
     ListApps,
     OpenUI,
     Rescan,
+    ScanApplied,
 )
 from tests.actors.test_scanner import make_app
 
@@ -160,4 +161,28 @@ async def test_a_registry_restarted_after_a_crash_takes_over_the_app_actors(tmp_
         assert (await app_sup.ref("lamp").ask(GetApp("lamp")))["state"] == "stopped"
         reg = root.children()["registry"]
         assert (reg["state"], reg["starts"]) == ("running", 2)  # restarted once, not crash-looping
+        n.cancel_scope.cancel()
+
+
+async def test_a_restarted_registry_gets_the_apps_again_without_a_rescan(tmp_path: Path) -> None:
+    apps = tmp_path / "apps"
+    make_app(apps, "lamp", {"id": "lamp", "name": "Lamp", "type": "service"})
+    config = load_config(tmp_path / "state", environ={})
+    bus = Broadcast()
+    sub = bus.subscribe()
+    async with trio.open_nursery() as n:
+        root = Supervisor("root", RestartPolicy(backoff_initial=0.01), emit=bus.publish)
+        app_sup = Supervisor("apps", emit=bus.publish)
+        await n.start(root.run)
+        await n.start(app_sup.run)
+        ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
+        registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: AppActor(m, ctx),
+                                                                           bus, tmp_path / "state" / "apps.json")))
+        scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish, follow=bus)))
+        await scanner.ask(Rescan())
+        await registry.tell(ApplyScan((object(),), ()))  # a bug's worth of input: the registry crashes
+        await _wait_for(sub, ChildCrashed)
+        # the scanner saw the restart and handed the new registry its apps: nobody asked for a rescan
+        assert (await _wait_for(sub, ScanApplied)).apps == 1
+        assert [a["id"] for a in await registry.ask(ListApps())] == ["lamp"]
         n.cancel_scope.cancel()
