@@ -140,7 +140,7 @@ class RedisBridge(Actor):
     def _accept(self, event: Any) -> bool:
         # Runs in the publisher's task for every event: keep it cheap.
         if not isinstance(event, Event):
-            return False  # the runtime's supervision records are not part of the bus
+            return False  # plain records (child started, exited) stay in process; crashes, restarts and quarantines are Events
         if type(event) is ConfigChanged and "redis_url" in event.changes:
             self._set_url(event.changes["redis_url"])
         elif type(event) is AppRemoved and self.identities is not None:
