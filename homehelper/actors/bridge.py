@@ -140,7 +140,9 @@ class RedisBridge(Actor):
     def _accept(self, event: Any) -> bool:
         # Runs in the publisher's task for every event: keep it cheap.
         if not isinstance(event, Event):
-            return False  # plain records (child started, exited) stay in process; crashes, restarts and quarantines are Events
+            # Plain records (a child started or exited) stay in process; crashes, restarts and
+            # quarantines are Events and go to Redis.
+            return False
         if type(event) is ConfigChanged and "redis_url" in event.changes:
             self._set_url(event.changes["redis_url"])
         elif type(event) is AppRemoved and self.identities is not None:
