@@ -46,7 +46,7 @@ async def choose_backend(config: Config, environ: Mapping[str, str] | None = Non
     """
     if config.backend in ("auto", "systemd") and shutil.which("systemctl"):
         backend = SystemdBackend(config.systemd_scope, environ, run_as=owner(config.root),
-                                 secrets_at=config.run_dir / "secrets")
+                                 secrets_at=config.run_dir / "secrets", bus_at=config.run_dir / "bus")
         if await backend.available():
             log.info("service apps run under systemd %s (%s scope, units in %s)", systemd_version() or "?",
                      config.systemd_scope, backend.unit_dir)
