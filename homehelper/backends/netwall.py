@@ -150,10 +150,8 @@ def relay_target(url: str) -> tuple[str, int] | str:
 def relay_url(url: str, sock: Path) -> str:
     """The app's URL through its relay: the same user, password and database on `sock`."""
     parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    db = query.pop("db", None) or parts.path.strip("/") if parts.scheme != "unix" else query.pop("db", None)
-    if db is not None and not re.fullmatch(r"\d{1,5}", db or ""):
-        db = None
+    db = dict(parse_qsl(parts.query)).get("db") or (parts.path.strip("/") if parts.scheme != "unix" else "")
+    db = db if re.fullmatch(r"\d{1,5}", db) else ""
     cred = ""
     if parts.username is not None:
         cred = quote(unquote(parts.username), safe="")
