@@ -17,6 +17,7 @@ import trio
 
 from homehelper.actors.ports import PortAllocator, port_is_free
 from homehelper.backends import SystemdBackend, app_spec, netwall
+from homehelper.backends.exposure import parse_exposure
 from homehelper.backends.health import probe
 from homehelper.bus.acl import AppIdentities
 
@@ -172,3 +173,22 @@ async def test_a_port_change_moves_the_socket(systemd_backend: SystemdBackend, s
         assert (await client.get(f"http://127.0.0.1:{lo + 5}/")).text == "mover"
     assert port_is_free(lo)
     await systemd_backend.remove("mover")
+
+
+async def test_the_wall_lowers_the_apps_exposure_and_the_proxy_is_sandboxed_too(
+        systemd_backend: SystemdBackend, systemd_user: Any, state_root: Path) -> None:
+    config = make_config(state_root)
+    for app_id, perms in (("walled", {}), ("open", {"permissions": ["lan"]})):
+        manifest = write_app(config.apps_dir, app_id, PROBE, **perms)
+        await systemd_backend.prepare(app_spec(manifest, config, config.service_ports[0], Path(sys.executable)))
+    scores = {}
+    for unit in (systemd_backend.unit("walled"), systemd_backend.unit("open"),
+                 netwall.proxy_unit("walled", systemd_backend.prefix)):
+        proc = await trio.run_process(["systemd-analyze", "--user", "security", "--no-pager", unit],
+                                      env=systemd_user.env, capture_stdout=True, check=False)
+        found = parse_exposure(proc.stdout.decode(), unit)
+        assert found is not None, proc.stdout.decode()[-500:]
+        scores[unit] = found[0]
+    print("exposure:", scores)  # docs/services.md records these
+    walled, open_, proxy = scores.values()
+    assert walled <= 1.0 and walled < open_ and proxy <= 2.0
