@@ -10,6 +10,7 @@ open, both made by HomeHelper:
   starts `systemd-socket-proxyd` inside the app's namespace (`JoinsNamespaceOf=`, the pattern of
   systemd-socket-proxyd(8)), which forwards to the app's own 127.0.0.1:<port>. The app binds
   HH_HOST:HH_PORT as before; the dashboard's proxy and health checks reach it as before.
+  The app requires its socket: a port another program holds fails the app's start.
 - the bus: HomeHelper relays a Unix socket in the app's own folder `<root>/run/bus/<id>/`,
   bound into the app, to Redis (homehelper.bus.relay); HH_REDIS_URL becomes a `unix://` URL
   with the app's own Redis credentials.
@@ -66,8 +67,12 @@ def is_companion(name: str) -> bool:
 
 
 def unit_lines(spec: AppSpec, prefix: str = UNIT_PREFIX) -> list[str]:
-    """[Unit] lines of the app: it pulls in its port's socket."""
-    return [f"Wants={socket_unit(spec.app_id, prefix)}"] if walled(spec) and port(spec) else []
+    """[Unit] lines of the app: it starts only with its port's socket listening (a port another
+    program holds fails the start, rather than leaving the app unreachable)."""
+    if not walled(spec) or not port(spec):
+        return []
+    sock = socket_unit(spec.app_id, prefix)
+    return [f"Requires={sock}", f"After={sock}"]
 
 
 def service_lines(spec: AppSpec, bus: Path | None) -> list[str]:

@@ -114,7 +114,8 @@ class SystemdBackend:
         self.run_as = run_as if scope == "system" else None  # system units must not run apps as root
         # Walled apps reach Redis through a Unix socket relayed by HomeHelper (netwall.py); serve: <root>/run/bus
         self.relay = BusRelay(bus_at or self.unit_dir.parent / "homehelper-bus")
-        self._walled: set[str] = set()  # apps whose last unit has a network wall (and companion units)
+        self._walled: set[str] = set()  # apps whose last unit has a network wall
+        self._proxied: set[str] = set()  # ...and a port reached through companion units
         self.cgroot = cgroup_root()
         self._pending: dict[str, _Batch] = {}
         self._wakes = {verb: trio.Event() for verb in VERBS}
@@ -238,10 +239,11 @@ class SystemdBackend:
         changed = await trio.to_thread.run_sync(self._write, unit, text) or changed
         if changed:
             await self.daemon_reload()
-        if walled(spec):
-            self._walled.add(spec.app_id)
-        else:
-            self._walled.discard(spec.app_id)
+        for known, now in ((self._walled, walled(spec)), (self._proxied, bool(netwall.unit_lines(spec)))):
+            if now:
+                known.add(spec.app_id)
+            else:
+                known.discard(spec.app_id)
 
     def _write(self, unit: str, text: str | None) -> bool:
         """Write (None: delete) one unit file when it differs; True when it changed. Blocking."""
@@ -317,7 +319,15 @@ class SystemdBackend:
     async def start(self, app_id: str) -> None:
         if app_id in self._unstartable:
             raise self._unstartable[app_id]
-        await self._do("start", self.unit(app_id))
+        try:
+            await self._do("start", self.unit(app_id))
+        except BackendError as exc:
+            if app_id in self._proxied and "dependency" in exc.message:
+                sock = netwall.socket_unit(app_id, self.prefix)
+                raise BackendError(f"{app_id}: its port could not be opened for it ({sock} failed): is another "
+                                   "program listening on it?",
+                                   output_tail=str(exc.detail.get("output_tail", ""))) from exc
+            raise
         if app_id in self._walled:
             await self._check_wall(app_id)
 
@@ -333,7 +343,8 @@ class SystemdBackend:
 
     async def stop(self, app_id: str) -> None:
         units = [self.unit(app_id)]
-        if app_id in self._walled or await trio.to_thread.run_sync(self._has_companions, app_id):
+        known = self.unit(app_id) in self._written  # else an app adopted from an earlier run: look
+        if app_id in self._proxied or (not known and await trio.to_thread.run_sync(self._has_companions, app_id)):
             units += netwall.companions(app_id, self.prefix)  # stopped together: the port is free after
         async with trio.open_nursery() as nursery:
             for unit in units:
@@ -385,6 +396,7 @@ class SystemdBackend:
         companions = netwall.companions(app_id, self.prefix)
         await self.systemctl("stop", *companions, check=False)
         self._walled.discard(app_id)
+        self._proxied.discard(app_id)
         await self.relay.close(app_id)
         removed = [u for u in (unit, *companions) if await trio.to_thread.run_sync(self._write, u, None)]
         if not removed:

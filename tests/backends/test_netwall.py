@@ -20,6 +20,7 @@ from homehelper.backends import SystemdBackend, app_spec, netwall
 from homehelper.backends.exposure import parse_exposure
 from homehelper.backends.health import probe
 from homehelper.bus.acl import AppIdentities
+from homehelper.errors import BackendError
 
 from .apps import make_config, wait_until, write_app
 
@@ -76,8 +77,8 @@ async def test_a_walled_app_reaches_no_other_port_but_is_reached_and_speaks_on_t
     api = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]  # stands in for HomeHelper's API port
     api_port = api.socket.getsockname()[1]
     knocks: list[object] = []
-    lo = config.service_ports[0]
-    port_a, port_b = lo, lo + 1
+    ports = PortAllocator({"service": config.service_ports}, None)  # free ports, as HomeHelper picks them
+    port_a, port_b = ports.allocate("ant", "service", set()), ports.allocate("bee", "service", set())
 
     async def knocked() -> None:
         async with api:
@@ -124,7 +125,8 @@ async def test_companion_units_verify_stop_with_the_app_and_free_the_port(
         systemd_backend: SystemdBackend, systemd_user: Any, state_root: Path) -> None:
     config = make_config(state_root)
     backend = systemd_backend
-    port = config.service_ports[0]
+    ports = PortAllocator({"service": config.service_ports}, None)
+    port = ports.allocate("walled", "service", set())
     manifest = write_app(config.apps_dir, "walled", PROBE)
     await backend.prepare(app_spec(manifest, config, port, Path(sys.executable)))
     sock, proxy = (backend.unit_dir / u for u in netwall.companions("walled", backend.prefix))
@@ -136,7 +138,6 @@ async def test_companion_units_verify_stop_with_the_app_and_free_the_port(
     await backend.start("walled")
     assert (await _result(config.data_dir("walled") / "probe.json"))["scheme"] is None  # no Redis: bus off
     assert not port_is_free(port)  # the socket unit holds it...
-    ports = PortAllocator({"service": config.service_ports}, None)
     assert ports.allocate("other", "service", set()) != port  # ...so it is never handed to another app
 
     def active(unit: Path) -> str:
@@ -159,18 +160,20 @@ async def test_companion_units_verify_stop_with_the_app_and_free_the_port(
 async def test_a_port_change_moves_the_socket(systemd_backend: SystemdBackend, systemd_user: Any,
                                               state_root: Path) -> None:
     config = make_config(state_root)
-    lo = config.service_ports[0]
+    ports = PortAllocator({"service": config.service_ports}, None)
+    lo = ports.allocate("mover", "service", set())
     manifest = write_app(config.apps_dir, "mover", PROBE)
     await systemd_backend.prepare(app_spec(manifest, config, lo, Path(sys.executable)))
     await systemd_backend.start("mover")
     await _result(config.data_dir("mover") / "probe.json")
     (config.data_dir("mover") / "probe.json").unlink()
     await systemd_backend.stop("mover")
-    await systemd_backend.prepare(app_spec(manifest, config, lo + 5, Path(sys.executable)))
+    moved = ports.allocate("mover", "service", {lo})
+    await systemd_backend.prepare(app_spec(manifest, config, moved, Path(sys.executable)))
     await systemd_backend.start("mover")
     await _result(config.data_dir("mover") / "probe.json")
     async with httpx.AsyncClient(timeout=5) as client:
-        assert (await client.get(f"http://127.0.0.1:{lo + 5}/")).text == "mover"
+        assert (await client.get(f"http://127.0.0.1:{moved}/")).text == "mover"
     assert port_is_free(lo)
     await systemd_backend.remove("mover")
 
@@ -192,3 +195,31 @@ async def test_the_wall_lowers_the_apps_exposure_and_the_proxy_is_sandboxed_too(
     print("exposure:", scores)  # docs/services.md records these
     walled, open_, proxy = scores.values()
     assert walled <= 1.0 and walled < open_ and proxy <= 2.0
+
+
+async def test_a_wall_the_manager_did_not_build_stops_the_app(systemd_backend: SystemdBackend,
+                                                              systemd_user: Any, state_root: Path) -> None:
+    """A manager without the right to make namespaces only logs "ignoring" and runs the app on the
+    host's network: here the unit loses its PrivateNetwork= behind HomeHelper's back, as if so."""
+    config = make_config(state_root)
+    manifest = write_app(config.apps_dir, "leaky", PROBE)
+    await systemd_backend.prepare(app_spec(manifest, config, config.service_ports[0], Path(sys.executable)))
+    path = systemd_backend.unit_dir / systemd_backend.unit("leaky")
+    path.write_text(path.read_text().replace("PrivateNetwork=yes\n", ""))
+    await systemd_backend.daemon_reload()
+    with pytest.raises(BackendError, match="network of its own"):
+        await systemd_backend.start("leaky")
+    assert not (await systemd_backend.status("leaky")).running
+
+
+async def test_a_port_another_program_holds_fails_the_start_with_a_reason(systemd_backend: SystemdBackend,
+                                                                          state_root: Path) -> None:
+    config = make_config(state_root)
+    squatter = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    async with squatter:
+        port = squatter.socket.getsockname()[1]
+        manifest = write_app(config.apps_dir, "blocked", PROBE)
+        await systemd_backend.prepare(app_spec(manifest, config, port, Path(sys.executable)))
+        with pytest.raises(BackendError, match="another program listening"):
+            await systemd_backend.start("blocked")
+        assert not (await systemd_backend.status("blocked")).running

@@ -29,7 +29,7 @@ def test_only_apps_without_lan_or_internet_get_a_private_network(state_root: Pat
     spec = _spec(state_root, permissions)
     text = render_unit(spec, extra=(netwall.unit_lines(spec), netwall.service_lines(spec, Path("/r/run/bus/probe"))))
     assert ("PrivateNetwork=yes\n" in text) is walled
-    assert ("Wants=hh-probe.proxy.socket\n" in text) is walled
+    assert ("Requires=hh-probe.proxy.socket\nAfter=hh-probe.proxy.socket\n" in text) is walled
     assert ("BindReadOnlyPaths=/r/run/bus/probe\n" in text) is walled
     texts = netwall.companion_texts(spec)
     assert all(t is not None for t in texts.values()) is walled
