@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -114,6 +115,8 @@ class SystemdBackend:
         self.run_as = run_as if scope == "system" else None  # system units must not run apps as root
         # Walled apps reach Redis through a Unix socket relayed by HomeHelper (netwall.py); serve: <root>/run/bus
         self.relay = BusRelay(bus_at or self.unit_dir.parent / "homehelper-bus")
+        # ...and are reached on their port through a Unix socket in their http folder: <root>/run/http
+        self.http_dir = bus_at.parent / "http" if bus_at else self.unit_dir.parent / "homehelper-http"
         self._walled: set[str] = set()  # apps whose last unit has a network wall
         self._proxied: set[str] = set()  # ...and a port reached through companion units
         self.cgroot = cgroup_root()
@@ -229,13 +232,16 @@ class SystemdBackend:
             return
         self._unstartable.pop(spec.app_id, None)
         spec, bus = await self._bus(spec)
+        http = self.http_dir / spec.app_id
+        if netwall.unit_lines(spec):  # walled, with a port: portshim listens in its http folder
+            await trio.to_thread.run_sync(lambda: http.mkdir(mode=0o700, parents=True, exist_ok=True))
         secrets_file = self.secrets_dir / f"{spec.app_id}.env"
         secret_text = env_file_text(spec.secrets) if spec.secrets else None
         await trio.to_thread.run_sync(write_secrets, secrets_file, secret_text)
-        text = render_unit(spec, user=self.run_as, nodes=nodes, secrets_file=secrets_file,
+        text = render_unit(netwall.wrapped(spec, http), user=self.run_as, nodes=nodes, secrets_file=secrets_file,
                            wanted_by="multi-user.target" if self.scope == "system" else "default.target",
-                           extra=(netwall.unit_lines(spec, self.prefix), netwall.service_lines(spec, bus)))
-        changed = await self._write_companions(spec)
+                           extra=(netwall.unit_lines(spec, self.prefix), netwall.service_lines(spec, bus, http)))
+        changed = await self._write_companions(spec, http)
         changed = await trio.to_thread.run_sync(self._write, unit, text) or changed
         if changed:
             await self.daemon_reload()
@@ -275,10 +281,10 @@ class SystemdBackend:
         secrets["HH_REDIS_URL"] = netwall.relay_url(url, sock)
         return attrs.evolve(spec, secrets=tuple(secrets.items())), sock.parent
 
-    async def _write_companions(self, spec: AppSpec) -> bool:
+    async def _write_companions(self, spec: AppSpec, http: Path) -> bool:
         """The socket and proxy units of a walled app (netwall.py), or none; a changed one that was
         there is stopped first, so its socket lets go of the old port."""
-        texts = netwall.companion_texts(spec, self.prefix)
+        texts = netwall.companion_texts(spec, http, self.prefix)
         changed, existed = await trio.to_thread.run_sync(self._changes, texts)
         if existed:
             await self.systemctl("stop", *existed, check=False)
@@ -398,6 +404,7 @@ class SystemdBackend:
         self._walled.discard(app_id)
         self._proxied.discard(app_id)
         await self.relay.close(app_id)
+        await trio.to_thread.run_sync(lambda: shutil.rmtree(self.http_dir / app_id, ignore_errors=True))
         removed = [u for u in (unit, *companions) if await trio.to_thread.run_sync(self._write, u, None)]
         if not removed:
             return

@@ -108,6 +108,9 @@ async def test_a_walled_app_reaches_no_other_port_but_is_reached_and_speaks_on_t
             assert ant["scheme"] == "unix" and ant["bus"] == {"n": 1}, ant  # its own ACL user, through the relay
             status = await backend.status("ant")
             assert status.pid is not None and netwall.same_netns(status.pid) is False
+            # portshim became the app: the unit's main process is the app's own program
+            cmdline = (await trio.Path(f"/proc/{status.pid}/cmdline").read_bytes()).split(b"\0")
+            assert str(a.entry_path).encode() in cmdline and not any(b"portshim" in c for c in cmdline)
             # HomeHelper's side: the dashboard proxy and health checks reach both apps on their ports.
             async with httpx.AsyncClient(timeout=5) as client:
                 for app_id, port in (("ant", port_a), ("bee", port_b)):

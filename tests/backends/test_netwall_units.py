@@ -16,6 +16,8 @@ from homehelper.errors import BackendError, UnsafeUnitValue
 
 from .apps import make_config, write_app
 
+PROXYD = Path("/lib/systemd/systemd-socket-proxyd")
+
 
 def _spec(state_root: Path, permissions: list[str] | None = None, port: int = 8100, app_id: str = "probe"):
     config = make_config(state_root)
@@ -27,25 +29,34 @@ def _spec(state_root: Path, permissions: list[str] | None = None, port: int = 81
                                                      (["lan"], False), (["internet"], False)])
 def test_only_apps_without_lan_or_internet_get_a_private_network(state_root: Path, permissions, walled) -> None:
     spec = _spec(state_root, permissions)
-    text = render_unit(spec, extra=(netwall.unit_lines(spec), netwall.service_lines(spec, Path("/r/run/bus/probe"))))
+    http = Path("/r/run/http/probe")
+    text = render_unit(netwall.wrapped(spec, http, PROXYD),
+                       extra=(netwall.unit_lines(spec), netwall.service_lines(spec, Path("/r/run/bus/probe"), http)))
     assert ("PrivateNetwork=yes\n" in text) is walled
     assert ("Requires=hh-probe.proxy.socket\nAfter=hh-probe.proxy.socket\n" in text) is walled
     assert ("BindReadOnlyPaths=/r/run/bus/probe\n" in text) is walled
-    texts = netwall.companion_texts(spec)
+    assert ("BindPaths=/r/run/http/probe\n" in text) is walled
+    shim = (f'ExecStart={spec.argv[0]} "-I" {netwall.SHIM} /r/run/http/probe/http.sock 8100 {PROXYD} "--" '
+            f"{spec.argv[0]} ")
+    assert (shim in text) is walled
+    texts = netwall.companion_texts(spec, http)
     assert all(t is not None for t in texts.values()) is walled
     assert list(texts) == ["hh-probe.proxy.socket", "hh-probe.proxy.service"]
 
 
-def test_the_companions_listen_on_the_apps_port_and_join_its_namespace(state_root: Path) -> None:
+def test_the_companions_listen_on_the_apps_port_and_forward_to_its_http_socket(state_root: Path) -> None:
     spec = _spec(state_root, port=8123)
     sock = netwall.render_socket(spec)
-    proxy = netwall.render_proxy(spec, program=Path("/lib/systemd/systemd-socket-proxyd"))
+    proxy = netwall.render_proxy(spec, state_root / "run/http/probe", program=PROXYD)
     assert "ListenStream=127.0.0.1:8123\n" in sock and "BindsTo=hh-probe.service\n" in sock
-    for line in ("BindsTo=hh-probe.service", "After=hh-probe.service", "JoinsNamespaceOf=hh-probe.service",
-                 "ExecStart=/lib/systemd/systemd-socket-proxyd 127.0.0.1:8123", "PrivateNetwork=yes",
-                 "NoNewPrivileges=yes", "CapabilityBoundingSet="):
+    for line in ("BindsTo=hh-probe.service", "After=hh-probe.service",
+                 f"ExecStart={PROXYD} {state_root}/run/http/probe/http.sock", "PrivateNetwork=yes",
+                 "NoNewPrivileges=yes", "CapabilityBoundingSet=", "ProtectHome=tmpfs", "PrivateTmp=yes",
+                 "TemporaryFileSystem=/run:ro", f"TemporaryFileSystem={state_root}:ro",
+                 f"BindReadOnlyPaths={state_root}/run/http/probe"):
         assert f"{line}\n" in proxy
-    assert "PrivateTmp" not in proxy  # a joined /tmp would be the app's own
+    # Not the man page's JoinsNamespaceOf=: a non-root user manager cannot join another unit's network.
+    assert "JoinsNamespaceOf" not in proxy
     # An app cannot own a companion's name: app ids hold no '.'.
     assert "." not in unit_name("probe").removesuffix(".service")
     assert netwall.is_companion("hh-probe.proxy.service") and not netwall.is_companion("hh-probe-proxy.service")
@@ -53,7 +64,8 @@ def test_the_companions_listen_on_the_apps_port_and_join_its_namespace(state_roo
 
 def test_no_port_no_companions(state_root: Path) -> None:
     spec = _spec(state_root, port=0)
-    assert set(netwall.companion_texts(spec).values()) == {None}
+    assert set(netwall.companion_texts(spec, Path("/r/h")).values()) == {None}
+    assert netwall.wrapped(spec, Path("/r/h"), PROXYD) == spec
     assert netwall.unit_lines(spec) == [] and "PrivateNetwork=yes" in render_unit(spec)
 
 
@@ -64,12 +76,14 @@ def test_hostile_paths_and_descriptions_are_refused_or_escaped(state_root: Path)
     with pytest.raises(UnsafeUnitValue):
         netwall.service_lines(spec, Path("/r/run/bus:/etc"))
     with pytest.raises(UnsafeUnitValue):
-        netwall.render_proxy(spec, program=Path("/bin/x\n[Service]"))
+        netwall.render_proxy(spec, Path("/r/h"), program=Path("/bin/x\n[Service]"))
+    with pytest.raises(UnsafeUnitValue):
+        netwall.render_proxy(spec, Path("/r/h x\nExecStartPre=/bin/evil"), program=PROXYD)
 
 
 def test_a_port_that_is_not_a_number_makes_no_socket(state_root: Path) -> None:
     spec = attrs.evolve(_spec(state_root), env=(("HH_PORT", "8100\nListenStream=0.0.0.0:22"),))
-    assert set(netwall.companion_texts(spec).values()) == {None}
+    assert set(netwall.companion_texts(spec, Path("/r/h")).values()) == {None}
     with pytest.raises(BackendError):
         netwall.render_socket(spec)
 
