@@ -49,7 +49,7 @@ async def choose_backend(config: Config, environ: Mapping[str, str] | None = Non
     """
     if config.backend in ("auto", "systemd") and shutil.which("systemctl"):
         backend = SystemdBackend(config.systemd_scope, environ, run_as=owner(config.root),
-                                 secrets_at=config.run_dir / "secrets")
+                                 secrets_at=config.run_dir / "secrets", bus_at=config.run_dir / "bus")
         if await backend.available():
             problem = private_tmp_problem(config.root, config.apps_dir)
             if problem:

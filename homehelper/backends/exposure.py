@@ -1,7 +1,7 @@
 """How exposed a service app's unit is, by `systemd-analyze security`.
 
 systemd scores a unit's sandbox from 0.0 (walled in) to 10.0 (exposed) and
-names the level (OK, MEDIUM, EXPOSED, UNSAFE). HomeHelper asks once per unit
+names the level (SAFE, OK, MEDIUM, EXPOSED, UNSAFE). HomeHelper asks once per unit
 file it writes: the score is cached by the file's content, so starts and
 restarts of an unchanged unit cost nothing, and a refresh of the dashboard
 never runs it. With a cache file the scores outlive a restart of HomeHelper

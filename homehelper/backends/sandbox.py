@@ -211,11 +211,18 @@ def _redis_ip(spec: AppSpec) -> str | None:
         return None
 
 
+def walled(spec: AppSpec) -> bool:
+    """True when the app gets a network of its own (netwall.py): it asked for neither `lan` nor `internet`."""
+    return not {"lan", "internet"} & set(spec.permissions)
+
+
 def network(spec: AppSpec) -> list[str]:
     """Address families, addresses and the one port an app may bind."""
     perms = set(spec.permissions)
     families = [*FAMILIES, *(["AF_BLUETOOTH"] if "bluetooth" in perms else [])]
     lines = [f"RestrictAddressFamilies={' '.join(families)}"]
+    if walled(spec):  # only its own loopback: no other app's port, no HomeHelper API (netwall.py)
+        lines.append("PrivateNetwork=yes")
     if "internet" not in perms:  # only this machine (and with `lan` the local network)
         allow = ["localhost", *(LAN if "lan" in perms else ()), *filter(None, [_redis_ip(spec)])]
         lines += ["IPAddressDeny=any", f"IPAddressAllow={' '.join(allow)}"]

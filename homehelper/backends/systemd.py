@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+import attrs
 import trio
 
+from ..bus.relay import BusRelay
 from ..errors import BackendError, DeviceMissing
 from ..storage import atomic_write_text
+from . import netwall
 from .base import AppSpec, UnitStatus, env_file_text, probe_delays, wait_pid_exit, writable_dir, write_secrets
-from .sandbox import resolve_devices
+from .sandbox import Node, resolve_devices, walled
 from .units import UNIT_PREFIX, render_unit, unit_name
 
 log = logging.getLogger(__name__)
@@ -102,13 +106,19 @@ class SystemdBackend:
 
     def __init__(self, scope: str = "user", environ: Mapping[str, str] | None = None,
                  prefix: str = UNIT_PREFIX, units_at: Path | None = None, run_as: str | None = None,
-                 secrets_at: Path | None = None) -> None:
+                 secrets_at: Path | None = None, bus_at: Path | None = None) -> None:
         self.scope = scope
         self.environ = dict(os.environ if environ is None else environ)
         self.prefix = prefix
         self.unit_dir = units_at or unit_dir(scope, self.environ)
         self.secrets_dir = secrets_at or self.unit_dir.parent / "homehelper-secrets"  # serve: <root>/run/secrets
         self.run_as = run_as if scope == "system" else None  # system units must not run apps as root
+        # Walled apps reach Redis through a Unix socket relayed by HomeHelper (netwall.py); serve: <root>/run/bus
+        self.relay = BusRelay(bus_at or self.unit_dir.parent / "homehelper-bus")
+        # ...and are reached on their port through a Unix socket in their http folder: <root>/run/http
+        self.http_dir = bus_at.parent / "http" if bus_at else self.unit_dir.parent / "homehelper-http"
+        self._walled: set[str] = set()  # apps whose last unit has a network wall
+        self._proxied: set[str] = set()  # ...and a port reached through companion units
         self.cgroot = cgroup_root()
         self._pending: dict[str, _Batch] = {}
         self._wakes = {verb: trio.Event() for verb in VERBS}
@@ -156,6 +166,7 @@ class SystemdBackend:
             async with trio.open_nursery() as nursery:
                 for verb in VERBS:
                     nursery.start_soon(self._worker, verb)
+                await nursery.start(self.relay.run)
                 task_status.started()
         finally:
             self._running = False
@@ -215,32 +226,94 @@ class SystemdBackend:
         (self._notify.add if spec.notify else self._notify.discard)(spec.app_id)
         # Devices are looked up at each start: a USB adapter plugged in since the last one counts.
         try:
-            text = await trio.to_thread.run_sync(self._render, spec)  # globs /dev, looks up groups
+            nodes = await trio.to_thread.run_sync(resolve_devices, spec)  # globs /dev
         except DeviceMissing as exc:
             # `start` raises it: the app actor shows a BackendError from start as config_error,
             # one clear state until the device is there, not a restart loop.
             self._unstartable[spec.app_id] = exc
             return
         self._unstartable.pop(spec.app_id, None)
+        spec, bus = await self._bus(spec)
+        http = self.http_dir / spec.app_id
+        if netwall.unit_lines(spec):  # walled, with a port: portshim listens in its http folder
+            await trio.to_thread.run_sync(lambda: http.mkdir(mode=0o700, parents=True, exist_ok=True))
         secrets_file = self.secrets_dir / f"{spec.app_id}.env"
         secret_text = env_file_text(spec.secrets) if spec.secrets else None
         await trio.to_thread.run_sync(write_secrets, secrets_file, secret_text)
+        text = await trio.to_thread.run_sync(self._render, spec, nodes, bus, http)  # looks up groups
+        changed = await self._write_companions(spec, http)
+        changed = await trio.to_thread.run_sync(self._write, unit, text) or changed
+        if changed:
+            await self.daemon_reload()
+        for known, now in ((self._walled, walled(spec)), (self._proxied, bool(netwall.unit_lines(spec)))):
+            if now:
+                known.add(spec.app_id)
+            else:
+                known.discard(spec.app_id)
+
+    def _write(self, unit: str, text: str | None) -> bool:
+        """Write (None: delete) one unit file when it differs; True when it changed. Blocking."""
+        if text is not None and self._written.get(unit) == text:
+            return False
         path = self.unit_dir / unit
-        if self._written.get(unit) == text:
-            return
         try:
-            current = path.read_text()
+            current: str | None = path.read_text()
         except FileNotFoundError:
             current = None
         if current != text:
-            atomic_write_text(path, text)
-            await self.daemon_reload()
-        self._written[unit] = text
+            if text is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write_text(path, text)
+        if text is None:
+            self._written.pop(unit, None)
+        else:
+            self._written[unit] = text
+        return current != text
 
-    def _render(self, spec: AppSpec) -> str:
-        return render_unit(spec, user=self.run_as, nodes=resolve_devices(spec),
+    async def _bus(self, spec: AppSpec) -> tuple[AppSpec, Path | None]:
+        """A walled app's HH_REDIS_URL through its relay socket; (spec, the folder to bind in)."""
+        secrets = dict(spec.secrets)
+        url = secrets.get("HH_REDIS_URL")
+        if not walled(spec) or not url:
+            return spec, None
+        sock = await self.relay.open(spec.app_id, netwall.relay_target(url))
+        secrets["HH_REDIS_URL"] = netwall.relay_url(url, sock)
+        return attrs.evolve(spec, secrets=tuple(secrets.items())), sock.parent
+
+    async def _write_companions(self, spec: AppSpec, http: Path) -> bool:
+        """The socket and proxy units of a walled app (netwall.py), or none; a changed one that was
+        there is stopped first, so its socket lets go of the old port."""
+        texts = netwall.companion_texts(spec, http, self.prefix)
+        changed, existed = await trio.to_thread.run_sync(self._changes, texts)
+        if existed:
+            await self.systemctl("stop", *existed, check=False)
+        for name in changed:
+            await trio.to_thread.run_sync(self._write, name, texts[name])
+        return bool(changed)
+
+    def _changes(self, texts: dict[str, str | None]) -> tuple[list[str], list[str]]:
+        """(units whose file differs from `texts`, those of them that have a file now). Blocking."""
+        changed: list[str] = []
+        existed: list[str] = []
+        for unit, text in texts.items():
+            if text is not None and self._written.get(unit) == text:
+                continue
+            try:
+                current: str | None = (self.unit_dir / unit).read_text()
+            except FileNotFoundError:
+                current = None
+            if current != text:
+                changed.append(unit)
+                if current is not None:
+                    existed.append(unit)
+        return changed, existed
+
+    def _render(self, spec: AppSpec, nodes: list[Node], bus: Path | None, http: Path) -> str:
+        return render_unit(netwall.wrapped(spec, http), user=self.run_as, nodes=nodes,
                            secrets_file=self.secrets_dir / f"{spec.app_id}.env",
-                           wanted_by="multi-user.target" if self.scope == "system" else "default.target")
+                           wanted_by="multi-user.target" if self.scope == "system" else "default.target",
+                           extra=(netwall.unit_lines(spec, self.prefix), netwall.service_lines(spec, bus, http)))
 
     async def daemon_reload(self) -> None:
         """One reload for every unit file written before it began: twenty apps prepared together
@@ -259,9 +332,22 @@ class SystemdBackend:
         if app_id in self._unstartable:
             raise self._unstartable[app_id]
         unit = self.unit(app_id)
-        if app_id not in self._notify:
-            await self._do("start", unit)
-            return
+        try:
+            if app_id in self._notify:
+                await self._start_notify(unit)
+            else:
+                await self._do("start", unit)
+        except BackendError as exc:
+            if app_id in self._proxied and "dependency" in exc.message:
+                sock = netwall.socket_unit(app_id, self.prefix)
+                raise BackendError(f"{app_id}: its port could not be opened for it ({sock} failed): is another "
+                                   "program listening on it?",
+                                   output_tail=str(exc.detail.get("output_tail", ""))) from exc
+            raise
+        if app_id in self._walled:
+            await self._check_wall(app_id)
+
+    async def _start_notify(self, unit: str) -> None:
         # A Type=notify start job lasts until READY=1: not waited for here (nor in a batch with other
         # apps); the actor waits with wait_ready. Like a plain start, return once the job has run the
         # program (MainPID known) or has ended, so that a status read next is not stale.
@@ -290,9 +376,31 @@ class SystemdBackend:
         await trio.sleep_forever()
         raise AssertionError("unreachable")
 
+    async def _check_wall(self, app_id: str) -> None:
+        """A manager that may not make a network namespace says so in its log and runs the app on
+        the host's network: such an app is stopped again, with the reason."""
+        st = await self.status(app_id)
+        if st.pid is not None and netwall.same_netns(st.pid):
+            await self.stop(app_id)
+            raise BackendError(f"{app_id}: systemd could not give it a network of its own (PrivateNetwork=), so "
+                               "it was stopped: it could reach other apps' ports. Approve the lan permission "
+                               "for it, or run HomeHelper where user namespaces are allowed")
+
     async def stop(self, app_id: str) -> None:
+        units = [self.unit(app_id)]
+        known = self.unit(app_id) in self._written  # else an app adopted from an earlier run: look
+        if app_id in self._proxied or (not known and await trio.to_thread.run_sync(self._has_companions, app_id)):
+            units += netwall.companions(app_id, self.prefix)  # stopped together: the port is free after
+        async with trio.open_nursery() as nursery:
+            for unit in units:
+                nursery.start_soon(self._stop_unit, unit)
+
+    def _has_companions(self, app_id: str) -> bool:
+        return (self.unit_dir / netwall.socket_unit(app_id, self.prefix)).exists()
+
+    async def _stop_unit(self, unit: str) -> None:
         try:
-            await self._do("stop", self.unit(app_id))
+            await self._do("stop", unit)
         except BackendError as exc:
             if "not loaded" not in exc.message:  # a unit that does not exist is stopped enough
                 raise
@@ -331,12 +439,17 @@ class SystemdBackend:
         self._written.pop(unit, None)
         await trio.to_thread.run_sync(write_secrets, self.secrets_dir / f"{app_id}.env", None)
         self._unstartable.pop(app_id, None)
-        try:
-            (self.unit_dir / unit).unlink()
-        except FileNotFoundError:
+        companions = netwall.companions(app_id, self.prefix)
+        await self.systemctl("stop", *companions, check=False)
+        self._walled.discard(app_id)
+        self._proxied.discard(app_id)
+        await self.relay.close(app_id)
+        await trio.to_thread.run_sync(lambda: shutil.rmtree(self.http_dir / app_id, ignore_errors=True))
+        removed = [u for u in (unit, *companions) if await trio.to_thread.run_sync(self._write, u, None)]
+        if not removed:
             return
         await self.daemon_reload()
-        await self.systemctl("reset-failed", unit, check=False)
+        await self.systemctl("reset-failed", *removed, check=False)
 
     async def managed(self) -> list[str]:
         """App ids whose unit files this backend wrote (for adoption and clean-up)."""
@@ -345,4 +458,4 @@ class SystemdBackend:
         except FileNotFoundError:
             return []
         return sorted(n[len(self.prefix):-len(".service")] for n in names
-                      if n.startswith(self.prefix) and n.endswith(".service"))
+                      if n.startswith(self.prefix) and n.endswith(".service") and not netwall.is_companion(n))

@@ -85,9 +85,11 @@ def _description(text: str) -> str:
 
 
 def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "default.target",
-                nodes: Sequence[Node] = (), secrets_file: Path | None = None) -> str:
+                nodes: Sequence[Node] = (), secrets_file: Path | None = None,
+                extra: tuple[Sequence[str], Sequence[str]] = ((), ())) -> str:
     """The unit text for `spec`. `user`: whom a system-scope unit runs as (user units run as their
-    manager's user). `nodes`: the device nodes it may open (sandbox.resolve_devices). Logs go to
+    manager's user). `nodes`: the device nodes it may open (sandbox.resolve_devices). `extra`:
+    ([Unit] lines, [Service] lines) of its network wall (netwall.unit_lines, service_lines). Logs go to
     logs/<id>/app.log, journald or not, so tail, follow and rotation work alike on every machine."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", spec.app_id):
         raise UnsafeUnitValue(f"app id {spec.app_id!r} is not valid", field="id")
@@ -105,6 +107,7 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         "[Unit]",
         f"Description={_description(spec.description.strip() or spec.app_id)}",
         "After=network.target",
+        *extra[0],
         # HomeHelper restarts apps itself; systemd's own rate limit would fight it.
         "StartLimitIntervalSec=0",
         "",
@@ -128,6 +131,7 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         f"StandardOutput=append:{_path(spec.log_file, 'log file')}",
         "StandardError=inherit",
         *exec_properties(spec, nodes),
+        *extra[1],
         "",
         "[Install]",
         f"WantedBy={wanted_by}",

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 import trio
 
+from homehelper.actors.ports import port_is_free
 from homehelper.config import Config, load_config
 from homehelper.manifest import Manifest, load_manifest
 
@@ -57,7 +58,11 @@ def write_app(apps_dir: Path, app_id: str, code: str, **manifest: Any) -> Manife
 def make_config(state_root: Path, **changes: Any) -> Config:
     """A config rooted in the test's state root, on a port range of its own."""
     config = load_config(state_root, environ={})
+    # Tests start apps on the first ports of the range without asking the allocator: pick a range
+    # whose first ports nothing holds (other test runs on this machine leave apps behind).
     lo = random.randrange(20000, 29000, 100)
+    while not all(port_is_free(p) for p in range(lo, lo + 10)):
+        lo = random.randrange(20000, 29000, 100)
     return attrs.evolve(config, apps_dir=state_root / "apps", service_ports=(lo, lo + 99), **changes)
 
 

@@ -54,7 +54,9 @@ def test_the_unit_names_the_file_never_the_secret(state_root: Path) -> None:
 
 async def _started(backend: SystemdBackend | ProcessBackend, state_root: Path) -> tuple[dict[str, str], Path]:
     config = make_config(state_root)
-    manifest = write_app(config.apps_dir, "envy", DUMP_ENV, env={"PUBLIC": "visible"})
+    # `lan`: on the host's network its URL is handed over as given (a walled app's goes through its
+    # relay: tests/backends/test_netwall.py)
+    manifest = write_app(config.apps_dir, "envy", DUMP_ENV, env={"PUBLIC": "visible"}, permissions=["lan"])
     await backend.prepare(app_spec(manifest, config, config.service_ports[0], Path(sys.executable), secrets=SECRETS))
     await backend.start("envy")
     dump = config.data_dir("envy") / "env.json"
@@ -81,7 +83,7 @@ async def test_systemd_hands_secrets_over_in_a_private_file(systemd_backend: Sys
         assert stat.S_IMODE(secrets_file.parent.stat().st_mode) == 0o700
         before = secrets_file.stat()
         config = make_config(state_root)
-        manifest = write_app(config.apps_dir, "envy", DUMP_ENV, env={"PUBLIC": "visible"})
+        manifest = write_app(config.apps_dir, "envy", DUMP_ENV, env={"PUBLIC": "visible"}, permissions=["lan"])
         await backend.prepare(app_spec(manifest, config, config.service_ports[0], Path(sys.executable),
                                        secrets=SECRETS))
         assert secrets_file.stat().st_ino == before.st_ino  # unchanged: not written again
