@@ -73,6 +73,7 @@ class ProcessBackend:
         self._runs: dict[str, _Run] = {}
         self._last: dict[str, UnitStatus] = {}
         self._locks: dict[str, trio.Lock] = {}
+        self._file_locks: dict[str, trio.Lock] = {}  # one writer per state file
         self._searched: dict[str, str] = {}  # app -> token already searched for in vain
         # Watchdog apps speak sd_notify to HomeHelper's own socket: made when the first one is prepared.
         self._notify: NotifyListener | None = None
@@ -115,7 +116,8 @@ class ProcessBackend:
             log.warning("%s: damaged state file %s (%s) could not be set aside: %s", app_id, path, data, exc)
         return {}
 
-    def _save(self, app_id: str, **changes: Any) -> None:
+    def _save_now(self, app_id: str, changes: dict[str, Any]) -> None:
+        """Read, change and atomically rewrite the app's state file (on a worker thread)."""
         data = self._state(app_id)
         data.update(changes)
         try:
@@ -123,6 +125,18 @@ class ProcessBackend:
         except OSError as exc:
             raise BackendError(f"{app_id}: cannot write {self._state_file(app_id)}: {exc.strerror}; "
                                f"fix it with: chmod u+rwx {self.state_dir}", app=app_id) from None
+
+    async def _save(self, app_id: str, **changes: Any) -> None:
+        # The fsync runs on a worker thread, never on the trio thread; one writer per file at a time.
+        async with self._file_lock(app_id):
+            await trio.to_thread.run_sync(self._save_now, app_id, changes)
+
+    async def _read(self, app_id: str) -> dict[str, Any]:
+        async with self._file_lock(app_id):
+            return await trio.to_thread.run_sync(self._state, app_id)
+
+    def _file_lock(self, app_id: str) -> trio.Lock:
+        return self._file_locks.setdefault(app_id, trio.Lock())
 
     def _lock(self, app_id: str) -> trio.Lock:
         return self._locks.setdefault(app_id, trio.Lock())
@@ -136,7 +150,7 @@ class ProcessBackend:
         if spec.notify:
             self._listen()
         if not self._state_file(spec.app_id).exists():
-            self._save(spec.app_id, enabled=False)
+            await self._save(spec.app_id, enabled=False)
 
     def _listen(self) -> NotifyListener:
         if self._notify is None:
@@ -157,7 +171,7 @@ class ProcessBackend:
     async def wait_ready(self, app_id: str) -> bool:
         """Return True once the app's current run has sent READY=1; False when it is not running.
         A run adopted from a previous HomeHelper said so to that one already."""
-        run = self._current(app_id)
+        run = await self._current(app_id)
         if run is None or not self._alive(run):
             return False
         self._watchdogs.add(app_id)  # an adopted run was prepared by a previous HomeHelper
@@ -170,15 +184,15 @@ class ProcessBackend:
     async def missed_heartbeat(self, app_id: str, interval: float) -> str:
         """Return (with why) once the app's current run has gone `interval` s without WATCHDOG=1;
         never, when it is not running (the exit is the process watcher's news)."""
-        run = self._current(app_id)
+        run = await self._current(app_id)
         if run is None:
             await trio.sleep_forever()
         assert run is not None
         return await self._listen().missed_heartbeat(app_id, run.pid, interval)
 
-    def _adopt(self, app_id: str) -> _Run | None:
+    async def _adopt(self, app_id: str) -> _Run | None:
         """The process a previous HomeHelper started, if it is still the same process."""
-        data = self._state(app_id)
+        data = await self._read(app_id)
         pid, created, token = data.get("pid"), data.get("created"), data.get("token")
         token = token if isinstance(token, str) else None
         if not isinstance(pid, int) or not isinstance(created, (int, float)):
@@ -192,7 +206,7 @@ class ProcessBackend:
             pid, created = found
             log.info("%s: adopting process %d from an interrupted start", app_id, pid)
             try:
-                self._save(app_id, pid=pid, created=created)
+                await self._save(app_id, pid=pid, created=created)
             except BackendError as exc:  # adopted all the same; the token finds it again next time
                 log.warning("%s", exc)
         try:
@@ -205,22 +219,22 @@ class ProcessBackend:
         self._runs[app_id] = run
         return run
 
-    def _current(self, app_id: str) -> _Run | None:
-        return self._runs.get(app_id) or self._adopt(app_id)
+    async def _current(self, app_id: str) -> _Run | None:
+        return self._runs.get(app_id) or await self._adopt(app_id)
 
     async def start(self, app_id: str) -> None:
         async with self._lock(app_id):
-            run = self._current(app_id)
+            run = await self._current(app_id)
             if run is not None and run.final is None and self._alive(run):
                 return
             spec = self._specs.get(app_id)
             if spec is None:
                 raise BackendError(f"{app_id}: not prepared; install it first", app=app_id)
-            old = self._state(app_id).get("token")
+            old = (await self._read(app_id)).get("token")
             if isinstance(old, str):  # what an earlier run or a dead HomeHelper left behind goes first
                 await proctree.end_tree(old, None, STOP_TIMEOUT)
             token = proctree.new_token()
-            self._save(app_id, token=token, pid=None, created=None)  # on disk before the process exists
+            await self._save(app_id, token=token, pid=None, created=None)  # on disk before the process exists
             env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
             env.update(spec.env)
             env.update(spec.secrets)  # in the child's environment only: nothing on disk
@@ -250,7 +264,7 @@ class ProcessBackend:
             _reap()
             _children.add(proc)
             self._runs[app_id] = _Run(proc.pid, created, proc, token)
-            self._save(app_id, pid=proc.pid, created=created)
+            await self._save(app_id, pid=proc.pid, created=created)
 
     def _alive(self, run: _Run) -> bool:
         if run.proc is not None:
@@ -263,8 +277,8 @@ class ProcessBackend:
 
     async def stop(self, app_id: str) -> None:
         async with self._lock(app_id):
-            run = self._current(app_id)
-            token = self._state(app_id).get("token")
+            run = await self._current(app_id)
+            token = (await self._read(app_id)).get("token")
             if run is None and not isinstance(token, str):
                 return
             if run is not None:
@@ -276,12 +290,16 @@ class ProcessBackend:
                 if run.proc is not None:
                     await run.proc.wait()
                 self._last[app_id] = UnitStatus(active="inactive", sub="dead", result="success")
-            self._forget(app_id)
+            await self._forget(app_id)
 
-    def _forget(self, app_id: str) -> None:
+    async def _forget(self, app_id: str) -> None:
         self._runs.pop(app_id, None)
         if self._notify is not None:
             self._notify.forget(app_id)
+        async with self._file_lock(app_id):
+            await trio.to_thread.run_sync(self._forget_now, app_id)
+
+    def _forget_now(self, app_id: str) -> None:
         data = self._state(app_id)
         if any(data.pop(k, None) is not None for k in ("pid", "created", "token")):
             try:
@@ -299,21 +317,21 @@ class ProcessBackend:
             await proctree.end_tree(run.token, None, STOP_TIMEOUT)
 
     async def enable(self, app_id: str, enabled: bool) -> None:
-        self._save(app_id, enabled=enabled)
+        await self._save(app_id, enabled=enabled)
 
     async def status(self, app_id: str) -> UnitStatus:
-        enabled = bool(self._state(app_id).get("enabled", False))
-        run = self._current(app_id)
+        enabled = bool((await self._read(app_id)).get("enabled", False))
+        run = await self._current(app_id)
         if run is not None and not run.stopping and run.proc is not None and run.proc.poll() is not None:
             active, result, exit_status = _signal_status(run.proc.returncode or 0)
             await self._wait(run)  # its children end with it
-            self._forget(app_id)
+            await self._forget(app_id)
             self._last[app_id] = UnitStatus(active=active, sub="failed" if active == "failed" else "dead",
                                             result=result, exit_status=exit_status)
             run = None
         elif run is not None and run.proc is None and not self._alive(run):
             await self._wait(run)
-            self._forget(app_id)  # adopted, then gone: its exit status is not ours to know
+            await self._forget(app_id)  # adopted, then gone: its exit status is not ours to know
             self._last[app_id] = UnitStatus(active="failed", sub="failed", result="unknown")
             run = None
         if run is not None:
