@@ -74,6 +74,7 @@ class ProcessBackend:
         self._last: dict[str, UnitStatus] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._file_locks: dict[str, trio.Lock] = {}  # one writer per state file
+        self._starting: set[str] = set()  # apps this backend is spawning now (token on disk, PID not yet)
         self._searched: dict[str, str] = {}  # app -> token already searched for in vain
         # Watchdog apps speak sd_notify to HomeHelper's own socket: made when the first one is prepared.
         self._notify: NotifyListener | None = None
@@ -197,10 +198,10 @@ class ProcessBackend:
         token = token if isinstance(token, str) else None
         if not isinstance(pid, int) or not isinstance(created, (int, float)):
             # Killed between writing the token and the PID: the token finds the process.
-            if token is None or self._searched.get(app_id) == token:
-                return None
+            if token is None or self._searched.get(app_id) == token or app_id in self._starting:
+                return None  # (a start of ours writes the token before the PID: nothing to search for)
             self._searched[app_id] = token
-            found = proctree.find_leader(token)
+            found = await trio.to_thread.run_sync(proctree.find_leader, token)  # reads every process
             if found is None:
                 return None
             pid, created = found
@@ -234,37 +235,45 @@ class ProcessBackend:
             if isinstance(old, str):  # what an earlier run or a dead HomeHelper left behind goes first
                 await proctree.end_tree(old, None, STOP_TIMEOUT)
             token = proctree.new_token()
-            await self._save(app_id, token=token, pid=None, created=None)  # on disk before the process exists
-            env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
-            env.update(spec.env)
-            env.update(spec.secrets)  # in the child's environment only: nothing on disk
-            env[proctree.TOKEN_VAR] = token
-            if spec.notify:  # as systemd sets them for Type=notify with WatchdogSec=
-                env["NOTIFY_SOCKET"] = self._listen().address
-                if spec.watchdog_sec:
-                    env["WATCHDOG_USEC"] = str(int(spec.watchdog_sec * 1_000_000))
+            self._starting.add(app_id)
             try:
-                fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            except OSError as exc:
-                raise BackendError(f"{app_id}: cannot open its log {spec.log_file}: {exc.strerror}; "
-                                   f"fix it with: chmod u+rw {spec.log_file}", app=app_id) from None
-            try:
-                proc = await trio.lowlevel.open_process(
-                    list(spec.argv), cwd=str(spec.cwd), env=env, stdin=subprocess.DEVNULL, stdout=fd,
-                    stderr=subprocess.STDOUT, start_new_session=True)
-            except OSError as exc:
-                self._last[app_id] = UnitStatus(active="failed", sub="failed", result="exit-code", exit_status=203)
-                raise BackendError(f"{app_id}: cannot run {spec.argv[0]}: {exc.strerror}", app=app_id) from None
+                await self._spawn(app_id, spec, token)
             finally:
-                os.close(fd)
-            try:
-                created = psutil.Process(proc.pid).create_time()
-            except psutil.Error:
-                created = 0.0
-            _reap()
-            _children.add(proc)
-            self._runs[app_id] = _Run(proc.pid, created, proc, token)
-            await self._save(app_id, pid=proc.pid, created=created)
+                self._starting.discard(app_id)
+
+    async def _spawn(self, app_id: str, spec: AppSpec, token: str) -> None:
+        """Write the token, then spawn the process in a session of its own, then write its PID."""
+        await self._save(app_id, token=token, pid=None, created=None)  # on disk before the process exists
+        env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+        env.update(spec.env)
+        env.update(spec.secrets)  # in the child's environment only: nothing on disk
+        env[proctree.TOKEN_VAR] = token
+        if spec.notify:  # as systemd sets them for Type=notify with WatchdogSec=
+            env["NOTIFY_SOCKET"] = self._listen().address
+            if spec.watchdog_sec:
+                env["WATCHDOG_USEC"] = str(int(spec.watchdog_sec * 1_000_000))
+        try:
+            fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:
+            raise BackendError(f"{app_id}: cannot open its log {spec.log_file}: {exc.strerror}; "
+                               f"fix it with: chmod u+rw {spec.log_file}", app=app_id) from None
+        try:
+            proc = await trio.lowlevel.open_process(
+                list(spec.argv), cwd=str(spec.cwd), env=env, stdin=subprocess.DEVNULL, stdout=fd,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            self._last[app_id] = UnitStatus(active="failed", sub="failed", result="exit-code", exit_status=203)
+            raise BackendError(f"{app_id}: cannot run {spec.argv[0]}: {exc.strerror}", app=app_id) from None
+        finally:
+            os.close(fd)
+        try:
+            created = psutil.Process(proc.pid).create_time()
+        except psutil.Error:
+            created = 0.0
+        _reap()
+        _children.add(proc)
+        self._runs[app_id] = _Run(proc.pid, created, proc, token)
+        await self._save(app_id, pid=proc.pid, created=created)
 
     def _alive(self, run: _Run) -> bool:
         if run.proc is not None:

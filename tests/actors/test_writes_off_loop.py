@@ -1,4 +1,5 @@
-"""Starting and stopping an app writes its state files on worker threads, never on the trio thread."""
+"""Starting and stopping an app writes its state files on worker threads, never on the trio thread,
+and neither searches every process nor waits for the kernel there."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from homehelper import storage
+from homehelper.backends import logs, proctree
 from homehelper.messages import StartApp, StopApp
 from tests.actors.test_stop_sticks import config, saved, states, tree  # noqa: F401 - the fixture
 from tests.backends.apps import HEALTHY_APP, wait_until, write_app
@@ -24,6 +26,13 @@ async def test_the_start_path_writes_registry_ports_and_process_records_off_the_
         real(path, data, mode)
 
     monkeypatch.setattr(storage, "atomic_write_bytes", recording)
+    searches: list[str] = []  # a search reads every process's environment: never for a start of ours
+    real_find = proctree.find_leader
+    monkeypatch.setattr(proctree, "find_leader", lambda token: searches.append(token) or real_find(token))
+    closes: list[threading.Thread] = []  # closing an inotify descriptor waits for the kernel
+    real_close = logs._Inotify.close
+    monkeypatch.setattr(logs._Inotify, "close", lambda self: closes.append(threading.current_thread())
+                        or real_close(self))
     write_app(config.apps_dir, "web", HEALTHY_APP)
     async with tree(config) as (rt, events):
         loop_thread = threading.current_thread()
@@ -36,6 +45,8 @@ async def test_the_start_path_writes_registry_ports_and_process_records_off_the_
     assert {"apps.json", "ports.json", "web.json"} <= written, written
     on_loop = [str(p) for p, t in writes if t is loop_thread]
     assert on_loop == []
+    assert searches == []
+    assert closes and loop_thread not in closes
 
 
 async def test_a_burst_of_changes_costs_at_most_two_writes_and_the_last_value_wins(tmp_path: Path) -> None:
