@@ -33,6 +33,7 @@ SCENARIOS: dict[str, tuple[str, list[str]]] = {
     "actors": ("actors", []),
     "bus": ("bus", []),
     "services": ("services", []),
+    "startup": ("startup", []),
     "streamlit_ui": ("streamlit_ui", []),
     "dashboard": ("dashboard", []),
     "monitor": ("monitor", []),
