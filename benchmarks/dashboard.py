@@ -4,7 +4,8 @@ The real web app (auth gate, /ws, snapshots from the real registry, event log an
 with 20 registered apps, served by Hypercorn on a real port in this process. Each client logs
 in, opens /ws and a bare echo websocket on the same server, then alternates: one full refresh
 ("refresh all": apps, fresh system sample, events), one echo of a message the same size as the
-request. Run with 1 and with 20 concurrent clients; p50 / p99 of each, and the ratio of p99s.
+request. The clients run in a process of their own (as browsers on other machines would), one
+per block. Run with 1 and with 20 concurrent clients; p50 / p99 of each, and the ratio of p99s.
 Back-to-back refreshes mostly find a system sample under 1 s old (ops.FRESH_ENOUGH); the
 "fresh clicks" scenarios space each client's clicks past that, as a person's are, so each click
 pays for a new sample. Concurrent refreshes share one build (web/ws.py SharedRefresh): the
@@ -54,7 +55,8 @@ APPS = 20
 TARGET = 5.0  # p99 refresh / p99 echo, one client
 TARGET_MANY = 2.0  # the same with 20 clients: their refreshes share builds
 BASELINE = ("a bare websocket echo on the same server (same auth gate, same Hypercorn) of a message the size of "
-            "the refresh request, timed alternately with the refreshes by the same clients")
+            "the refresh request, timed alternately with the refreshes by the same clients (in a process of their "
+            "own)")
 PASSWORD = "dashboard benchmark"
 
 
@@ -147,8 +149,18 @@ def _p(values: list[float], q: float) -> float:
     return round((percentile(values, q) or 0.0) * 1000, 3)
 
 
+async def run_clients(job: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"refresh": [], "echo": [], "sizes": [], "fresh": []}
+    async with trio.open_nursery() as n:
+        for cookie, offset in zip(job["cookies"], job["offsets"], strict=True):
+            n.start_soon(client, job["url"], cookie, job["rounds"], out["refresh"], out["echo"], out["sizes"],
+                         out["fresh"], job["spacing"], offset)
+    return out
+
+
 async def scenario(url: str, app: Any, cookies: list[str], clients: int, rounds: int, blocks: int,
-                   spacing: float | None = None, target: float | None = None) -> dict[str, Any]:
+                   spacing: float | None = None, target: float | None = None,
+                   separate: bool = True) -> dict[str, Any]:
     """`blocks` runs of `rounds` per client; the verdict is the median of the blocks' p99 ratios, so
     one burst of noise from a neighbour on this shared machine cannot decide it alone."""
     every: dict[str, list[float]] = {"refresh": [], "echo": []}
@@ -159,13 +171,18 @@ async def scenario(url: str, app: Any, cookies: list[str], clients: int, rounds:
     builds0 = shared.builds
     rng = random.Random(clients)
     for _ in range(blocks):
-        refresh: list[float] = []
-        echo: list[float] = []
-        async with trio.open_nursery() as n:
-            for c in range(clients):
-                # fresh clicks: each person clicks at a moment of their own, not all in step
-                offset = rng.uniform(0, spacing) if spacing is not None and clients > 1 else 0.0
-                n.start_soon(client, url, cookies[c], rounds, refresh, echo, sizes, fresh, spacing, offset)
+        # fresh clicks: each person clicks at a moment of their own, not all in step
+        offsets = [rng.uniform(0, spacing) if spacing is not None and clients > 1 else 0.0 for _ in range(clients)]
+        job = {"url": url, "cookies": cookies[:clients], "rounds": rounds, "spacing": spacing, "offsets": offsets}
+        if separate:  # as browsers on other machines: the clients' own work is not the server's
+            proc = await trio.run_process([sys.executable, __file__, "--clients-child", json.dumps(job)],
+                                          capture_stdout=True, cwd=REPO)
+            got = json.loads(proc.stdout)
+        else:
+            got = await run_clients(job)
+        refresh, echo = got["refresh"], got["echo"]
+        sizes += got["sizes"]
+        fresh += got["fresh"]
         ratios.append(_p(refresh, 99) / max(_p(echo, 99), 1e-6))
         every["refresh"] += refresh
         every["echo"] += echo
@@ -189,7 +206,8 @@ async def run(quick: bool) -> dict[str, Any]:
         async with trio.open_nursery() as n:
             app, url = await build(n, root)
             cookies = await sessions(url, 20)
-            await scenario(url, app, cookies, 2, 10, 1)  # warm-up: imports, first samples, connection setup
+            # warm-up: imports, first samples, connection setup
+            await scenario(url, app, cookies, 2, 10, 1, separate=False)
             spacing = FRESH_ENOUGH + 0.1
             clicks = 5 if quick else 15
             out = {"apps": APPS, "quick": quick, "baseline": BASELINE, "scenarios": [
@@ -207,7 +225,11 @@ async def run(quick: bool) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer round trips (well under a minute)")
+    ap.add_argument("--clients-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.clients_child:  # the clients of one block, in a process of their own
+        print(json.dumps(trio.run(run_clients, json.loads(args.clients_child))))
+        return {}
     results = trio.run(run, args.quick)
     print(f"dashboard: websocket refresh round trip with {APPS} registered apps vs a bare echo, same server")
     print(f"dashboard: baseline: {BASELINE}")
