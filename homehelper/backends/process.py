@@ -74,6 +74,9 @@ class ProcessBackend:
         self._last: dict[str, UnitStatus] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._file_locks: dict[str, trio.Lock] = {}  # one writer per state file
+        # What each state file holds, read once: this backend is its only writer, so a start or a
+        # status need not read it again (each read a trip to a worker thread).
+        self._known: dict[str, dict[str, Any]] = {}
         self._starting: set[str] = set()  # apps this backend is spawning now (token on disk, PID not yet)
         self._searched: dict[str, str] = {}  # app -> token already searched for in vain
         # Watchdog apps speak sd_notify to HomeHelper's own socket: made when the first one is prepared.
@@ -117,24 +120,29 @@ class ProcessBackend:
             log.warning("%s: damaged state file %s (%s) could not be set aside: %s", app_id, path, data, exc)
         return {}
 
-    def _save_now(self, app_id: str, changes: dict[str, Any]) -> None:
-        """Read, change and atomically rewrite the app's state file (on a worker thread)."""
-        data = self._state(app_id)
+    def _save_now(self, app_id: str, data: dict[str, Any] | None, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change and atomically rewrite the app's state file (on a worker thread); what it now holds."""
+        data = dict(data) if data is not None else self._state(app_id)
         data.update(changes)
         try:
             atomic_write_json(self._state_file(app_id), data)
         except OSError as exc:
             raise BackendError(f"{app_id}: cannot write {self._state_file(app_id)}: {exc.strerror}; "
                                f"fix it with: chmod u+rwx {self.state_dir}", app=app_id) from None
+        return data
 
     async def _save(self, app_id: str, **changes: Any) -> None:
         # The fsync runs on a worker thread, never on the trio thread; one writer per file at a time.
         async with self._file_lock(app_id):
-            await trio.to_thread.run_sync(self._save_now, app_id, changes)
+            self._known[app_id] = await trio.to_thread.run_sync(
+                self._save_now, app_id, self._known.get(app_id), changes)
 
     async def _read(self, app_id: str) -> dict[str, Any]:
+        """The app's state: from disk once (a damaged file set aside), then what this backend wrote."""
         async with self._file_lock(app_id):
-            return await trio.to_thread.run_sync(self._state, app_id)
+            if app_id not in self._known:
+                self._known[app_id] = await trio.to_thread.run_sync(self._state, app_id)
+            return dict(self._known[app_id])
 
     def _file_lock(self, app_id: str) -> trio.Lock:
         return self._file_locks.setdefault(app_id, trio.Lock())
@@ -306,15 +314,18 @@ class ProcessBackend:
         if self._notify is not None:
             self._notify.forget(app_id)
         async with self._file_lock(app_id):
-            await trio.to_thread.run_sync(self._forget_now, app_id)
+            self._known[app_id] = await trio.to_thread.run_sync(self._forget_now, app_id, self._known.get(app_id))
 
-    def _forget_now(self, app_id: str) -> None:
-        data = self._state(app_id)
-        if any(data.pop(k, None) is not None for k in ("pid", "created", "token")):
+    def _forget_now(self, app_id: str, known: dict[str, Any] | None) -> dict[str, Any]:
+        before = dict(known) if known is not None else self._state(app_id)
+        data = {k: v for k, v in before.items() if k not in ("pid", "created", "token")}
+        if data != before:
             try:
                 atomic_write_json(self._state_file(app_id), data)
             except OSError as exc:  # the next start ends what the stale token names: no harm
                 log.warning("%s: cannot update %s: %s", app_id, self._state_file(app_id), exc)
+                return before
+        return data
 
     async def _wait(self, run: _Run) -> None:
         if run.proc is not None:
@@ -370,6 +381,7 @@ class ProcessBackend:
         self._specs.pop(app_id, None)
         self._last.pop(app_id, None)
         self._watchdogs.discard(app_id)
+        self._known.pop(app_id, None)
         try:
             self._state_file(app_id).unlink()
         except FileNotFoundError:
