@@ -33,6 +33,7 @@ SCENARIOS: dict[str, tuple[str, list[str]]] = {
     "actors": ("actors", []),
     "bus": ("bus", []),
     "services": ("services", []),
+    "startup": ("startup", []),
     "streamlit_ui": ("streamlit_ui", []),
     "dashboard": ("dashboard", []),
     "monitor": ("monitor", []),
@@ -119,9 +120,13 @@ def collect_targets(scenarios: dict[str, dict[str, Any]]) -> list[dict[str, Any]
     """Targets a scenario states as [{name, value, target, pass, ...}]; other shapes stay in its own figures."""
     out = []
     for name, sc in scenarios.items():
-        targets = (sc.get("result") or {}).get("targets")
+        result = sc.get("result") or {}
+        targets = result.get("targets") if isinstance(result, dict) else None
         if isinstance(targets, list):
             out += [{"scenario": name, **t} for t in targets if isinstance(t, dict) and "name" in t]
+        elif isinstance(targets, dict):  # {figure: limit}: shown with its figure, without a verdict
+            out += [{"scenario": name, "name": f"{name} {key}", "value": result.get(key), "target": limit,
+                     "pass": None, "note": "the scenario states no direction"} for key, limit in targets.items()]
     return out
 
 

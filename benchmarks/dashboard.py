@@ -4,8 +4,14 @@ The real web app (auth gate, /ws, snapshots from the real registry, event log an
 with 20 registered apps, served by Hypercorn on a real port in this process. Each client logs
 in, opens /ws and a bare echo websocket on the same server, then alternates: one full refresh
 ("refresh all": apps, fresh system sample, events), one echo of a message the same size as the
-request. Run with 1 and with 20 concurrent clients; p50 / p99 of each, and the ratio of p99s.
-Target: p99 refresh <= 5x p99 echo.
+request. The clients run in a process of their own (as browsers on other machines would), one
+per block. Run with 1 and with 20 concurrent clients; p50 / p99 of each, and the ratio of p99s.
+Back-to-back refreshes mostly find a system sample under 1 s old (ops.FRESH_ENOUGH); the
+"fresh clicks" scenarios space each client's clicks past that, as a person's are, so each click
+pays for a new sample. Concurrent refreshes share one build (web/ws.py SharedRefresh): the
+builds column says how many snapshots the server really made.
+Targets: p99 refresh <= 5x p99 echo with 1 client; <= 2x with 20 (issue 17.2). Fresh clicks
+are reported without a verdict (a new sample costs what the machine's /proc costs).
 
     python benchmarks/dashboard.py [--quick]
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 import sys
 import time
@@ -40,11 +47,16 @@ from homehelper.config import Config  # noqa: E402
 from homehelper.messages import ListApps  # noqa: E402
 from homehelper.web import WebDeps, create_app  # noqa: E402
 from homehelper.web.auth import Auth, auth_file  # noqa: E402
+from homehelper.web.ops import FRESH_ENOUGH  # noqa: E402
 from homehelper.web.server import serve_app  # noqa: E402
 from tests.web.wsclient import WSClient  # noqa: E402
 
 APPS = 20
-TARGET = 5.0  # p99 refresh / p99 echo
+TARGET = 5.0  # p99 refresh / p99 echo, one client
+TARGET_MANY = 2.0  # the same with 20 clients: their refreshes share builds
+BASELINE = ("a bare websocket echo on the same server (same auth gate, same Hypercorn) of a message the size of "
+            "the refresh request, timed alternately with the refreshes by the same clients (in a process of their "
+            "own)")
 PASSWORD = "dashboard benchmark"
 
 
@@ -94,24 +106,38 @@ async def build(nursery: trio.Nursery, root: Path) -> tuple[Any, str]:
     return app, urls[0]
 
 
-async def client(url: str, rounds: int, refresh: list[float], echo: list[float], sizes: list[int],
-                 fresh: list[int]) -> None:
+async def login(url: str) -> str:
     async with httpx.AsyncClient() as http:
         r = await http.post(url + "/login", json={"password": PASSWORD})
         r.raise_for_status()
-        cookie = f"hh_session={http.cookies['hh_session']}"
+        return f"hh_session={http.cookies['hh_session']}"
+
+
+async def sessions(url: str, n: int) -> list[str]:
+    """One session per client (at most 8 dashboards per session), logged in one after another: the
+    login limiter counts an attempt until it succeeds, so twenty at once from one address get 429s."""
+    return [await login(url) for _ in range(n)]
+
+
+async def client(url: str, cookie: str, rounds: int, refresh: list[float], echo: list[float], sizes: list[int],
+                 fresh: list[int], spacing: float | None = None, offset: float = 0.0) -> None:
     headers = [("Origin", url), ("Cookie", cookie)]
     base = url.replace("http://", "ws://")
     async with await WSClient.connect(base + "/ws", headers) as ws, \
             await WSClient.connect(base + "/bench-echo", headers) as eco:
+        await trio.sleep(offset)
         for i in range(rounds):
+            if spacing is not None and i:
+                await trio.sleep(spacing)  # a person's next click, past the sample's freshness window
             req = json.dumps({"type": "refresh", "id": i, "what": "all"})
             t = time.perf_counter()
             await ws.send(req)
             reply = await ws.recv()
             refresh.append(time.perf_counter() - t)
             sizes.append(len(reply))
-            if json.loads(reply)["data"]["system"]["now"]["fresh"]:
+            # a substring, not a parse: 15 KB of json.loads per reply in this process would slow the
+            # server the clients share a thread with (and the echo is never parsed)
+            if '"fresh":true' in reply:
                 fresh.append(1)
             t = time.perf_counter()
             await eco.send(req)
@@ -123,30 +149,54 @@ def _p(values: list[float], q: float) -> float:
     return round((percentile(values, q) or 0.0) * 1000, 3)
 
 
-async def scenario(url: str, clients: int, rounds: int, blocks: int) -> dict[str, Any]:
+async def run_clients(job: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"refresh": [], "echo": [], "sizes": [], "fresh": []}
+    async with trio.open_nursery() as n:
+        for cookie, offset in zip(job["cookies"], job["offsets"], strict=True):
+            n.start_soon(client, job["url"], cookie, job["rounds"], out["refresh"], out["echo"], out["sizes"],
+                         out["fresh"], job["spacing"], offset)
+    return out
+
+
+async def scenario(url: str, app: Any, cookies: list[str], clients: int, rounds: int, blocks: int,
+                   spacing: float | None = None, target: float | None = None,
+                   separate: bool = True) -> dict[str, Any]:
     """`blocks` runs of `rounds` per client; the verdict is the median of the blocks' p99 ratios, so
     one burst of noise from a neighbour on this shared machine cannot decide it alone."""
     every: dict[str, list[float]] = {"refresh": [], "echo": []}
     ratios: list[float] = []
     sizes: list[int] = []
     fresh: list[int] = []
+    shared = app.extensions["homehelper.refresh"]
+    builds0 = shared.builds
+    rng = random.Random(clients)
     for _ in range(blocks):
-        refresh: list[float] = []
-        echo: list[float] = []
-        async with trio.open_nursery() as n:
-            for _ in range(clients):
-                n.start_soon(client, url, rounds, refresh, echo, sizes, fresh)
+        # fresh clicks: each person clicks at a moment of their own, not all in step
+        offsets = [rng.uniform(0, spacing) if spacing is not None and clients > 1 else 0.0 for _ in range(clients)]
+        job = {"url": url, "cookies": cookies[:clients], "rounds": rounds, "spacing": spacing, "offsets": offsets}
+        if separate:  # as browsers on other machines: the clients' own work is not the server's
+            proc = await trio.run_process([sys.executable, __file__, "--clients-child", json.dumps(job)],
+                                          capture_stdout=True, cwd=REPO)
+            got = json.loads(proc.stdout)
+        else:
+            got = await run_clients(job)
+        refresh, echo = got["refresh"], got["echo"]
+        sizes += got["sizes"]
+        fresh += got["fresh"]
         ratios.append(_p(refresh, 99) / max(_p(echo, 99), 1e-6))
         every["refresh"] += refresh
         every["echo"] += echo
     ratio = sorted(ratios)[len(ratios) // 2]
-    return {"clients": clients, "round_trips": len(every["refresh"]), "new_samples": len(fresh),
-            "reply_bytes": max(sizes),
+    builds = shared.builds - builds0
+    return {"kind": "fresh clicks" if spacing is not None else "back-to-back", "clients": clients,
+            "spacing_s": spacing, "round_trips": len(every["refresh"]), "new_samples": len(fresh),
+            "builds": builds, "refreshes_per_build": round(len(every["refresh"]) / max(builds, 1), 2),
+            "reply_bytes": max(sizes), "bytes_per_refresh": round(sum(sizes) / max(len(sizes), 1)),
             "refresh_p50_ms": _p(every["refresh"], 50), "refresh_p99_ms": _p(every["refresh"], 99),
             "echo_p50_ms": _p(every["echo"], 50), "echo_p99_ms": _p(every["echo"], 99),
             "ratio_p99_overall": round(_p(every["refresh"], 99) / max(_p(every["echo"], 99), 1e-6), 2),
             "ratio_p99_blocks": [round(r, 2) for r in ratios],
-            "ratio_p99": round(ratio, 2), "target": TARGET, "pass": ratio <= TARGET}
+            "ratio_p99": round(ratio, 2), "target": target, "pass": None if target is None else ratio <= target}
 
 
 async def run(quick: bool) -> dict[str, Any]:
@@ -154,11 +204,17 @@ async def run(quick: bool) -> dict[str, Any]:
     root.mkdir(parents=True)
     try:
         async with trio.open_nursery() as n:
-            _, url = await build(n, root)
-            await scenario(url, 2, 10, 1)  # warm-up: imports, first samples, connection setup
-            out = {"apps": APPS, "quick": quick, "scenarios": [
-                await scenario(url, 1, 200 if quick else 600, 5),
-                await scenario(url, 20, 10 if quick else 30, 5),
+            app, url = await build(n, root)
+            cookies = await sessions(url, 20)
+            # warm-up: imports, first samples, connection setup
+            await scenario(url, app, cookies, 2, 10, 1, separate=False)
+            spacing = FRESH_ENOUGH + 0.1
+            clicks = 5 if quick else 15
+            out = {"apps": APPS, "quick": quick, "baseline": BASELINE, "scenarios": [
+                await scenario(url, app, cookies, 1, 200 if quick else 600, 5, target=TARGET),
+                await scenario(url, app, cookies, 20, 10 if quick else 30, 5, target=TARGET_MANY),
+                await scenario(url, app, cookies, 1, clicks, 1, spacing),
+                await scenario(url, app, cookies, 20, clicks, 1, spacing),
             ]}
             n.cancel_scope.cancel()
         return out
@@ -169,20 +225,34 @@ async def run(quick: bool) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer round trips (well under a minute)")
+    ap.add_argument("--clients-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.clients_child:  # the clients of one block, in a process of their own
+        print(json.dumps(trio.run(run_clients, json.loads(args.clients_child))))
+        return {}
     results = trio.run(run, args.quick)
     print(f"dashboard: websocket refresh round trip with {APPS} registered apps vs a bare echo, same server")
+    print(f"dashboard: baseline: {BASELINE}")
     print("  (a refresh shows system readings at most 1 s old: 'samples' = refreshes that took a new one;")
+    print("   'builds' = snapshots the server made (concurrent refreshes share one);")
     print("   ratio p99 = median over 5 blocks of p99 refresh / p99 echo, measured alternately in the same run)")
-    print(f"{'clients':>7} {'trips':>6} {'samples':>7} {'bytes':>7} {'refresh p50':>12} {'p99':>8} {'echo p50':>9}"
-          f" {'p99':>8} {'ratio p99':>9}  target")
+    print(f"{'kind':>13} {'clients':>7} {'trips':>6} {'samples':>7} {'builds':>6} {'bytes':>7} {'refresh p50':>12}"
+          f" {'p99':>8} {'echo p50':>9} {'p99':>8} {'ratio p99':>9}  target")
     for s in results["scenarios"]:
-        print(f"{s['clients']:>7} {s['round_trips']:>6} {s['new_samples']:>7} {s['reply_bytes']:>7}"
-              f" {s['refresh_p50_ms']:>10.2f}ms"
+        verdict = "n/a" if s["pass"] is None else f"<= {s['target']:g}x {'PASS' if s['pass'] else 'MISS'}"
+        print(f"{s['kind']:>13} {s['clients']:>7} {s['round_trips']:>6} {s['new_samples']:>7} {s['builds']:>6}"
+              f" {s['bytes_per_refresh']:>7} {s['refresh_p50_ms']:>10.2f}ms"
               f" {s['refresh_p99_ms']:>6.2f}ms {s['echo_p50_ms']:>7.2f}ms {s['echo_p99_ms']:>6.2f}ms"
-              f" {s['ratio_p99']:>8}x  <= {TARGET:g}x {'PASS' if s['pass'] else 'MISS'}"
+              f" {s['ratio_p99']:>8}x  {verdict}"
               f"   (blocks {s['ratio_p99_blocks']}, all trips {s['ratio_p99_overall']}x)")
-    results["pass"] = all(s["pass"] for s in results["scenarios"])
+    results["targets"] = [
+        {"name": f"dashboard refresh p99 vs echo p99, {s['clients']} client{'s' if s['clients'] > 1 else ''}, "
+                 f"{s['kind']}", "value": s["ratio_p99"], "unit": "x",
+         "target": "-" if s["target"] is None else f"<= {s['target']:g}", "pass": s["pass"],
+         "note": f"refresh p99 {s['refresh_p99_ms']} ms, echo p99 {s['echo_p99_ms']} ms, {s['builds']} builds for "
+                 f"{s['round_trips']} refreshes, {s['bytes_per_refresh']} bytes each"}
+        for s in results["scenarios"]]
+    results["pass"] = all(s["pass"] is not False for s in results["scenarios"])
     return results
 
 

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import trio
+
 # `.<name>.<pid>.<random>.tmp`, and `.<name>.<pid>.tmp` of older versions: what a crash mid-write leaves.
 TMP_NAME = re.compile(r"^\..+\.\d+(\.[0-9a-f]{8,})?\.tmp$")
 
@@ -78,3 +80,55 @@ def remove_leftover_temp_files(folder: Path) -> list[Path]:
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+_NOTHING: Any = object()
+
+
+class LatestWriter:
+    """The one writer of one file: the latest value wins, written on a worker thread.
+
+    An fsync on an SD card takes milliseconds, and the trio thread must never wait for one. Changes
+    that come while a write runs are folded into the next write: a burst of N changes costs two
+    writes, not N. Outside a running writer (a script, the kill -9 test) `submit` writes at once.
+    """
+
+    def __init__(self, path: Path, write: Any = atomic_write_json) -> None:
+        self.path = path
+        self._write = write
+        self._pending: Any = _NOTHING
+        self._lock = trio.Lock()  # one write at a time, in the order the values came
+        self._wake = trio.Event()
+        self._started = False
+        self.writes = 0
+
+    def submit(self, data: Any) -> None:
+        """Ask for `data` to be written soon (without waiting for it)."""
+        if not self._started:
+            self._write(self.path, data)
+            self.writes += 1
+            return
+        self._pending = data
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Return once every submitted value is on disk (written by a worker thread)."""
+        async with self._lock:
+            while self._pending is not _NOTHING:
+                data, self._pending = self._pending, _NOTHING
+                await trio.to_thread.run_sync(self._write, self.path, data)
+                self.writes += 1
+
+    async def write(self, data: Any) -> None:
+        """Write `data` now (off the trio thread), after anything submitted before it."""
+        self._pending = data
+        await self.flush()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The writer task: writes whatever was submitted, until cancelled (then `flush` the rest)."""
+        self._started = True  # from now on values wait for a flush: never written on the trio thread
+        task_status.started()
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            await self.flush()

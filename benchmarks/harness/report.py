@@ -71,12 +71,16 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def flatten(data: Any, prefix: str = "", limit: int = 200) -> list[tuple[str, Any]]:
-    """Nested dicts as dotted keys; long lists are summarised, not dumped."""
+def flatten(data: Any, prefix: str = "", limit: int = 400) -> list[tuple[str, Any]]:
+    """Nested dicts as dotted keys, lists of records as `key[i].field` (each scenario's figures
+    shown, not "[2 items]"); only long lists of plain values are summarised."""
     out: list[tuple[str, Any]] = []
     if isinstance(data, dict):
         for k, v in data.items():
             out += flatten(v, f"{prefix}{k}.", limit)
+    elif isinstance(data, list) and data and len(data) <= 50 and all(isinstance(x, dict) for x in data):
+        for i, item in enumerate(data):
+            out += flatten(item, f"{prefix.rstrip('.')}[{i}].", limit)
     elif isinstance(data, list) and (len(data) > 12 or any(isinstance(x, (dict, list)) for x in data)):
         out.append((prefix.rstrip("."), f"[{len(data)} items]"))
     else:
@@ -165,7 +169,13 @@ def render_html(results: dict[str, Any]) -> str:
                      f"<small>{_cell(sc.get('seconds'))} s</small></h3>")
         if sc.get("reason"):
             parts.append(f"<p class='note'>{escape(str(sc['reason']))}</p>")
-        rows = [(k, v) for k, v in flatten(sc.get("result") or {}) if not k.startswith(("runs", "table"))]
+        result = sc.get("result") or {}
+        if isinstance(result, dict) and result.get("baseline"):
+            parts.append(f"<p>Baseline: {escape(str(result['baseline']))}</p>")
+        own = result.get("targets") if isinstance(result, dict) else None
+        if isinstance(own, list) and own:
+            parts.append(targets_table([t for t in own if isinstance(t, dict)]))
+        rows = [(k, v) for k, v in flatten(result) if not k.startswith(("runs", "table", "targets"))]
         if rows:
             parts.append("<table>" + "".join(f"<tr><td>{escape(k)}</td><td>{_cell(v)}</td></tr>" for k, v in rows)
                          + "</table>")

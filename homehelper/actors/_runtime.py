@@ -77,9 +77,15 @@ class ActorRef(Generic[M]):
     async def ask(self, msg: M, timeout: float = DEFAULT_ASK_TIMEOUT) -> Any:
         """Send and wait for the reply; the actor's error is raised here."""
         req = _Ask(msg)
-        with trio.move_on_after(timeout) as scope:
+        # The hot path of every snapshot: a scope with an absolute deadline (cheaper than move_on_after),
+        # and a mailbox with room takes the request at once, without a trip through the scheduler.
+        await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller sends nothing
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
             try:
-                await self._send.send(req)
+                try:
+                    self._send.send_nowait(req)
+                except trio.WouldBlock:  # full: wait for room (back-pressure), within the timeout
+                    await self._send.send(req)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 raise MailboxClosed(self.name) from None
             await req.event.wait()

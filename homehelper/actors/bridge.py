@@ -25,7 +25,7 @@ from typing import Any
 import trio
 
 from ..bus._codec import Rejects
-from ..bus._threads import CONNECTION_ERRORS, Publisher, connect, run_subscriber
+from ..bus._threads import CONNECTION_ERRORS, Handoff, Publisher, connect, run_subscriber
 from ..bus.acl import AppIdentities, configured, redact, shared_note
 from ..bus.channels import Channels
 from ..errors import BadRequest, Unavailable
@@ -78,6 +78,7 @@ class RedisBridge(Actor):
         self.rejects = Rejects()
         self._publisher: Publisher | None = None
         self._retry: list[Event] = []  # a batch whose send failed: it goes first, in order
+        self.handoff: Handoff | None = None  # the subscriber's way into trio (counts its hops)
         self._url_changed = trio.Event()
         self._down_reported = False
 
@@ -289,14 +290,18 @@ class RedisBridge(Actor):
             # abandon_on_cancel: the thread blocks in a socket read; `_close` wakes it up
             await trio.to_thread.run_sync(
                 run_subscriber, url, self.ch, control, lambda: self._report_up(url), self._deliver, self.batch,
-                self.rejects, done, limiter=self.limiter, abandon_on_cancel=True)
+                self.rejects, done, self._set_handoff, limiter=self.limiter, abandon_on_cancel=True)
         except CONNECTION_ERRORS as exc:
             self.last_error = _describe(exc)
         finally:
             scope.cancel()
 
+    def _set_handoff(self, handoff: Handoff) -> None:
+        self.handoff = handoff
+
     def _deliver(self, batch: list[Event]) -> None:
-        # One hop per batch: runs in trio, so the events go up like any other.
+        # One hop per batch (all that came while trio was busy): runs in trio, so the events go up
+        # like any other.
         self.received += len(batch)
         for event in batch:
             self.emit(event)

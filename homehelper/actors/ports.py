@@ -13,9 +13,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from ..errors import BadRequest, PortsExhausted
 from ..messages import AllocatePort, PortAssigned, ReleasePort, StateFileDamaged
-from ..storage import atomic_write_json
+from ..storage import LatestWriter
 from . import Actor
 from .registry import check_saved
 from .statefile import check_mapping, is_port, peek_state, read_state
@@ -70,11 +72,24 @@ class PortAllocator(Actor):
         self.state_file = state_file
         self.emit = emit or (lambda e: None)
         self.assigned: dict[str, int] = {}
+        # written on a worker thread once the actor runs; 20 apps starting at once cost a write or two
+        self.writer = LatestWriter(state_file) if state_file is not None else None
+        self._rebuilt = False
         if state_file is not None:  # a small file, read once per (re)start of the actor
             self.assigned, damaged = load_ports(state_file)
             if damaged is not None:
                 self.emit(damaged)
-                self._save()  # the rebuilt map, so the next start has it
+                self._rebuilt = True  # written in on_start, so the next start has it
+
+    async def on_start(self, nursery: trio.Nursery) -> None:
+        if self.writer is not None:
+            await nursery.start(self.writer.run)
+            if self._rebuilt:
+                self._save()
+
+    async def on_stop(self) -> None:
+        if self.writer is not None:
+            await self.writer.flush()
 
     async def handle(self, msg: Any) -> Any:
         match msg:
@@ -105,5 +120,5 @@ class PortAllocator(Actor):
         raise PortsExhausted(f"no free {kind} port in {lo}-{hi} for {app_id!r}", kind=kind, range=[lo, hi])
 
     def _save(self) -> None:
-        if self.state_file is not None:
-            atomic_write_json(self.state_file, self.assigned)
+        if self.writer is not None:
+            self.writer.submit(dict(self.assigned))

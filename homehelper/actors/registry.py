@@ -42,7 +42,7 @@ from ..messages import (
     StartApp,
     StopApp,
 )
-from ..storage import atomic_write_json
+from ..storage import LatestWriter
 from . import Actor, ActorError, Broadcast, ChildSpec, Supervisor
 from .statefile import check_mapping, is_port, read_state
 
@@ -129,6 +129,8 @@ class Registry(Actor):
         self.saved: dict[str, Any] = {}  # what the file holds (read in on_start)
         self.first_scan = True
         self.approvals = approvals
+        # written on a worker thread, a burst of changes folded into one write
+        self.writer = LatestWriter(state_file) if state_file is not None else None
 
     async def on_start(self, nursery: trio.Nursery) -> None:
         if self.state_file is not None:
@@ -139,9 +141,13 @@ class Registry(Actor):
                 self.bus.publish(damaged)
         sub = self.bus.subscribe(maxlen=4096, accept=lambda e: isinstance(e, _FOLLOWED) and e.app_id in self.records)
         nursery.start_soon(self._follow, sub)
+        if self.writer is not None:
+            await nursery.start(self.writer.run)
 
     async def on_stop(self) -> None:
         self._save()
+        if self.writer is not None:
+            await self.writer.flush()
 
     async def handle(self, msg: Any) -> Any:
         match msg:
@@ -192,6 +198,8 @@ class Registry(Actor):
                 await self._tell(app_id, ApplyManifest(m))
         self.first_scan = False
         self._save()
+        if self.writer is not None:
+            await self.writer.flush()  # on disk before the boot starts it decided on
         self.bus.publish(ScanApplied(len(found), len(invalid)))
         for app_id in boot:  # bring back what was running before (adopted if still up)
             await self._tell(app_id, StartApp(app_id, reason="boot"))
@@ -290,7 +298,8 @@ class Registry(Actor):
             self._save()
 
     def _save(self) -> None:
+        """Hand what must survive a restart to the writer, when it changed."""
         data = {app_id: rec.persisted() for app_id, rec in sorted(self.records.items())}
-        if data != self.saved and self.state_file is not None:
-            atomic_write_json(self.state_file, data)
+        if data != self.saved and self.writer is not None:
+            self.writer.submit(data)
             self.saved = data

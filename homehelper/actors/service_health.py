@@ -5,6 +5,7 @@ scope is the run's) and takes the actor's lock for every transition.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import httpx
@@ -18,13 +19,20 @@ if TYPE_CHECKING:
     from .service import ServiceApp
 
 
+def startup_probes(cap: float) -> Iterator[float]:
+    """Pauses between health polls before the first success. Growing by half, not doubling: an app
+    up at t is seen by about 1.5 t (doubling: up to 3 t, 150 ms for one up in 55 ms), for a few more
+    refused connections in its first second."""
+    return probe_delays(first=0.02, cap=cap, factor=1.5)
+
+
 async def http_health(app: ServiceApp, scope: trio.CancelScope) -> None:
     """health.type "http": poll the health URL; `failures` failed polls in a row, after the
     start-up grace, are a failure."""
     h = app.manifest.health
     fails = 0
     # Plain HTTP to 127.0.0.1: verify=False skips loading the CA bundle, ~30 ms of CPU per client.
-    first_polls = probe_delays(cap=app.first_probe_every)  # fast while it starts up
+    first_polls = startup_probes(app.first_probe_every)
     async with httpx.AsyncClient(timeout=h.timeout, trust_env=False, verify=False) as client:
         while True:
             await trio.sleep(h.interval if app.healthy else min(next(first_polls), h.interval))

@@ -109,13 +109,13 @@ def write_secrets(path: Path, text: str | None) -> None:
     atomic_write_text(path, text, mode=0o600)
 
 
-def probe_delays(first: float = 0.05, cap: float = 0.5) -> Iterator[float]:
+def probe_delays(first: float = 0.05, cap: float = 0.5, factor: float = 2.0) -> Iterator[float]:
     """Pauses between checks of something that is about to happen (a start-up): short at first,
-    doubling to `cap`, so a quick start is seen at once and a slow one costs few checks."""
+    growing by `factor` to `cap`, so a quick start is seen at once and a slow one costs few checks."""
     delay = first
     while True:
         yield delay
-        delay = min(delay * 2, cap)
+        delay = min(delay * factor, cap)
 
 
 def writable_dir(app_id: str, folder: Path, what: str) -> None:

@@ -188,8 +188,8 @@ class Installer:
                             env=env if self.sandbox is None else self.sandbox.environ,
                             unit=self.setup_unit(app_id) if self.sandbox is not None else None)
         cost = await trio.to_thread.run_sync(du, venv)
-        atomic_write_json(venv / MARKER, {"fingerprint": fingerprint, "installed_at": time.time(),
-                                          "disk_bytes": cost})
+        await trio.to_thread.run_sync(atomic_write_json, venv / MARKER, {
+            "fingerprint": fingerprint, "installed_at": time.time(), "disk_bytes": cost})
         progress("done", f"{cost} bytes")
         return cost
 

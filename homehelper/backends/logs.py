@@ -131,7 +131,10 @@ async def follow(path: Path, lines: int = 0, poll: float = FOLLOW_POLL) -> Async
                 await trio.sleep(poll)
     finally:
         if watch is not None:
-            watch.close()
+            # closing an inotify descriptor waits for the kernel (synchronize_srcu): milliseconds
+            # each, on a worker thread rather than the trio thread
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(watch.close)
 
 
 def size(path: Path) -> int:
@@ -256,7 +259,10 @@ async def keep_capped(path: Path, max_bytes: int = MAX_BYTES, keep: int = KEEP,
             await trio.sleep_until(last_time + delay)  # writes meanwhile are looked at together
     finally:
         if watch is not None:
-            watch.close()
+            # closing an inotify descriptor waits for the kernel (synchronize_srcu): milliseconds
+            # each, on a worker thread rather than the trio thread
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(watch.close)
 
 
 def log_bytes(log_dir: Path) -> int:

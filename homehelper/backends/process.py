@@ -73,6 +73,11 @@ class ProcessBackend:
         self._runs: dict[str, _Run] = {}
         self._last: dict[str, UnitStatus] = {}
         self._locks: dict[str, trio.Lock] = {}
+        self._file_locks: dict[str, trio.Lock] = {}  # one writer per state file
+        # What each state file holds, read once: this backend is its only writer, so a start or a
+        # status need not read it again (each read a trip to a worker thread).
+        self._known: dict[str, dict[str, Any]] = {}
+        self._starting: set[str] = set()  # apps this backend is spawning now (token on disk, PID not yet)
         self._searched: dict[str, str] = {}  # app -> token already searched for in vain
         # Watchdog apps speak sd_notify to HomeHelper's own socket: made when the first one is prepared.
         self._notify: NotifyListener | None = None
@@ -115,14 +120,32 @@ class ProcessBackend:
             log.warning("%s: damaged state file %s (%s) could not be set aside: %s", app_id, path, data, exc)
         return {}
 
-    def _save(self, app_id: str, **changes: Any) -> None:
-        data = self._state(app_id)
+    def _save_now(self, app_id: str, data: dict[str, Any] | None, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change and atomically rewrite the app's state file (on a worker thread); what it now holds."""
+        data = dict(data) if data is not None else self._state(app_id)
         data.update(changes)
         try:
             atomic_write_json(self._state_file(app_id), data)
         except OSError as exc:
             raise BackendError(f"{app_id}: cannot write {self._state_file(app_id)}: {exc.strerror}; "
                                f"fix it with: chmod u+rwx {self.state_dir}", app=app_id) from None
+        return data
+
+    async def _save(self, app_id: str, **changes: Any) -> None:
+        # The fsync runs on a worker thread, never on the trio thread; one writer per file at a time.
+        async with self._file_lock(app_id):
+            self._known[app_id] = await trio.to_thread.run_sync(
+                self._save_now, app_id, self._known.get(app_id), changes)
+
+    async def _read(self, app_id: str) -> dict[str, Any]:
+        """The app's state: from disk once (a damaged file set aside), then what this backend wrote."""
+        async with self._file_lock(app_id):
+            if app_id not in self._known:
+                self._known[app_id] = await trio.to_thread.run_sync(self._state, app_id)
+            return dict(self._known[app_id])
+
+    def _file_lock(self, app_id: str) -> trio.Lock:
+        return self._file_locks.setdefault(app_id, trio.Lock())
 
     def _lock(self, app_id: str) -> trio.Lock:
         return self._locks.setdefault(app_id, trio.Lock())
@@ -136,7 +159,7 @@ class ProcessBackend:
         if spec.notify:
             self._listen()
         if not self._state_file(spec.app_id).exists():
-            self._save(spec.app_id, enabled=False)
+            await self._save(spec.app_id, enabled=False)
 
     def _listen(self) -> NotifyListener:
         if self._notify is None:
@@ -157,7 +180,7 @@ class ProcessBackend:
     async def wait_ready(self, app_id: str) -> bool:
         """Return True once the app's current run has sent READY=1; False when it is not running.
         A run adopted from a previous HomeHelper said so to that one already."""
-        run = self._current(app_id)
+        run = await self._current(app_id)
         if run is None or not self._alive(run):
             return False
         self._watchdogs.add(app_id)  # an adopted run was prepared by a previous HomeHelper
@@ -170,29 +193,29 @@ class ProcessBackend:
     async def missed_heartbeat(self, app_id: str, interval: float) -> str:
         """Return (with why) once the app's current run has gone `interval` s without WATCHDOG=1;
         never, when it is not running (the exit is the process watcher's news)."""
-        run = self._current(app_id)
+        run = await self._current(app_id)
         if run is None:
             await trio.sleep_forever()
         assert run is not None
         return await self._listen().missed_heartbeat(app_id, run.pid, interval)
 
-    def _adopt(self, app_id: str) -> _Run | None:
+    async def _adopt(self, app_id: str) -> _Run | None:
         """The process a previous HomeHelper started, if it is still the same process."""
-        data = self._state(app_id)
+        data = await self._read(app_id)
         pid, created, token = data.get("pid"), data.get("created"), data.get("token")
         token = token if isinstance(token, str) else None
         if not isinstance(pid, int) or not isinstance(created, (int, float)):
             # Killed between writing the token and the PID: the token finds the process.
-            if token is None or self._searched.get(app_id) == token:
-                return None
+            if token is None or self._searched.get(app_id) == token or app_id in self._starting:
+                return None  # (a start of ours writes the token before the PID: nothing to search for)
             self._searched[app_id] = token
-            found = proctree.find_leader(token)
+            found = await trio.to_thread.run_sync(proctree.find_leader, token)  # reads every process
             if found is None:
                 return None
             pid, created = found
             log.info("%s: adopting process %d from an interrupted start", app_id, pid)
             try:
-                self._save(app_id, pid=pid, created=created)
+                await self._save(app_id, pid=pid, created=created)
             except BackendError as exc:  # adopted all the same; the token finds it again next time
                 log.warning("%s", exc)
         try:
@@ -205,52 +228,60 @@ class ProcessBackend:
         self._runs[app_id] = run
         return run
 
-    def _current(self, app_id: str) -> _Run | None:
-        return self._runs.get(app_id) or self._adopt(app_id)
+    async def _current(self, app_id: str) -> _Run | None:
+        return self._runs.get(app_id) or await self._adopt(app_id)
 
     async def start(self, app_id: str) -> None:
         async with self._lock(app_id):
-            run = self._current(app_id)
+            run = await self._current(app_id)
             if run is not None and run.final is None and self._alive(run):
                 return
             spec = self._specs.get(app_id)
             if spec is None:
                 raise BackendError(f"{app_id}: not prepared; install it first", app=app_id)
-            old = self._state(app_id).get("token")
+            old = (await self._read(app_id)).get("token")
             if isinstance(old, str):  # what an earlier run or a dead HomeHelper left behind goes first
                 await proctree.end_tree(old, None, STOP_TIMEOUT)
             token = proctree.new_token()
-            self._save(app_id, token=token, pid=None, created=None)  # on disk before the process exists
-            env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
-            env.update(spec.env)
-            env.update(spec.secrets)  # in the child's environment only: nothing on disk
-            env[proctree.TOKEN_VAR] = token
-            if spec.notify:  # as systemd sets them for Type=notify with WatchdogSec=
-                env["NOTIFY_SOCKET"] = self._listen().address
-                if spec.watchdog_sec:
-                    env["WATCHDOG_USEC"] = str(int(spec.watchdog_sec * 1_000_000))
+            self._starting.add(app_id)
             try:
-                fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            except OSError as exc:
-                raise BackendError(f"{app_id}: cannot open its log {spec.log_file}: {exc.strerror}; "
-                                   f"fix it with: chmod u+rw {spec.log_file}", app=app_id) from None
-            try:
-                proc = await trio.lowlevel.open_process(
-                    list(spec.argv), cwd=str(spec.cwd), env=env, stdin=subprocess.DEVNULL, stdout=fd,
-                    stderr=subprocess.STDOUT, start_new_session=True)
-            except OSError as exc:
-                self._last[app_id] = UnitStatus(active="failed", sub="failed", result="exit-code", exit_status=203)
-                raise BackendError(f"{app_id}: cannot run {spec.argv[0]}: {exc.strerror}", app=app_id) from None
+                await self._spawn(app_id, spec, token)
             finally:
-                os.close(fd)
-            try:
-                created = psutil.Process(proc.pid).create_time()
-            except psutil.Error:
-                created = 0.0
-            _reap()
-            _children.add(proc)
-            self._runs[app_id] = _Run(proc.pid, created, proc, token)
-            self._save(app_id, pid=proc.pid, created=created)
+                self._starting.discard(app_id)
+
+    async def _spawn(self, app_id: str, spec: AppSpec, token: str) -> None:
+        """Write the token, then spawn the process in a session of its own, then write its PID."""
+        await self._save(app_id, token=token, pid=None, created=None)  # on disk before the process exists
+        env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+        env.update(spec.env)
+        env.update(spec.secrets)  # in the child's environment only: nothing on disk
+        env[proctree.TOKEN_VAR] = token
+        if spec.notify:  # as systemd sets them for Type=notify with WatchdogSec=
+            env["NOTIFY_SOCKET"] = self._listen().address
+            if spec.watchdog_sec:
+                env["WATCHDOG_USEC"] = str(int(spec.watchdog_sec * 1_000_000))
+        try:
+            fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:
+            raise BackendError(f"{app_id}: cannot open its log {spec.log_file}: {exc.strerror}; "
+                               f"fix it with: chmod u+rw {spec.log_file}", app=app_id) from None
+        try:
+            proc = await trio.lowlevel.open_process(
+                list(spec.argv), cwd=str(spec.cwd), env=env, stdin=subprocess.DEVNULL, stdout=fd,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            self._last[app_id] = UnitStatus(active="failed", sub="failed", result="exit-code", exit_status=203)
+            raise BackendError(f"{app_id}: cannot run {spec.argv[0]}: {exc.strerror}", app=app_id) from None
+        finally:
+            os.close(fd)
+        try:
+            created = psutil.Process(proc.pid).create_time()
+        except psutil.Error:
+            created = 0.0
+        _reap()
+        _children.add(proc)
+        self._runs[app_id] = _Run(proc.pid, created, proc, token)
+        await self._save(app_id, pid=proc.pid, created=created)
 
     def _alive(self, run: _Run) -> bool:
         if run.proc is not None:
@@ -263,8 +294,8 @@ class ProcessBackend:
 
     async def stop(self, app_id: str) -> None:
         async with self._lock(app_id):
-            run = self._current(app_id)
-            token = self._state(app_id).get("token")
+            run = await self._current(app_id)
+            token = (await self._read(app_id)).get("token")
             if run is None and not isinstance(token, str):
                 return
             if run is not None:
@@ -278,18 +309,25 @@ class ProcessBackend:
                     await run.proc.wait()
                     code = _signal_status(run.proc.returncode or 0)[2]  # as systemd's ExecMainStatus
                 self._last[app_id] = UnitStatus(active="inactive", sub="dead", result="success", exit_status=code)
-            self._forget(app_id)
+            await self._forget(app_id)
 
-    def _forget(self, app_id: str) -> None:
+    async def _forget(self, app_id: str) -> None:
         self._runs.pop(app_id, None)
         if self._notify is not None:
             self._notify.forget(app_id)
-        data = self._state(app_id)
-        if any(data.pop(k, None) is not None for k in ("pid", "created", "token")):
+        async with self._file_lock(app_id):
+            self._known[app_id] = await trio.to_thread.run_sync(self._forget_now, app_id, self._known.get(app_id))
+
+    def _forget_now(self, app_id: str, known: dict[str, Any] | None) -> dict[str, Any]:
+        before = dict(known) if known is not None else self._state(app_id)
+        data = {k: v for k, v in before.items() if k not in ("pid", "created", "token")}
+        if data != before:
             try:
                 atomic_write_json(self._state_file(app_id), data)
             except OSError as exc:  # the next start ends what the stale token names: no harm
                 log.warning("%s: cannot update %s: %s", app_id, self._state_file(app_id), exc)
+                return before
+        return data
 
     async def _wait(self, run: _Run) -> None:
         if run.proc is not None:
@@ -301,21 +339,21 @@ class ProcessBackend:
             await proctree.end_tree(run.token, None, STOP_TIMEOUT)
 
     async def enable(self, app_id: str, enabled: bool) -> None:
-        self._save(app_id, enabled=enabled)
+        await self._save(app_id, enabled=enabled)
 
     async def status(self, app_id: str) -> UnitStatus:
-        enabled = bool(self._state(app_id).get("enabled", False))
-        run = self._current(app_id)
+        enabled = bool((await self._read(app_id)).get("enabled", False))
+        run = await self._current(app_id)
         if run is not None and not run.stopping and run.proc is not None and run.proc.poll() is not None:
             active, result, exit_status = _signal_status(run.proc.returncode or 0)
             await self._wait(run)  # its children end with it
-            self._forget(app_id)
+            await self._forget(app_id)
             self._last[app_id] = UnitStatus(active=active, sub="failed" if active == "failed" else "dead",
                                             result=result, exit_status=exit_status)
             run = None
         elif run is not None and run.proc is None and not self._alive(run):
             await self._wait(run)
-            self._forget(app_id)  # adopted, then gone: its exit status is not ours to know
+            await self._forget(app_id)  # adopted, then gone: its exit status is not ours to know
             self._last[app_id] = UnitStatus(active="failed", sub="failed", result="unknown")
             run = None
         if run is not None:
@@ -345,6 +383,7 @@ class ProcessBackend:
         self._specs.pop(app_id, None)
         self._last.pop(app_id, None)
         self._watchdogs.discard(app_id)
+        self._known.pop(app_id, None)
         try:
             self._state_file(app_id).unlink()
         except FileNotFoundError:

@@ -42,12 +42,64 @@ PING_INTERVAL = 25.0
 PING_TIMEOUT = 60.0  # nothing heard for this long: the peer is gone
 TYPES = ("refresh", "action", "rescan", "logs.follow", "logs.unfollow", "ping", "pong")
 WHAT = ("all", "apps", "app", "system", "events")
+SHARED = ("all", "apps", "system")  # the refreshes that take no argument: one build serves all askers
 TRANSIENT = ("starting", "stopping", "installing")  # an action is complete when its app leaves these
 SETTLE_TIMEOUT = 120.0
 
 
 def _dumps(msg: dict[str, Any]) -> str:
     return json.dumps(msg, default=str, separators=(",", ":"))
+
+
+class _Flight:
+    __slots__ = ("done", "error", "text")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.text: str | None = None
+        self.error: Exception | None = None
+
+
+class SharedRefresh:
+    """Refreshes asked for in the same moment share one build and one serialisation (single-flight).
+
+    Twenty dashboards clicking at once cost one snapshot, not twenty: a refresh that comes while
+    one of its kind is being built waits for that build and gets the same JSON text. Nothing is
+    kept afterwards: the next refresh builds anew (no cache to go stale).
+    """
+
+    def __init__(self) -> None:
+        self._flights: dict[str, _Flight] = {}
+        self.builds = 0
+        self.joined = 0  # refreshes that shared another's build
+        self.last_bytes = 0  # the size of the last snapshot sent (what a refresh costs on the wire)
+
+    async def text(self, what: str, build: Any) -> str:
+        while True:
+            flight = self._flights.get(what)
+            if flight is None:
+                return await self._build(what, build)
+            self.joined += 1
+            await flight.done.wait()
+            if flight.text is not None:
+                return flight.text
+            if flight.error is not None:
+                raise flight.error
+            # its builder's client went away mid-build (cancelled): build again
+
+    async def _build(self, what: str, build: Any) -> str:
+        flight = self._flights[what] = _Flight()
+        try:
+            flight.text = _dumps(await build())
+            self.builds += 1
+            self.last_bytes = len(flight.text)
+            return flight.text
+        except Exception as exc:
+            flight.error = exc
+            raise
+        finally:
+            del self._flights[what]
+            flight.done.set()
 
 
 class _StateTrack:
@@ -77,8 +129,10 @@ class _StateTrack:
 class Connection:
     """One websocket client: a receive loop, a sender, a pinger, and its requests' tasks."""
 
-    def __init__(self, deps: WebDeps, ping_interval: float = PING_INTERVAL, ping_timeout: float = PING_TIMEOUT) -> None:
+    def __init__(self, deps: WebDeps, ping_interval: float = PING_INTERVAL, ping_timeout: float = PING_TIMEOUT,
+                 shared: SharedRefresh | None = None) -> None:
         self.deps = deps
+        self.shared = shared or SharedRefresh()
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.out_send, self.out_recv = trio.open_memory_channel[str](OUTBOX)
         self.in_flight = 0
@@ -155,6 +209,11 @@ class Connection:
 
     async def _request(self, req_id: Any, kind: str, msg: dict[str, Any]) -> None:
         try:
+            if kind == "refresh" and msg.get("what", "all") in SHARED:
+                # serialised once for every client asking at once: only the id differs
+                text = await self.shared.text(msg.get("what", "all"), lambda: self._refresh(msg))
+                await self.out_send.send(f'{{"type":"reply","id":{_dumps(req_id)},"ok":true,"data":{text}}}')
+                return
             if kind == "refresh":
                 data = await self._refresh(msg)
             elif kind == "action":
@@ -250,6 +309,8 @@ class Connection:
 def register_ws(app: QuartTrio, deps: WebDeps) -> None:
     per_client: dict[str, int] = {}
     counts = {"total": 0, "sessionless": 0}
+    refreshes = SharedRefresh()  # one per server: every socket's refreshes share builds
+    app.extensions["homehelper.refresh"] = refreshes
 
     @app.websocket("/ws")
     async def ws() -> Any:
@@ -267,7 +328,7 @@ def register_ws(app: QuartTrio, deps: WebDeps) -> None:
         try:
             await websocket.accept()
             await Connection(deps, app.config.get("WS_PING_INTERVAL", PING_INTERVAL),
-                             app.config.get("WS_PING_TIMEOUT", PING_TIMEOUT)).run()
+                             app.config.get("WS_PING_TIMEOUT", PING_TIMEOUT), refreshes).run()
         finally:
             per_client[key] -= 1
             if not per_client[key]:

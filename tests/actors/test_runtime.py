@@ -117,3 +117,31 @@ async def test_a_stopped_child_refuses_messages() -> None:
 def test_mailboxes_are_bounded() -> None:
     with pytest.raises(ValueError):
         open_mailbox("x", float("inf"))  # type: ignore[arg-type]
+
+
+async def test_an_ask_into_a_full_mailbox_waits_for_room_within_its_timeout(
+        autojump_clock: trio.testing.MockClock) -> None:
+    ref, inbox = open_mailbox("slow", 1)
+    await ref.tell("first")  # full, and nobody reads
+    with pytest.raises(ActorTimeout, match="within 2 s"):
+        await ref.ask("second", timeout=2)
+    assert inbox.receive_nowait() == "first"
+    with pytest.raises(trio.WouldBlock):
+        inbox.receive_nowait()  # the timed-out ask left nothing behind
+
+
+async def test_an_already_cancelled_caller_sends_no_ask() -> None:
+    ref, inbox = open_mailbox("echo", 8)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await ref.ask("never")
+    assert scope.cancelled_caught
+    with pytest.raises(trio.WouldBlock):
+        inbox.receive_nowait()
+
+
+async def test_an_ask_to_a_closed_mailbox_is_refused_at_once() -> None:
+    ref, inbox = open_mailbox("gone", 8)
+    await inbox.aclose()
+    with pytest.raises(MailboxClosed):
+        await ref.ask("anyone?")

@@ -96,3 +96,22 @@ def test_a_watchdog_kill_is_named_as_such() -> None:
     killed = UnitStatus(active="failed", result="watchdog", exit_status=6)
     assert judge_end("exited", killed, "on-failure", "", False, 30, 15) == (
         "crashed", "watchdog: no heartbeat in time (stopped by systemd)")
+
+
+def test_an_app_up_in_t_is_seen_healthy_by_about_one_and_a_half_t() -> None:
+    """The first health polls of a start: an app that serves after t seconds is polled healthy soon
+    after (the issue's 55 ms app was seen at 150 ms with doubling from 50 ms)."""
+    import itertools
+
+    from homehelper.actors.service_health import startup_probes
+
+    delays = startup_probes(0.5)
+    polls, t = [], 0.0
+    while t < 10:
+        t += next(delays)
+        polls.append(t)
+    for up in (0.03, 0.055, 0.1, 0.2, 0.35, 0.7):
+        seen = next(p for p in polls if p >= up)
+        assert seen <= 1.5 * up + 0.02, (up, seen)
+    assert len([p for p in polls if p < 1.0]) <= 10  # still few polls in the first second
+    assert abs(max(b - a for a, b in itertools.pairwise(polls)) - 0.5) < 1e-9  # then every cap

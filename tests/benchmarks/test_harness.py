@@ -290,3 +290,24 @@ def test_nice_ticks_cover_the_data() -> None:
         ticks = nice_ticks(lo, hi)
         assert ticks[0] <= lo and ticks[-1] >= hi and len(ticks) >= 2
         assert ticks == sorted(ticks)
+
+
+def test_report_shows_every_scenario_record_its_baseline_and_its_targets(tmp_path: Path) -> None:
+    dash = {"baseline": "a bare <echo>", "scenarios": [
+        {"kind": "back-to-back", "clients": 1, "ratio_p99": 3.1, "builds": 1000},
+        {"kind": "fresh clicks", "clients": 20, "ratio_p99": 1.4, "builds": 87}],
+        "targets": [{"name": "dashboard refresh p99 vs echo p99, 20 clients", "value": 2.7, "unit": "x",
+                     "target": "<= 2", "pass": False, "note": "15670 bytes each"}]}
+    actors = {"ask_ratio": 0.72, "targets": {"ask_ratio": 0.6}}  # the older {figure: limit} shape
+    scenarios = {"dashboard": {"status": "ok", "seconds": 1.0, "result": dash},
+                 "actors": {"status": "ok", "seconds": 1.0, "result": actors}}
+    results = {"title": "t", "started": "now", "started_unix": 1_700_000_000, "quick": True, "profile": {},
+               "machine": {}, "scenarios": scenarios, "targets": runner.collect_targets(scenarios)}
+    _, html_path = write_results(results, tmp_path)
+    html = html_path.read_text()
+    assert "[2 items]" not in html
+    assert "scenarios[1].kind</td><td>fresh clicks" in html and "scenarios[1].builds</td><td>87" in html
+    assert "Baseline: a bare &lt;echo&gt;" in html
+    assert html.count("dashboard refresh p99 vs echo p99, 20 clients") == 2  # the summary and its own table
+    assert "actors ask_ratio" in html  # a dict of limits still lists its figure
+    assert [t["value"] for t in results["targets"]] == [2.7, 0.72]
