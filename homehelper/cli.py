@@ -1,4 +1,4 @@
-"""The `homehelper` command: serve, apps, approve, validate, install."""
+"""The `homehelper` command: serve, apps, approve, validate, install; control commands in clictl.py."""
 
 from __future__ import annotations
 
@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--scope", choices=["user", "system"], help="systemd scope (default from config)")
     i.add_argument("--dry-run", action="store_true", help="print the unit, change nothing")
     i.add_argument("--no-start", action="store_true", help="enable the unit for the next boot, do not start it now")
+    from .clictl import add_commands
+
+    add_commands(sub, root)
     return p
 
 
@@ -94,6 +97,10 @@ def _main(argv: list[str]) -> int:
         return approve(config, args.app, assume_yes=args.yes)
     if args.command == "password":
         return set_password(config)
+    if args.command in ("start", "stop", "restart", "status", "logs", "install-app"):
+        from . import clictl
+
+        return clictl.run(config, args)
     if args.command == "install":
         from . import selfinstall
 
