@@ -239,8 +239,8 @@ def status(server: Server, app_id: str | None, as_json: bool) -> int:
     print(f"{'ID':<24} {'TYPE':<10} {'STATE':<18} {'PORT':<6} {'CPU':<6} {'MEMORY':<9} LAST ERROR")
     for a in apps:
         res = a.get("resources") if isinstance(a.get("resources"), dict) else {}
-        cpu = res.get("cpu_percent", res.get("cpu"))
-        mem = res.get("rss_bytes", res.get("memory_bytes", res.get("rss")))
+        cpu = res.get("cpu_percent")
+        mem = res.get("memory")  # bytes (homehelper.monitor.apps)
         print(f"{safe(a.get('id')):<24} {safe(a.get('type') or '-'):<10} {safe(a.get('state') or '-'):<18} "
               f"{a.get('port') or '-':<6} {_num(cpu, '%'):<6} {_bytes(mem):<9} {safe(a.get('last_error') or '')[:80]}")
     return OK
