@@ -294,12 +294,17 @@ def approve(config: Config, app_id: str, assume_yes: bool = False) -> int:
 
     import httpx
 
+    from .clictl import NOT_RUNNING, Server
+
     base, headers = _server(config)
     app_id = quote(app_id, safe="")
     try:
         r = httpx.get(f"{base}/api/apps/{app_id}", headers=headers, timeout=5)
+    except (httpx.ConnectError, httpx.ConnectTimeout):
+        print(f"homehelper: {Server(config).not_running()}", file=sys.stderr)
+        return NOT_RUNNING
     except httpx.HTTPError as exc:
-        print(f"homehelper: HomeHelper is not running on {base} ({exc}); start it, then approve", file=sys.stderr)
+        print(f"homehelper: {base}: {exc}", file=sys.stderr)
         return 1
     if r.status_code != 200:
         print(f"homehelper: {_message(r)}", file=sys.stderr)

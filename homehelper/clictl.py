@@ -94,7 +94,7 @@ class Server:
     """The running server on this machine: its URL and the CLI token's header."""
 
     def __init__(self, config: Config) -> None:
-        token_file = config.run_dir / "cli-token"
+        token_file = self.token_file = config.run_dir / "cli-token"
         try:
             token = token_file.read_text().strip()
         except OSError:
@@ -108,6 +108,13 @@ class Server:
         return NotRunning(f"HomeHelper is not running on {self.base}: start it with `homehelper serve` "
                           f"(or pass --port / --root of the one that runs)")
 
+    def refused(self) -> Failed:
+        """401: the token is missing or is another server's."""
+        why = (f"the token in {self.token_file} was refused" if self.headers
+               else f"no token could be read from {self.token_file}")
+        return Failed(f"the server at {self.base} refused this command: {why}"
+                      f" (run it as the user that runs the server, with that server's --root)")
+
     def get(self, path: str, **params: Any) -> Any:
         import httpx
 
@@ -117,6 +124,8 @@ class Server:
             raise self.not_running() from None
         except httpx.HTTPError as exc:
             raise Failed(f"{self.base}: {exc}") from None
+        if r.status_code == 401:
+            raise self.refused()
         if r.status_code != 200:
             raise Failed(message(r))
         return r.json()
@@ -132,7 +141,7 @@ class Server:
                 raise self.not_running() from None
             raise Failed(f"{self.base}: {exc}") from None
         except WSClosed as exc:
-            raise Failed(str(exc)) from None
+            raise (self.refused() if "HTTP 401" in str(exc) else Failed(str(exc))) from None
         try:
             yield ws
         except (WSClosed, OSError) as exc:

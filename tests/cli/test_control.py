@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.backends.apps import HEALTHY_APP, write_app
+from tests.backends.apps import CRASHING_APP, HEALTHY_APP, write_app
 from tests.cli.test_approve import serving
 from tests.cli.test_cli import REPO, hh
 from tests.fixtures.redis import free_port
@@ -60,6 +60,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     write_app(apps, "echo", ECHO_APP)
     write_app(apps, "fresh", HEALTHY_APP)
     write_app(apps, "drawn", HEALTHY_APP)
+    write_app(apps, "crashy", CRASHING_APP)  # dies while its http health check waits
     with serving(root, apps, port):
         yield Server(root, port)
 
@@ -92,6 +93,26 @@ def test_several_apps_are_each_reported_and_one_unknown_fails_the_command(server
     for args in (("status", "ghost"), ("logs", "ghost"), ("logs", "ghost", "-f"), ("start", "ghost")):
         bad = server.run(*args)
         assert bad.returncode == 1 and "ghost" in bad.stderr, (args, bad.stderr)
+
+
+def test_an_app_that_does_not_come_up_fails_the_start_with_its_error(server: Server) -> None:
+    out = server.run("start", "crashy", "--json")
+    assert out.returncode == 1
+    (result,) = json.loads(out.stdout)["results"]
+    assert result["app"] == "crashy" and result["ok"] is False and result["state"] != "running"
+    assert "exit status 3" in result["message"], result  # the app's last error
+    plain = server.run("restart", "crashy")
+    assert plain.returncode == 1 and plain.stdout == ""
+    assert plain.stderr.startswith("crashy: failed (") and "exit status 3" in plain.stderr, plain.stderr
+    assert server.run("stop", "crashy").returncode == 0
+
+
+def test_a_refused_token_is_named(server: Server, tmp_path: Path) -> None:
+    """Another state root (no token there) pointed at the running server: 401, said plainly."""
+    for args in (("status",), ("start", "svc"), ("logs", "svc", "-f")):
+        out = hh(*args, "--port", str(server.port), root=tmp_path)
+        assert out.returncode == 1, (args, out.stderr)
+        assert "refused" in out.stderr and str(tmp_path / "run" / "cli-token") in out.stderr, out.stderr
 
 
 def test_logs_tail_filters_and_json(server: Server) -> None:
