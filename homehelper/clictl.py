@@ -115,6 +115,9 @@ class Server:
         return Failed(f"the server at {self.base} refused this command: {why}"
                       f" (run it as the user that runs the server, with that server's --root)")
 
+    def stranger(self, status: int) -> str:
+        return f"{self.base} answered HTTP {status}, not as HomeHelper does: is --port right?"
+
     def get(self, path: str, **params: Any) -> Any:
         import httpx
 
@@ -127,8 +130,12 @@ class Server:
         if r.status_code == 401:
             raise self.refused()
         if r.status_code != 200:
-            raise Failed(message(r))
-        return r.json()
+            said = message(r)
+            raise Failed(self.stranger(r.status_code) if said.startswith("HTTP ") else said)
+        try:
+            return r.json()
+        except ValueError:
+            raise Failed(f"{self.base} answered, but not as HomeHelper does: is --port right?") from None
 
     @contextmanager
     def websocket(self) -> Iterator[Any]:
@@ -141,7 +148,9 @@ class Server:
                 raise self.not_running() from None
             raise Failed(f"{self.base}: {exc}") from None
         except WSClosed as exc:
-            raise (self.refused() if "HTTP 401" in str(exc) else Failed(str(exc))) from None
+            if exc.status == 401:
+                raise self.refused() from None
+            raise Failed(self.stranger(exc.status) if exc.status else str(exc)) from None
         try:
             yield ws
         except (WSClosed, OSError) as exc:
@@ -239,9 +248,11 @@ def _progress(enabled: bool) -> Iterator[Callable[[str], None]]:
 def status(server: Server, app_id: str | None, as_json: bool) -> int:
     if app_id is None:
         data = server.get("/api/apps")
-        apps = data["apps"] if isinstance(data, dict) else data
+        apps = data.get("apps") if isinstance(data, dict) else data
     else:
         apps = [server.get(f"/api/apps/{quote(app_id, safe='')}")]
+    if not isinstance(apps, list) or not all(isinstance(a, dict) for a in apps):
+        raise Failed(f"{server.base} answered, but not with apps: is --port right?")
     if as_json:
         print(json.dumps(apps if app_id is None else apps[0], indent=2))
         return OK
@@ -312,8 +323,9 @@ def logs(server: Server, args: argparse.Namespace) -> int:
     want = MAX_LINES if filtering else args.lines
     out = _printer(args.app, args.json)
     if not args.follow:
-        lines = server.get(f"/api/apps/{quote(args.app, safe='')}/logs", lines=want).get("lines", [])
-        for line in [ln for ln in lines if keep(ln)][-args.lines:]:
+        data = server.get(f"/api/apps/{quote(args.app, safe='')}/logs", lines=want)
+        lines = data.get("lines") if isinstance(data, dict) else None
+        for line in [str(ln) for ln in lines or () if keep(str(ln))][-args.lines:]:
             out(line)
         return OK
     with server.websocket() as ws:
@@ -327,10 +339,11 @@ def logs(server: Server, args: argparse.Namespace) -> int:
             if msg.get("type") == "reply":
                 data = msg.get("data")
                 first = data.get("lines") if isinstance(data, dict) else None
-                for line in [ln for ln in first or () if keep(ln)][-args.lines:]:
+                for line in [str(ln) for ln in first or () if keep(str(ln))][-args.lines:]:
                     out(line)
             elif msg.get("type") == "log":
-                for line in msg.get("lines", []):
+                batch = msg.get("lines")
+                for line in map(str, batch if isinstance(batch, list) else ()):
                     if keep(line):
                         out(line)
 

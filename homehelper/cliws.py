@@ -21,13 +21,17 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-from wsproto.utilities import LocalProtocolError
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 MAX_MESSAGE = 16 * 1024 * 1024  # a log batch is at most 500 lines of 4000 characters
 
 
 class WSClosed(Exception):
-    """The server refused the handshake or closed the socket."""
+    """The server refused the handshake (`status`: its HTTP status) or closed the socket."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class BlockingWS:
@@ -47,9 +51,12 @@ class BlockingWS:
                     if isinstance(ev, AcceptConnection):
                         return
                     if isinstance(ev, RejectConnection):
-                        raise WSClosed(f"the server refused the websocket (HTTP {ev.status_code})")
+                        raise WSClosed(f"the server refused the websocket (HTTP {ev.status_code})", ev.status_code)
                 if not data:
                     raise WSClosed("the server closed the connection during the handshake")
+        except RemoteProtocolError as exc:
+            self.sock.close()
+            raise WSClosed(f"the server does not speak HTTP websockets as HomeHelper does ({exc})") from None
         except BaseException:
             self.sock.close()
             raise
@@ -75,7 +82,10 @@ class BlockingWS:
         self.sock.settimeout(timeout)
         while True:
             while self.inbox:
-                msg = json.loads(self.inbox.pop(0))
+                try:
+                    msg = json.loads(self.inbox.pop(0))
+                except ValueError:
+                    raise WSClosed("the server sent a message that is not JSON") from None
                 if isinstance(msg, dict) and msg.get("type") == "ping":
                     self.send({"type": "pong"})  # a socket that says nothing for 60 s is closed
                     continue
@@ -85,7 +95,11 @@ class BlockingWS:
             if not data:
                 raise WSClosed("the server closed the connection")
             self.ws.receive_data(data)
-            for ev in self.ws.events():
+            try:
+                events = list(self.ws.events())
+            except RemoteProtocolError as exc:
+                raise WSClosed(f"the server broke the websocket protocol ({exc})") from None
+            for ev in events:
                 if isinstance(ev, TextMessage):
                     self.parts.append(ev.data)
                     if sum(map(len, self.parts)) > MAX_MESSAGE:

@@ -204,6 +204,39 @@ def test_no_server_is_exit_3_with_how_to_start_it(tmp_path: Path) -> None:
         assert out.stderr.count("\n") == 1 and "homehelper serve" in out.stderr and out.stdout == ""
 
 
+@pytest.fixture
+def stranger() -> Iterator[int]:
+    """Another program on the port: a plain web server answering every GET with a page."""
+    import http.server
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>router admin</html>")
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield int(httpd.server_address[1])
+        finally:
+            httpd.shutdown()
+            thread.join(timeout=5)
+
+
+def test_another_program_on_the_port_is_a_clear_failure(stranger: int, tmp_path: Path) -> None:
+    for args in (("status",), ("status", "x"), ("logs", "x"), ("logs", "x", "-f"), ("start", "x"),
+                 ("install-app", "x")):
+        out = hh(*args, "--port", str(stranger), root=tmp_path)
+        assert out.returncode == 1, (args, out.stderr)
+        assert out.stderr.count("\n") == 1 and "is --port right?" in out.stderr, (args, out.stderr)
+
+
 @pytest.mark.parametrize("command", ["start", "stop", "restart", "status", "logs", "install-app"])
 def test_help_shows_an_example_and_the_exit_codes(command: str, tmp_path: Path) -> None:
     out = hh(command, "--help", root=tmp_path)
