@@ -36,7 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--port", type=int, help="port of the running dashboard")
     a.add_argument("--json", action="store_true", help="machine-readable output")
     ap = sub.add_parser("approve", parents=[root],
-                        help="approve the permissions and devices an app asks for (asks the running server)")
+                        help="approve the permissions and devices an app asks for (asks the running server)",
+                        epilog="example:\n  homehelper approve door-sensor --yes\n\n"
+                               "exit codes: 0 ok, 1 failed, 2 usage, 3 server not running",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("app", help="the app's id")
     ap.add_argument("--yes", action="store_true", help="approve without asking (scripts)")
     ap.add_argument("--port", type=int, help="port of the running dashboard")

@@ -8,6 +8,7 @@ several), 2 usage, 3 the server is not running.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import re
 import sys
@@ -85,8 +86,12 @@ def run(config: Config, args: argparse.Namespace) -> int:
     except Failed as exc:
         print(f"homehelper: {exc}", file=sys.stderr)
         return FAILED
-    except KeyboardInterrupt:
-        return OK if args.command == "logs" else FAILED
+    except KeyboardInterrupt:  # Ctrl-C: the end of a follow; for an action, only the waiting ends
+        if args.command == "logs":
+            return OK
+        print("homehelper: interrupted; the server finishes what it was asked (see `homehelper status`)",
+              file=sys.stderr)
+        return FAILED
     return USAGE
 
 
@@ -143,8 +148,8 @@ class Server:
 
         try:
             ws = BlockingWS(self.base.replace("http", "ws", 1) + "/ws", self.headers)
-        except (ConnectionRefusedError, TimeoutError, OSError) as exc:
-            if isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) in (111, 113):
+        except OSError as exc:
+            if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.EHOSTUNREACH:
                 raise self.not_running() from None
             raise Failed(f"{self.base}: {exc}") from None
         except WSClosed as exc:

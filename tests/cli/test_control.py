@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -156,9 +157,12 @@ def test_logs_follow_prints_a_new_line(server: Server) -> None:
                     seen = lines.get(timeout=2)
                 except queue.Empty:
                     assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            proc.send_signal(signal.SIGINT)  # Ctrl-C ends a follow: exit 0, no traceback
+            assert proc.wait(timeout=10) == 0
+            assert proc.stderr is not None and proc.stderr.read() == ""
         finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+            if proc.poll() is None:
+                proc.kill()
             reader.join(timeout=5)
 
 
@@ -237,7 +241,7 @@ def test_another_program_on_the_port_is_a_clear_failure(stranger: int, tmp_path:
         assert out.stderr.count("\n") == 1 and "is --port right?" in out.stderr, (args, out.stderr)
 
 
-@pytest.mark.parametrize("command", ["start", "stop", "restart", "status", "logs", "install-app"])
+@pytest.mark.parametrize("command", ["start", "stop", "restart", "status", "logs", "install-app", "approve"])
 def test_help_shows_an_example_and_the_exit_codes(command: str, tmp_path: Path) -> None:
     out = hh(command, "--help", root=tmp_path)
     assert out.returncode == 0
