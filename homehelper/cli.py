@@ -1,4 +1,4 @@
-"""The `homehelper` command: serve, apps, approve, validate, install."""
+"""The `homehelper` command: serve, apps, approve, validate, install; control commands in clictl.py."""
 
 from __future__ import annotations
 
@@ -36,7 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--port", type=int, help="port of the running dashboard")
     a.add_argument("--json", action="store_true", help="machine-readable output")
     ap = sub.add_parser("approve", parents=[root],
-                        help="approve the permissions and devices an app asks for (asks the running server)")
+                        help="approve the permissions and devices an app asks for (asks the running server)",
+                        epilog="example:\n  homehelper approve door-sensor --yes\n\n"
+                               "exit codes: 0 ok, 1 failed, 2 usage, 3 server not running",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("app", help="the app's id")
     ap.add_argument("--yes", action="store_true", help="approve without asking (scripts)")
     ap.add_argument("--port", type=int, help="port of the running dashboard")
@@ -51,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--scope", choices=["user", "system"], help="systemd scope (default from config)")
     i.add_argument("--dry-run", action="store_true", help="print the unit, change nothing")
     i.add_argument("--no-start", action="store_true", help="enable the unit for the next boot, do not start it now")
+    from .clictl import add_commands
+
+    add_commands(sub, root)
     return p
 
 
@@ -94,6 +100,10 @@ def _main(argv: list[str]) -> int:
         return approve(config, args.app, assume_yes=args.yes)
     if args.command == "password":
         return set_password(config)
+    if args.command in ("start", "stop", "restart", "status", "logs", "install-app"):
+        from . import clictl
+
+        return clictl.run(config, args)
     if args.command == "install":
         from . import selfinstall
 
@@ -287,12 +297,17 @@ def approve(config: Config, app_id: str, assume_yes: bool = False) -> int:
 
     import httpx
 
+    from .clictl import NOT_RUNNING, Server
+
     base, headers = _server(config)
     app_id = quote(app_id, safe="")
     try:
         r = httpx.get(f"{base}/api/apps/{app_id}", headers=headers, timeout=5)
+    except (httpx.ConnectError, httpx.ConnectTimeout):
+        print(f"homehelper: {Server(config).not_running()}", file=sys.stderr)
+        return NOT_RUNNING
     except httpx.HTTPError as exc:
-        print(f"homehelper: HomeHelper is not running on {base} ({exc}); start it, then approve", file=sys.stderr)
+        print(f"homehelper: {base}: {exc}", file=sys.stderr)
         return 1
     if r.status_code != 200:
         print(f"homehelper: {_message(r)}", file=sys.stderr)

@@ -104,7 +104,7 @@ def test_approve_from_the_command_line_starts_the_waiting_app(state_root: Path) 
         assert ghost.returncode == 1 and "no app with id 'ghost'" in ghost.stderr
     # Offline: only the server writes approvals; the command says so and changes nothing.
     offline = hh("approve", "door", "--yes", "--port", str(port), root=root)
-    assert offline.returncode == 1 and "not running" in offline.stderr
+    assert offline.returncode == 3 and "not running" in offline.stderr and "homehelper serve" in offline.stderr
     listed = hh("apps", "--apps-dir", str(apps), "--port", str(port), root=root)
     assert "offline" in listed.stdout
     assert next(line for line in listed.stdout.splitlines() if line.startswith("door ")).rstrip().endswith(
