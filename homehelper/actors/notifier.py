@@ -37,7 +37,7 @@ def private(url: str) -> str:
 
         plugin = apprise.Apprise.instantiate(url)
         if plugin:
-            return str(plugin.url(privacy=True))
+            return str(plugin.url(privacy=True)).split("?", 1)[0]  # its options are noise here
     except Exception:  # any failure to parse leaves the scheme alone
         pass
     return url.split("://", 1)[0] + "://..."
