@@ -48,3 +48,17 @@ async def test_without_urls_the_test_button_says_what_to_set(state_root) -> None
             r = await c.post("/api/notify/test")
             assert r.status_code == 409 and "notify.urls" in r.json()["message"]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_state_file_found_damaged_at_start_reaches_the_receiver(state_root, receiver: Receiver) -> None:
+    # The port allocator reads registry/ports.json as the tree starts, before the notifier's own start:
+    # the notifier follows the broadcast from its construction, so this is not lost.
+    config = load_config(state_root, environ={}, overrides={
+        "port": free_port(), "notify": {"urls": [receiver.url()]}})
+    config.registry_dir.mkdir(parents=True)
+    (config.registry_dir / "ports.json").write_bytes(b"\x00{half a write")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve, config)
+        [(_, body)] = await receiver.wait(1)
+        assert body["title"] == "A state file was damaged" and "ports.json" in body["message"]
+        nursery.cancel_scope.cancel()
