@@ -49,7 +49,13 @@ class Sender:
     def __init__(self, urls: list[str]) -> None:
         self.urls = urls
         self._apprise: dict[int, Any] = {}
-        self.names = [private(u) for u in urls]
+        self.names = [u.split("://", 1)[0] + "://..." for u in urls]  # until named(): apprise loads slowly
+        self.named = False
+
+    def name_all(self) -> None:
+        """Each URL as logs and events show it (blocking: loads apprise's plugins)."""
+        self.names = [private(u) for u in self.urls]
+        self.named = True
 
     def send(self, index: int, note: Note) -> str | None:
         """None when the URL took the message, else what went wrong."""
@@ -101,6 +107,8 @@ class Notifier(Actor):
             return
         if self.sub.closed:  # restarted (the same instance): follow again; dedup windows are kept
             self.sub = self._subscribe()
+        if not self.sender.named:
+            await trio.to_thread.run_sync(self.sender.name_all, limiter=self.limiter)
         self._queue, queue = trio.open_memory_channel[Note](QUEUE)
         nursery.start_soon(self._follow, self.sub)
         nursery.start_soon(self._flush)
