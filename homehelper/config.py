@@ -57,6 +57,18 @@ class AuthConfig:
 
 
 @attrs.frozen
+class NotifyConfig:
+    """Notifications outside the dashboard (apprise URLs); read at start. See docs/operations.md."""
+
+    urls: tuple[str, ...] = ()  # apprise URLs, each optionally "tag1,tag2=URL"
+    routes: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (event kind, tags): a kind listed goes to those tags only
+    dedup_window: float = 600.0  # repeats of one (kind, app) within it become one summary
+    rate_limit: int = 10  # messages per rate_window, then one "N held back" summary
+    rate_window: float = 600.0
+    min_level: str = "warning"  # machine alerts below this level do not notify
+
+
+@attrs.frozen
 class Config:
     root: Path
     apps_dir: Path
@@ -76,6 +88,7 @@ class Config:
     streamlit: StreamlitConfig = StreamlitConfig()
     monitor: MonitorConfig = MonitorConfig()
     auth: AuthConfig = AuthConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     # --- layout ---
     @property
@@ -104,7 +117,8 @@ class Config:
 
 
 _CHOICES = {"backend": ("auto", "systemd", "process"), "systemd_scope": ("user", "system"),
-            "redis_acl": ("auto", "off"), "log_level": ("DEBUG", "INFO", "WARNING", "ERROR")}
+            "redis_acl": ("auto", "off"), "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+            "notify.min_level": ("careful", "warning", "critical")}
 # The keys a running HomeHelper follows (see homehelper/actors/settings.py for who follows each);
 # every other key is read once at start, so changing it at run time would be a silent no-op.
 EDITABLE = frozenset({"redis_url", "log_level", "streamlit", "monitor", "auth"})
@@ -121,6 +135,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "monitor.cpu": _PERCENT, "monitor.memory": _PERCENT, "monitor.swap": _PERCENT, "monitor.disk": _PERCENT,
     "monitor.temperature": (0.0, 150.0), "monitor.hysteresis": _PERCENT, "monitor.min_free_disk_mb": (0, 1 << 30),
     "auth.session_hours": (0.01, 24 * 366),
+    "notify.dedup_window": (0, 7 * 86400), "notify.rate_limit": (1, 1000), "notify.rate_window": (1, 86400),
 }
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _NODE_ID = re.compile(r"^[A-Za-z0-9._-]{1,40}$")  # it names Redis channels
@@ -203,6 +218,8 @@ def _convert(key: str, value: Any, default: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) and v and " " not in v for v in value):
             raise ConfigError(f"config key {key!r} must be a list of host names, got {value!r}", key=key)
         return tuple(v.lower().rstrip(".") for v in value)
+    if key in ("notify.urls", "notify.routes"):
+        return _notify_value(key, value)
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [v for v in value.replace("-", ",").split(",") if v]
@@ -225,6 +242,44 @@ def _convert(key: str, value: Any, default: Any) -> Any:
     if choices and value not in choices:
         raise ConfigError(f"config key {key!r} must be one of {', '.join(choices)}, got {value!r}", key=key)
     return _check_string(key, value)
+
+
+def _notify_value(key: str, value: Any) -> Any:
+    """notify.urls: a list of apprise URLs ("tag1,tag2=URL" tags one); notify.routes: {event kind: [tags]}.
+
+    From the environment: a JSON list / object, or for urls, URLs separated by spaces.
+    """
+    from .notify_rules import KINDS, TAG_RE, split_url  # pure, imports nothing of HomeHelper
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip()[:1] in ("[", "{") else value.split()
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config key {key!r} is not valid JSON: {exc}", key=key) from None
+    if key == "notify.urls":
+        if not isinstance(value, list) or len(value) > 32:
+            raise ConfigError(f"config key {key!r} must be a list of at most 32 apprise URLs", key=key)
+        for i, entry in enumerate(value):
+            if not isinstance(entry, str) or len(entry) > 2048 or any(c.isspace() for c in entry):
+                raise ConfigError(f"config key '{key}[{i}]' must be a URL without spaces", key=key)
+            tags, url = split_url(entry)
+            if "://" not in url or not all(TAG_RE.fullmatch(t) for t in tags):
+                raise ConfigError(f"config key '{key}[{i}]' must be an apprise URL (ntfy://..., json://...), "
+                                  "optionally tagged as tag1,tag2=URL (tags: a-z 0-9 _ -)", key=key)
+        return tuple(value)
+    if not isinstance(value, dict) and not isinstance(value, list):
+        raise ConfigError(f"config key {key!r} must map event kinds to lists of tags", key=key)
+    pairs = value.items() if isinstance(value, dict) else value  # a list of pairs: what to_json() wrote
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for pair in pairs:
+        kind, tags = pair if isinstance(pair, (tuple, list)) and len(pair) == 2 else (None, None)  # type: ignore[assignment]
+        if kind not in KINDS:
+            raise ConfigError(f"config key {key!r}: {str(kind)[:40]!r} is not a kind that notifies; "
+                              f"one of {', '.join(KINDS)}", key=key)
+        if not isinstance(tags, list) or not all(isinstance(t, str) and TAG_RE.fullmatch(t) for t in tags):
+            raise ConfigError(f"config key '{key}.{kind}' must be a list of tags (a-z 0-9 _ -)", key=key)
+        out.append((kind, tuple(tags)))
+    return tuple(out)
 
 
 def _apply(obj: Any, changes: dict[str, Any], prefix: str = "") -> Any:

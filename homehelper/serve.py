@@ -20,6 +20,7 @@ from .actors import Broadcast, ChildSpec, Supervisor
 from .actors.app import AppActor, AppContext
 from .actors.bridge import RedisBridge
 from .actors.eventlog import EventLog
+from .actors.notifier import Notifier
 from .actors.ports import PortAllocator
 from .actors.registry import Registry
 from .actors.scanner import Scanner
@@ -92,6 +93,7 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     bus = Broadcast()
     # Recording from the first event on; the same instance across restarts keeps the ring.
     eventlog = EventLog(bus, config.event_history)
+    notifier = Notifier(config.notify, bus)  # the same: following from the first event; notify.* read at start
     # The live config's owner; actors restarted later are built from its current value.
     settings = Settings(config, bus.publish)
     live = lambda: settings.current  # noqa: E731
@@ -106,6 +108,7 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
                                                                      bus.publish)))
     ttl = root.start_child(ChildSpec("ttl", TTLClock))
     root.start_child(ChildSpec("eventlog", lambda: eventlog))
+    notifier_ref = root.start_child(ChildSpec("notifier", lambda: notifier))
     # Before any app actor starts, so the sensors see every AppProcessChanged.
     procs = ProcessTable.following(bus)
     sensors = root.start_child(ChildSpec("sensors", _remembered(
@@ -144,7 +147,7 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
 
     settings.follow(follow)
     refs = dict(backend=backend, ui=ui, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
-                sensors=sensors, eventlog=eventlog, settings=settings_ref)
+                sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref)
     return Runtime(config, bus, root, apps, refs, ctx, settings, instances)
 
 
@@ -175,7 +178,8 @@ async def _serve(config: Config, notices: Sequence[Event], task_status: trio.Tas
         rt.cancel_scope = nursery.cancel_scope
         deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
                        scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
-                       event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth)
+                       event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
+                       notifier=rt.refs["notifier"])
         settings_ref = rt.refs["settings"]
 
         async def set_config(changes: dict[str, Any]) -> Config:

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.browser",
     "tests.fixtures.systemd",
     "tests.fixtures.streamlit",
+    "tests.fixtures.receiver",
 ]

@@ -17,16 +17,17 @@ from ..actors import (
     ChildStopped,
     CommandFailed,
 )
-from . import _apps, _bus, _monitor, _services, _streamlit, _system
+from . import _apps, _bus, _monitor, _notify, _services, _streamlit, _system
 from ._apps import *  # noqa: F403
 from ._base import Command, Event
 from ._bus import *  # noqa: F403
 from ._monitor import *  # noqa: F403
+from ._notify import *  # noqa: F403
 from ._services import *  # noqa: F403
 from ._streamlit import *  # noqa: F403
 from ._system import *  # noqa: F403
 
-_AREAS: tuple[ModuleType, ...] = (_apps, _bus, _monitor, _services, _streamlit, _system)
+_AREAS: tuple[ModuleType, ...] = (_apps, _bus, _monitor, _notify, _services, _streamlit, _system)
 
 
 def _messages(module: ModuleType) -> list[str]:

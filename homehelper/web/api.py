@@ -9,8 +9,8 @@ from typing import Any
 from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
-from ..errors import BadRequest, PayloadTooLarge
-from ..messages import GetDeadlines
+from ..errors import BadRequest, Conflict, PayloadTooLarge
+from ..messages import GetDeadlines, SendTestNotification
 from . import logs, ops
 from .app import MAX_BODY, WebDeps
 from .openapi import spec
@@ -136,6 +136,13 @@ def register_api(app: QuartTrio, deps: WebDeps) -> None:
     @app.patch("/api/config")
     async def patch_config() -> Any:
         return await ops.set_config(deps, await json_body())
+
+    @app.post("/api/notify/test")
+    async def notify_test() -> Any:
+        """Send a test notification to every notify.urls entry; says what each did."""
+        if deps.notifier is None:
+            raise Conflict("notifications are not running")
+        return await deps.notifier.ask(SendTestNotification(), timeout=120)
 
     @app.get("/api/tokens")
     async def tokens() -> Any:

@@ -44,6 +44,7 @@ class WebDeps:
     bridge: ActorRef[Any] | None = None  # the Redis bridge: GetBusState for the dashboard
     event_log: Any = None  # the event log: an ActorRef answering GetEventHistory, or an object with recent(n)
     ttl: ActorRef[Any] | None = None  # the TTL clock: how long an opened UI has left
+    notifier: ActorRef[Any] | None = None  # answers SendTestNotification (POST /api/notify/test)
     set_config: Callable[[dict[str, Any]], Any] | None = None  # changes -> new Config (may be async)
     auth: Auth | None = None  # built from config.root when None
     dashboard_port: int | None = None  # the ports really bound (serve_app sets them; port 0 in tests)

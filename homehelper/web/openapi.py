@@ -102,6 +102,15 @@ def spec() -> dict[str, Any]:
                                  "type": "object", "minProperties": 1,
                                  "example": {"log_level": "DEBUG"}}}}}),
             },
+            "/api/notify/test": {"post": _op(
+                "send a test notification to every notify.urls entry (see docs/operations.md)", {**_ok({
+                    "type": "object", "required": ["sent", "results"], "properties": {
+                        "sent": {"type": "integer", "description": "how many URLs took the message"},
+                        "results": {"type": "array", "items": {"type": "object", "required": ["url", "ok"],
+                                                               "properties": {
+                            "url": {"type": "string", "description": "the URL without its secrets"},
+                            "ok": {"type": "boolean"}, "error": {"type": "string", "nullable": True}}}}}}),
+                    **_err(403, 409, 429)})},
             "/api/tokens": {
                 "get": _op("API tokens (without their secrets)", _ok({"type": "array", "items": {
                     "$ref": "#/components/schemas/Token"}})),

@@ -324,6 +324,14 @@
   $("#rescan").addEventListener("click", async () => {
     try { await request("rescan"); await refresh(); } catch (e) { setStatus(e.message, "bad"); }
   });
+  $("#notify-test").addEventListener("click", async () => {
+    try {
+      const r = await post("/api/notify/test");
+      const bad = r.results.filter((x) => !x.ok).map((x) => `${x.url}: ${x.error}`);
+      setStatus(`test notification sent to ${r.sent} of ${r.results.length}` + (bad.length ? ` (failed: ${bad.join("; ")})` : ""),
+                bad.length ? "bad" : "ok");
+    } catch (e) { setStatus(e.message, "bad"); }
+  });
   const logout = $("#logout");
   if (logout) logout.addEventListener("click", async () => { await post("/logout").catch(() => {}); location.href = "/login"; });
   connect();
