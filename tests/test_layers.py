@@ -116,6 +116,25 @@ def test_no_module_imports_from_a_layer_above() -> None:
     assert not wrong, "imports that go up a layer:\n" + "\n".join(wrong)
 
 
+def test_no_import_cycles() -> None:
+    # Lazy imports (inside a function) count: web/app.py once hid a cycle of five modules that way.
+    graph = {m: {t for _, t in imports_of(m) if t in MODULES and t != m} for m in MODULES}
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycle = [*path[path.index(module):], module]
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+        if module in done:
+            return
+        for target in sorted(graph[module]):
+            visit(target, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+
+
 def test_runtime_imports_nothing_from_homehelper_outside_itself() -> None:
     # Stricter than its layer: the generic runtime knows no config, errors or storage either.
     wrong = [

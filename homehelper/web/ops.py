@@ -35,7 +35,7 @@ from ..messages import (
 )
 
 if TYPE_CHECKING:
-    from .app import WebDeps
+    from .deps import WebDeps
 
 ACTIONS = {"start": StartApp, "stop": StopApp, "restart": RestartApp, "install": InstallApp,
            "open": OpenUI, "keepalive": KeepAlive}
