@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadRequest, PortsExhausted
-from ..messages import AllocatePort, PortAssigned, ReleasePort, StateFileDamaged
+from ..messages import AllocatePort, PortAssigned, StateFileDamaged
 from ..storage import atomic_write_json
 from . import Actor
 from .registry import check_saved
@@ -80,9 +80,6 @@ class PortAllocator(Actor):
         match msg:
             case AllocatePort(app_id, kind, avoid):
                 return self.allocate(app_id, kind, set(avoid))
-            case ReleasePort(app_id):
-                if self.assigned.pop(app_id, None) is not None:
-                    self._save()
             case "snapshot":
                 return dict(self.assigned)
             case _:

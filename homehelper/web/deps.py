@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from ..actors import ActorRef, Broadcast, Supervisor
+from ..actors.eventlog import EventLog
 from ..config import Config
 from ..errors import Unauthorized
 from .auth import Auth
@@ -30,7 +31,8 @@ class WebDeps:
     scanner: ActorRef[Any]
     sensors: ActorRef[Any] | None = None
     bridge: ActorRef[Any] | None = None  # the Redis bridge: GetBusState for the dashboard
-    event_log: Any = None  # the event log: an ActorRef answering GetEventHistory, or an object with recent(n)
+    # the event log: serve.py hands the instance (read directly, no mailbox hop), tests may hand its ref
+    event_log: EventLog | ActorRef[Any] | None = None
     ttl: ActorRef[Any] | None = None  # the TTL clock: how long an opened UI has left
     set_config: Callable[[dict[str, Any]], Any] | None = None  # changes -> new Config (may be async)
     auth: Auth | None = None  # built from config.root when None
