@@ -77,7 +77,7 @@ async def _bench(n: int, rounds: int, env: dict[str, str], root: Path) -> dict[s
             await nursery.start(sup.run)
             ports = sup.start_child(ChildSpec("ports", lambda: PortAllocator(
                 {"service": config.service_ports}, config.registry_dir / "ports.json", bus.publish)))
-            ctx = AppContext(config, bus.publish, ports, extra={"backend": backend, "installer": Installer(config)})
+            ctx = AppContext(config, bus.publish, ports, backend=backend, installer=Installer(config))
             refs = [sup.start_child(ChildSpec(f"app:{m.id}", lambda m=m: ServiceApp(m, ctx))) for m in manifests]
 
             async def all_ask(make: Any) -> float:

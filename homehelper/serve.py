@@ -121,11 +121,11 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     identities = AppIdentities(config.redis_url, config.node_id, config.redis_acl)
     # ctx.config is the live config as app actors read it; the settings actor keeps it current.
     ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl, identities=identities,
-                     extra={"apps": apps, "backend": backend, "installer": installer,
-                            "approvals": approvals, "exposure": ExposureMeter(config.registry_dir / "exposure.json")})
+                     apps=apps, backend=backend, installer=installer, approvals=approvals,
+                     exposure=ExposureMeter(config.registry_dir / "exposure.json"))
     ui = root.start_child(ChildSpec("ui", _remembered(
         instances, "ui", lambda: UIManager(live(), apps=apps, live=lambda: ctx.config))))
-    ctx.extra["ui"] = ui
+    ctx.ui = ui
     factory = app_factory(ctx)
     registry = root.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
                                                                        config.registry_dir / "apps.json",

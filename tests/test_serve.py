@@ -125,7 +125,7 @@ def observe(rt: Runtime, key: str) -> list[object]:
         sensors = rt.instances["sensors"]
         seen = [getattr(sensors.monitor, name), getattr(sensors.health.config, name)]
         if name == "min_free_disk_mb":
-            seen.append(rt.ctx.extra["installer"].config.monitor.min_free_disk_mb)
+            seen.append(rt.ctx.installer.config.monitor.min_free_disk_mb)
         return [list(v) if isinstance(v, tuple) else v for v in seen]
     if key == "auth.session_hours":
         assert rt.deps is not None and rt.deps.auth is not None
@@ -180,7 +180,7 @@ async def test_keys_nobody_follows_are_refused_and_nonsense_is_refused_by_name(s
             assert r.status_code == 200
             # it used to be accepted and ignored: now an install is refused before it starts
             with pytest.raises(DiskFull, match="min_free_disk_mb"):
-                rt.ctx.extra["installer"].check_disk()
+                rt.ctx.installer.check_disk()
         nursery.cancel_scope.cancel()
     assert json.loads(config.config_file.read_text()) == {"monitor": {"min_free_disk_mb": 2**30}}
 

@@ -1,23 +1,35 @@
-"""The actor runtime: mailboxes, tell/ask, supervision, broadcast.
+"""Actors: the domain actors (scanner, registry, ports, ttl, app actors, ...).
 
-This package's private modules import no domain code; the domain actors
-(scanner, registry, ports, ttl, app actors, ...) live in its public modules.
+The generic runtime lives in `homehelper.actors.runtime`; its names are
+re-exported here for the domain actors, web and serve. Lower layers (messages,
+monitor, backends, bus) import `homehelper.actors.runtime` directly.
 """
 
-from ._broadcast import Broadcast, Subscription
-from ._errors import ActorCrashed, ActorError, ActorTimeout, MailboxClosed, MailboxFull
-from ._events import (
+from .runtime import (
+    Actor,
+    ActorCrashed,
+    ActorError,
+    ActorRef,
+    ActorTimeout,
+    Broadcast,
     ChildCrashed,
     ChildExited,
     ChildQuarantined,
     ChildRestarting,
+    ChildSpec,
     ChildStarted,
     ChildStopped,
     CommandFailed,
     Event,
+    MailboxClosed,
+    MailboxFull,
+    Restart,
+    RestartPolicy,
+    Subscription,
+    Supervisor,
+    UnknownChild,
+    open_mailbox,
 )
-from ._runtime import Actor, ActorRef, open_mailbox
-from ._supervisor import ChildSpec, Restart, RestartPolicy, Supervisor, UnknownChild
 
 __all__ = [
     "Actor",

@@ -19,6 +19,9 @@ from typing import Any
 import attrs
 
 from ..approvals import ApprovalStore, describe, normalize
+from ..backends.base import Backend
+from ..backends.exposure import ExposureMeter
+from ..backends.installer import Installer
 from ..bus.acl import AppIdentities
 from ..config import Config
 from ..errors import Conflict, Unavailable
@@ -39,7 +42,7 @@ from ..messages import (
     StartApp,
     StopApp,
 )
-from . import Actor, ActorRef
+from . import Actor, ActorRef, Supervisor
 
 STATES = ("stopped", "installing", "install_failed", "starting", "running", "stopping",
           "backoff", "quarantined", "config_error", "awaiting_approval")
@@ -54,7 +57,17 @@ class AppContext:
     ports: ActorRef[Any]
     ttl: ActorRef[Any] | None = None
     identities: AppIdentities | None = None  # each app's Redis credentials (homehelper.bus.acl)
-    extra: dict[str, Any] = attrs.field(factory=dict)  # backends and helpers, by name
+    backend: Backend | None = None  # how apps run: service and Streamlit apps need one
+    installer: Installer | None = None  # shared, so one install runs at a time; None: each actor makes its own
+    apps: Supervisor | None = None  # the apps supervisor: a Streamlit app addresses itself through it
+    ui: ActorRef[Any] | None = None  # the UI manager (caps Streamlit apps running at once); None: no cap
+    approvals: ApprovalStore | None = None  # None: an app asking for permissions never starts
+    exposure: ExposureMeter | None = None  # systemd-analyze security scores; None: not measured
+
+    def need_backend(self) -> Backend:
+        if self.backend is None:
+            raise TypeError("AppContext.backend is needed by service and Streamlit apps")
+        return self.backend
 
 
 class AppActor(Actor):
@@ -95,14 +108,14 @@ class AppActor(Actor):
     @property
     def sandbox(self) -> str:
         """sandboxed: a systemd unit walls it in; unsandboxed: it runs as HomeHelper's user, like HomeHelper."""
-        backend = self.ctx.extra.get("backend")
+        backend = self.ctx.backend
         on_systemd = getattr(backend, "name", None) == "systemd"
         return "sandboxed" if on_systemd else "unsandboxed"  # Streamlit apps run as units too
 
     def unapproved(self) -> tuple[str, ...]:
         """What the manifest asks for, when the user has not approved exactly that; () when free to start."""
         grants = normalize(self.manifest.grants)
-        store: ApprovalStore | None = self.ctx.extra.get("approvals")
+        store = self.ctx.approvals
         if not grants or (store is not None and store.is_approved(self.app_id, grants)):
             return ()
         return grants
@@ -138,7 +151,7 @@ class AppActor(Actor):
                            grants=list(self.manifest.grants))
         if not current:
             return self.snapshot()  # nothing to approve
-        store: ApprovalStore | None = self.ctx.extra.get("approvals")
+        store = self.ctx.approvals
         if store is None:
             raise Unavailable(f"{self.app_id}: approvals cannot be stored on this server", app=self.app_id)
         await store.approve(self.app_id, current)
@@ -152,8 +165,7 @@ class AppActor(Actor):
 
     def measure_exposure(self, nursery: Any) -> None:
         """After the unit was written: its `systemd-analyze security` score, in the background."""
-        meter = self.ctx.extra.get("exposure")
-        backend = self.ctx.extra.get("backend")
+        meter, backend = self.ctx.exposure, self.ctx.backend
         if meter is not None and getattr(backend, "name", None) == "systemd" and nursery is not None:
             nursery.start_soon(self._measure, meter, backend)
 

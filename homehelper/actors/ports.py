@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from ..errors import BadRequest, PortsExhausted
-from ..messages import AllocatePort, PortAssigned, ReleasePort, StateFileDamaged
+from ..messages import AllocatePort, PortAssigned, StateFileDamaged
 from ..storage import LatestWriter
 from . import Actor
 from .registry import check_saved
@@ -95,9 +95,6 @@ class PortAllocator(Actor):
         match msg:
             case AllocatePort(app_id, kind, avoid):
                 return self.allocate(app_id, kind, set(avoid))
-            case ReleasePort(app_id):
-                if self.assigned.pop(app_id, None) is not None:
-                    self._save()
             case "snapshot":
                 return dict(self.assigned)
             case _:

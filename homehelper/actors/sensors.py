@@ -26,7 +26,6 @@ from ..messages import (
     AppProcessChanged,
     AppRemoved,
     AppStopped,
-    GetAppResources,
     GetHistory,
     GetSystemSnapshot,
     SetMonitorConfig,
@@ -145,10 +144,6 @@ class SensorActor(Actor):
                 return self.snapshot(fresh)
             case GetHistory():
                 return {"interval": self.monitor.interval, "points": history_dicts(self.history)}
-            case GetAppResources(app_id, fresh):
-                data = self.sample(background=False) if fresh or self.last is None else self.last
-                absent = {"source": "absent", "pid": None, "cpu_percent": None, "memory": None, "tasks": None}
-                return data["apps"].get(app_id, absent)
             case SetMonitorConfig(monitor):
                 self.apply_config(monitor)
             case AppProcessChanged() | AppStopped() | AppRemoved():

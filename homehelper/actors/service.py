@@ -37,7 +37,6 @@ from ..messages import (
     AppStarted,
     AppStopped,
     EnableApp,
-    GetLogs,
 )
 from ..storage import atomic_write_json
 from . import ActorError
@@ -69,8 +68,8 @@ class ServiceApp(AppActor):
 
     def __init__(self, manifest: Manifest, ctx: AppContext) -> None:
         super().__init__(manifest, ctx)
-        self.backend: Backend = ctx.extra["backend"]
-        self.installer: Installer = ctx.extra.get("installer") or Installer(ctx.config)
+        self.backend: Backend = ctx.need_backend()
+        self.installer: Installer = ctx.installer or Installer(ctx.config)
         self.desired = "stopped"
         self.status = UnitStatus()
         self.healthy: bool | None = None
@@ -153,8 +152,6 @@ class ServiceApp(AppActor):
 
     async def handle_other(self, msg: Any) -> Any:
         match msg:
-            case GetLogs(_, lines):
-                return await trio.to_thread.run_sync(logs.tail, self.log_path, lines)
             case EnableApp(_, enabled):
                 return await self.enable(enabled)
         return await super().handle_other(msg)

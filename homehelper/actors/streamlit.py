@@ -1,6 +1,6 @@
 """A Streamlit app: a process that runs only while someone uses it.
 
-It runs through the same backend as a service app (`ctx.extra["backend"]`: a
+It runs through the same backend as a service app (`ctx.backend`: a
 systemd unit with the manifest's sandbox and limits, or the process backend),
 from an AppSpec whose command is `streamlit run` (homehelper.ui.launcher), with
 its output in logs/<id>/app.log. OpenUI starts it (once, however many ask at the
@@ -10,9 +10,9 @@ idle (pushed back by every KeepAlive) and max lifetime (never pushed back). A ru
 number tags each start, so a deadline or exit notice from an earlier run is
 ignored. One found running at start (HomeHelper was restarted) is adopted.
 
-ctx.extra: "backend" (required), "apps" (the apps Supervisor, to address this
-actor), "ui" (the UI manager's ref; without it there is no cap), "installer"
-(shared, so one install runs at a time; without it the actor makes its own).
+From its AppContext: `backend` and `apps` (the apps Supervisor, to address this actor) are
+required; `ui` (the UI manager's ref; without it there is no cap) and `installer` (shared, so one
+install runs at a time; without it the actor makes its own) are optional.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from ..messages import (
     AppStarted,
     AppStopped,
     CancelDeadline,
-    GetLogs,
     ReleaseUI,
     ReserveUI,
     ScheduleDeadline,
@@ -66,7 +65,7 @@ class StreamlitApp(AppActor):
 
     def __init__(self, manifest: Manifest, ctx: AppContext) -> None:
         super().__init__(manifest, ctx)
-        self.backend: Backend = ctx.extra["backend"]
+        self.backend: Backend = ctx.need_backend()
         self.status = UnitStatus()  # of the current run; not running when there is none
         self.run_no = 0
         self.started_at = 0.0
@@ -75,7 +74,7 @@ class StreamlitApp(AppActor):
         self._run_scope = trio.CancelScope()  # the exit watch and log check of the current run
         self._launched = False  # a start reached the backend: on_stop must end it
         self.log_offset = 0  # where the current run's output begins in its log
-        self.installer: Installer = ctx.extra.get("installer") or Installer(ctx.config)
+        self.installer: Installer = ctx.installer or Installer(ctx.config)
 
     # --- helpers ---------------------------------------------------------------
     @property
@@ -96,7 +95,9 @@ class StreamlitApp(AppActor):
         return log_file(self.ctx.config.logs_dir(self.app_id))
 
     def me(self) -> ActorRef[Any]:
-        return self.ctx.extra["apps"].ref(self.app_id)
+        if self.ctx.apps is None:
+            raise TypeError("a Streamlit app needs AppContext.apps to address itself")
+        return self.ctx.apps.ref(self.app_id)
 
     def _key(self, which: str) -> str:
         return f"ui:{self.app_id}:{which}"
@@ -151,7 +152,7 @@ class StreamlitApp(AppActor):
             age = max(0.0, time.time() - psutil.Process(status.pid).create_time())
         except psutil.Error:
             age = 0.0
-        ui = self.ctx.extra.get("ui")
+        ui = self.ctx.ui
         if ui is not None:
             await ui.tell(ReserveUI(self.app_id, self.me(), adopted=True))
         if self.ctx.identities is not None:  # its Redis user may be gone with a Redis restart
@@ -220,8 +221,6 @@ class StreamlitApp(AppActor):
 
     async def handle_other(self, msg: Any) -> Any:
         match msg:
-            case GetLogs(_, lines):
-                return await trio.to_thread.run_sync(logs.tail, self.log_path, lines)
             case UIExpired(_, reason, run):
                 if run == self.run_no and self.state == "running":
                     await self._stop(reason)
@@ -242,7 +241,7 @@ class StreamlitApp(AppActor):
             raise Conflict(self.approval_message(), app=self.app_id, grants=list(self.manifest.grants))
         if self._needs_venv() and not self.installer.is_current(self.manifest):
             await self._install(force=False)  # first open, or requirements changed
-        ui = self.ctx.extra.get("ui")
+        ui = self.ctx.ui
         if ui is not None:
             await ui.ask(ReserveUI(self.app_id, self.me()), timeout=self.cfg.stop_grace + 15)
         self.set_state("starting", reason)
@@ -357,7 +356,7 @@ class StreamlitApp(AppActor):
         if self.ctx.ttl is not None:
             self._tell_nowait(self.ctx.ttl, CancelDeadline(self._key("idle")))
             self._tell_nowait(self.ctx.ttl, CancelDeadline(self._key("life")))
-        ui = self.ctx.extra.get("ui")
+        ui = self.ctx.ui
         if ui is not None:
             self._tell_nowait(ui, ReleaseUI(self.app_id))
         self.ctx.emit(AppProcessChanged(self.app_id, None, None))

@@ -40,6 +40,7 @@ from ..config import PACKAGE_DIR, Config
 from ..errors import DiskFull, InstallFailed
 from ..manifest import Manifest
 from ..messages import AppInstallProgress
+from ..monitor.metrics import install_space
 from ..storage import atomic_write_json, read_json
 from . import proctree
 from .base import app_spec, venv_python
@@ -110,13 +111,11 @@ class Installer:
         return du(self.config.venv_dir(manifest.id))
 
     def check_disk(self) -> None:
-        root = self.config.root
-        root.mkdir(parents=True, exist_ok=True)
-        free_mb = shutil.disk_usage(root).free // (1024 * 1024)
-        need = self.config.monitor.min_free_disk_mb
-        if free_mb < need:
-            raise DiskFull(f"only {free_mb} MB free on {root}; installs need at least {need} MB "
-                           f"(monitor.min_free_disk_mb)", free_mb=free_mb, min_free_mb=need)
+        """Refuse an install before it starts when the disk is short: the rule the snapshot shows too."""
+        space = install_space(self.config)
+        if space["blocked"] is not None:
+            raise DiskFull(space["blocked"], free_mb=space["free_mb"], required_mb=space["required_mb"],
+                           path=space["path"])
 
     def setup_unit(self, app_id: str) -> str:
         """The transient unit of an app's setup commands ('_' never occurs in an app id)."""

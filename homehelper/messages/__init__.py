@@ -8,7 +8,7 @@ area; each is listed twice below (star import, and in `_AREAS`).
 
 from types import ModuleType
 
-from ..actors import (
+from ..actors.runtime import (
     ChildCrashed,
     ChildExited,
     ChildQuarantined,

@@ -95,11 +95,6 @@ class AllocatePort(Command):
 
 
 @attrs.frozen
-class ReleasePort(Command):
-    app_id: str
-
-
-@attrs.frozen
 class ScheduleDeadline(Command):
     """Tell the TTL clock: send `message` to `owner` after `delay` s, unless touched or cancelled."""
 

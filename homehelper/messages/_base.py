@@ -1,12 +1,12 @@
 """What every message is: commands (imperative) and events (past tense).
 
-`Event` is defined by the runtime (homehelper.actors._events), so the runtime's
+`Event` is defined by the runtime (homehelper.actors.runtime), so the runtime's
 own events (supervision, failed commands) are events like any other.
 """
 
 from __future__ import annotations
 
-from ..actors._events import Event
+from ..actors.runtime import Event
 
 __all__ = ["Command", "Event"]
 

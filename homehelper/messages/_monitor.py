@@ -10,14 +10,6 @@ from ._base import Command
 
 
 @attrs.frozen
-class GetAppResources(Command):
-    """Ask the sensor actor: one app's CPU, memory and tasks (a dict; source 'absent' when it has no process)."""
-
-    app_id: str
-    fresh: bool = False
-
-
-@attrs.frozen
 class SetMonitorConfig(Command):
     """Tell the sensor actor: new thresholds, interval or history size (config changed at run time)."""
 

@@ -1,18 +1,10 @@
-"""Messages only service apps answer: logs and start-at-boot."""
+"""Messages only service apps answer: start-at-boot."""
 
 from __future__ import annotations
 
 import attrs
 
 from ._base import Command
-
-
-@attrs.frozen
-class GetLogs(Command):
-    """Ask: the last `lines` lines of the app's log (a list of str)."""
-
-    app_id: str
-    lines: int = 100
 
 
 @attrs.frozen

@@ -5,7 +5,7 @@ timer or writes to disk.
 """
 
 from .apps import AppSampler, ProcessTable
-from .metrics import MachineSampler, check_install_space, install_space
+from .metrics import MachineSampler, install_space
 from .pi import PiPaths, PiReader
 from .system import SystemSampler
 from .thresholds import LEVELS, HealthMonitor, LevelTracker
@@ -20,6 +20,5 @@ __all__ = [
     "PiReader",
     "ProcessTable",
     "SystemSampler",
-    "check_install_space",
     "install_space",
 ]

@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from ..actors import Broadcast, Subscription
+from ..actors.runtime import Broadcast, Subscription
 from ..messages import AppProcessChanged, AppRemoved, AppStopped
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -17,7 +17,6 @@ from typing import Any
 import psutil
 
 from ..config import Config
-from ..errors import Unavailable
 
 # Filesystems that hold no user data; psutil's all=False already drops most pseudo ones.
 _SKIP_FSTYPES = frozenset({"squashfs", "tmpfs", "devtmpfs", "overlay", "ramfs", "iso9660"})
@@ -83,7 +82,9 @@ def _existing(path: Path) -> Path:
 
 
 def install_space(config: Config, path: Path | None = None) -> dict[str, Any]:
-    """Free space where installs write (the venvs), against monitor.min_free_disk_mb."""
+    """Free space where installs write (the venvs), against monitor.min_free_disk_mb.
+
+    The one rule: Installer.check_disk refuses an install by it, the snapshot's `installs` shows it."""
     target = _existing(path or config.root / "venvs")
     free_mb = shutil.disk_usage(target).free // MB
     required_mb = config.monitor.min_free_disk_mb
@@ -92,14 +93,6 @@ def install_space(config: Config, path: Path | None = None) -> dict[str, Any]:
         blocked = (f"not enough free disk to install: {free_mb} MB free on the disk holding {target}, "
                    f"installs need at least {required_mb} MB (monitor.min_free_disk_mb); free some space first")
     return {"free_mb": free_mb, "required_mb": required_mb, "path": str(target), "blocked": blocked}
-
-
-def check_install_space(config: Config, path: Path | None = None) -> None:
-    """Raise Unavailable when the disk holding the venvs has less than monitor.min_free_disk_mb free."""
-    space = install_space(config, path)
-    if space["blocked"] is not None:
-        raise Unavailable(space["blocked"], free_mb=space["free_mb"], required_mb=space["required_mb"],
-                          path=space["path"])
 
 
 class MachineSampler:

@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import trio
 
-from ..actors import Actor, ActorError
+from ..actors.runtime import Actor, ActorError
 from ..config import Config
 from ..errors import BadRequest, Unavailable
 from ..messages import GetApp, GetUISlots, ReleaseUI, ReserveUI, StopApp

@@ -1,6 +1,7 @@
 """The web layer: dashboard, API, websocket, proxy (Quart-trio on Hypercorn's trio worker)."""
 
-from .app import WebDeps, create_app
+from .app import create_app
+from .deps import WebDeps
 from .server import hypercorn_config, serve_app
 
 __all__ = ["WebDeps", "create_app", "hypercorn_config", "serve_app"]

@@ -12,7 +12,7 @@ from quart_trio import QuartTrio
 from ..errors import BadRequest, Conflict, PayloadTooLarge
 from ..messages import GetDeadlines, SendTestNotification
 from . import logs, ops
-from .app import MAX_BODY, WebDeps
+from .deps import MAX_BODY, WebDeps
 from .openapi import spec
 
 STARTED = time.time()

@@ -2,88 +2,31 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import attrs
 import trio
 from quart import Response, g, jsonify, redirect, render_template, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ..actors import ActorRef, Broadcast, Supervisor
-from ..config import Config
 from ..errors import Forbidden, HomeHelperError, NotFound, Unauthorized
 from ..manifest import ID_RE
+from .api import register_api
 from .auth import SESSION_COOKIE, Auth, open_auth
+from .deps import MAX_BODY, WebDeps, apps_origin, identify, same_origin
 from .errors import translate
-from .guard import HostGuard, host_name, own_names
+from .guard import HostGuard, own_names
+from .proxy import register_proxy
+from .ws import register_ws
 
 HASHING = 1  # password checks at once, across every client (scrypt: 16 MiB each)
-MAX_BODY = 64 * 1024  # every request body the API takes is small JSON
 PUBLIC = ("/login", "/static/", "/api/health", "/openapi.json", "/favicon.ico")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # Everything the page uses is ours: its script, its stylesheet, its websocket, the apps' UIs it frames.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "frame-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'")
-
-
-@attrs.define
-class WebDeps:
-    """Everything the web layer talks to, passed in by serve.py."""
-
-    config: Config
-    bus: Broadcast
-    registry: ActorRef[Any]
-    apps: Supervisor
-    scanner: ActorRef[Any]
-    sensors: ActorRef[Any] | None = None
-    bridge: ActorRef[Any] | None = None  # the Redis bridge: GetBusState for the dashboard
-    event_log: Any = None  # the event log: an ActorRef answering GetEventHistory, or an object with recent(n)
-    ttl: ActorRef[Any] | None = None  # the TTL clock: how long an opened UI has left
-    notifier: ActorRef[Any] | None = None  # answers SendTestNotification (POST /api/notify/test)
-    set_config: Callable[[dict[str, Any]], Any] | None = None  # changes -> new Config (may be async)
-    auth: Auth | None = None  # built from config.root when None
-    dashboard_port: int | None = None  # the ports really bound (serve_app sets them; port 0 in tests)
-    apps_port: int | None = None
-
-
-def _origin(scope: Any, port: int) -> str:
-    """scheme://<the name the client used>:port, for the other listener of this server."""
-    host = next((v.decode("latin-1") for n, v in scope.get("headers", ()) if n == b"host"), None)
-    name = host_name(host) if host else "127.0.0.1"
-    scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
-    return f"{scheme}://{name}:{port}"
-
-
-def apps_port(deps: WebDeps) -> int:
-    """Where app pages are served: the bound port, else `apps_port`, else the dashboard's port + 1."""
-    return deps.apps_port or deps.config.apps_port or (deps.dashboard_port or deps.config.port) + 1
-
-
-def apps_origin(deps: WebDeps, scope: Any) -> str:
-    return _origin(scope, apps_port(deps))
-
-
-def dashboard_origin(deps: WebDeps, scope: Any) -> str:
-    return _origin(scope, deps.dashboard_port or deps.config.port)
-
-
-def is_loopback(addr: str | None) -> bool:
-    try:
-        return addr is not None and ipaddress.ip_address(addr.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def same_origin(origin: str | None, host: str | None) -> bool:
-    """The browser's Origin names this server (host and port), whatever the scheme."""
-    if not origin or not host:
-        return False
-    return urlsplit(origin).netloc.lower() == host.lower()
 
 
 def create_app(deps: WebDeps) -> QuartTrio:
@@ -96,21 +39,15 @@ def create_app(deps: WebDeps) -> QuartTrio:
     hashing = trio.CapacityLimiter(HASHING)
     app.extensions["homehelper"] = deps
 
-    def identify(req: Any) -> str | None:
-        """Who is asking: 'token', 'session', 'loopback' or None. Sets g.session for CSRF."""
+    def asker(req: Any) -> str | None:
+        """Who is asking (deps.identify, with the dashboard's session cookie). Sets g.session for CSRF."""
         g.session = None
-        header = req.headers.get("Authorization", "")
-        if header[:7].lower() == "bearer ":
-            if auth.check_token(header[7:].strip()):
-                return "token"
-            raise Unauthorized("invalid API token")
-        s = auth.session(req.cookies.get(SESSION_COOKIE))
-        if s is not None:
-            g.session = s
-            return "session"
-        if deps.config.auth.loopback_without_login and is_loopback(req.remote_addr):
-            return "loopback"
-        return None
+
+        def session() -> bool:
+            g.session = auth.session(req.cookies.get(SESSION_COOKIE))
+            return g.session is not None
+
+        return identify(auth, deps.config, req.headers.get("Authorization"), session, req.remote_addr)
 
     @app.before_request
     async def gate() -> Any:
@@ -121,9 +58,9 @@ def create_app(deps: WebDeps) -> QuartTrio:
         path = request.path
         if path.startswith(PUBLIC) or path == "/":
             if path == "/":
-                g.who = identify(request)
+                g.who = asker(request)
             return None
-        who = g.who = identify(request)
+        who = g.who = asker(request)
         if who is None:
             if path.startswith(("/api/", "/ws")) or request.method not in SAFE_METHODS:
                 raise Unauthorized("log in first (session cookie) or send Authorization: Bearer <token>")
@@ -148,7 +85,7 @@ def create_app(deps: WebDeps) -> QuartTrio:
         origin = websocket.headers.get("Origin")
         if origin is not None and not same_origin(origin, websocket.host):
             raise Forbidden(f"websocket: Origin {origin} is not this server")
-        who = g.who = identify(websocket)
+        who = g.who = asker(websocket)
         if who is None:
             raise Unauthorized("websocket: log in first")
         if origin is None and who != "token":  # browsers always send Origin; scripts use a token
@@ -245,17 +182,9 @@ def create_app(deps: WebDeps) -> QuartTrio:
         resp.delete_cookie(SESSION_COOKIE, path="/")
         return resp
 
-    from .api import register_api
-    from .ws import register_ws
-
     register_api(app, deps)
     register_ws(app, deps)
-    try:
-        from .proxy import register_proxy  # written by the Streamlit part; optional until it lands
-    except ImportError:
-        pass
-    else:
-        register_proxy(app, deps)
+    register_proxy(app, deps)
     names, suffixes = own_names(deps.config.host, deps.config.allowed_hosts)
     app.asgi_app = HostGuard(app.asgi_app, names, suffixes)  # type: ignore[method-assign]  # outermost
     if "app_origin" in app.extensions:

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..actors import ActorError, Broadcast
+from ..actors.eventlog import EventLog
 from ..actors.settings import dotted, merge, save_changes
 from ..config import Config, change_config
 from ..errors import BadRequest, Conflict, HomeHelperError, Unavailable, UnknownApp
 from ..messages import (
     ApproveApp,
     ConfigChanged,
+    EnableApp,
     GetApp,
     GetBusState,
     GetEventHistory,
@@ -35,12 +38,16 @@ from ..messages import (
 )
 
 if TYPE_CHECKING:
-    from .app import WebDeps
+    from .deps import WebDeps
 
-ACTIONS = {"start": StartApp, "stop": StopApp, "restart": RestartApp, "install": InstallApp,
-           "open": OpenUI, "keepalive": KeepAlive}
+ACTIONS: dict[str, Callable[[str], Any]] = {
+    "start": StartApp, "stop": StopApp, "restart": RestartApp, "install": InstallApp, "open": OpenUI,
+    "keepalive": KeepAlive,
+    "enable": lambda app_id: EnableApp(app_id, True),  # a service app starts at boot; it installs first
+    "disable": lambda app_id: EnableApp(app_id, False),
+}
 # A start may install first (pip on a Pi is slow); the websocket reports progress meanwhile.
-ACTION_TIMEOUT = {"install": 900.0, "start": 300.0, "restart": 300.0, "open": 120.0}
+ACTION_TIMEOUT = {"install": 900.0, "start": 300.0, "restart": 300.0, "open": 120.0, "enable": 900.0}
 MAX_EVENTS = 1000
 FRESH_ENOUGH = 1.0  # seconds: how old a system sample a refresh may show
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
@@ -95,13 +102,13 @@ async def system(deps: WebDeps, history: bool = True) -> dict[str, Any]:
 
 
 async def events(deps: WebDeps, limit: int = 100) -> list[dict[str, Any]]:
-    """Recent events, newest last: from an object with `recent(n)` or an actor answering GetEventHistory."""
+    """Recent events, newest last: read from the event log itself, or asked of its actor (GetEventHistory)."""
     limit = max(1, min(int(limit), MAX_EVENTS))
     log = deps.event_log
     if log is None:
         return []
-    if hasattr(log, "recent"):
-        return list(log.recent(limit))
+    if isinstance(log, EventLog):
+        return log.recent(limit)
     return list(await log.ask(GetEventHistory(limit), timeout=10))
 
 

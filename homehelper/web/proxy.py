@@ -30,8 +30,8 @@ import trio_websocket
 from ..actors import ActorError
 from ..errors import HomeHelperError
 from ..messages import AppChanged, AppRemoved, AppStarted, AppStateChanged, AppStopped, GetApp, KeepAlive, OpenUI
-from .app import dashboard_origin, is_loopback, same_origin
 from .auth import APP_COOKIE
+from .deps import dashboard_origin, identify, same_origin
 from .forwarding import _forward_headers, _strip_our_cookies
 
 log = logging.getLogger(__name__)
@@ -155,24 +155,26 @@ class UIProxy:
         auth = self.deps.auth
         if auth is None:
             return True  # only when the web app was built without auth (never by create_app)
-        host = origin = None
-        ok = False
+        host = origin = authorization = None
+        cookies: list[str] = []
         for name, value in headers:
             if name == b"cookie":
-                for part in value.decode("latin-1").split(";"):
-                    key, _, sid = part.strip().partition("=")
-                    if key == APP_COOKIE and auth.app_session(sid, app_id):
-                        ok = True
-            elif (name == b"authorization" and value[:7].lower() == b"bearer "
-                  and auth.check_token(value[7:].decode("latin-1").strip())):
-                ok = True
+                cookies += value.decode("latin-1").split(";")
+            elif name == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
             elif name == b"host":
                 host = value.decode("latin-1")
             elif name == b"origin":
                 origin = value.decode("latin-1")
         if origin is not None and not same_origin(origin, host):
             return False  # a page of another origin (the dashboard's included) may not drive an app
-        return ok or bool(self.deps.config.auth.loopback_without_login and client and is_loopback(client[0]))
+
+        def app_cookie() -> bool:
+            pairs = (part.strip().partition("=") for part in cookies)
+            return any(key == APP_COOKIE and auth.app_session(sid, app_id) for key, _, sid in pairs)
+
+        remote = client[0] if client else None
+        return identify(auth, self.deps.config, authorization, app_cookie, remote, foreign_tokens=True) is not None
 
     def csp(self, scope: dict[str, Any]) -> tuple[bytes, bytes]:
         """Only the dashboard may frame an app's pages."""

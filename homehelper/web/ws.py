@@ -24,7 +24,7 @@ from quart_trio import QuartTrio
 from ..errors import BadRequest, PayloadTooLarge, TooManyRequests, Unavailable
 from ..messages import AppStateChanged
 from . import logs, ops
-from .app import WebDeps
+from .deps import WebDeps
 from .errors import translate
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ from homehelper.messages import (
     AlertRaised,
     AppProcessChanged,
     AppStopped,
-    GetAppResources,
     GetHistory,
     GetSystemSnapshot,
     SetMonitorConfig,
@@ -106,11 +105,9 @@ async def test_follows_app_processes_on_the_bus(tree: Tree, sleeper: subprocess.
     assert fig["source"] == "process" and fig["pid"] == sleeper.pid and fig["tasks"] == 1
     assert abs(fig["memory"] - psutil.Process(sleeper.pid).memory_info().rss) < 1024 * 1024
     assert snap["top"]["memory"][0]["app_id"] == "logger"
-    assert (await tree.ref.ask(GetAppResources("logger")))["pid"] == sleeper.pid
     tree.bus.publish(AppStopped("logger", "user"))
     await trio.testing.wait_all_tasks_blocked()
     assert (await tree.ref.ask(GetSystemSnapshot(fresh=True)))["apps"] == {}
-    assert (await tree.ref.ask(GetAppResources("logger", fresh=True)))["source"] == "absent"
 
 
 async def test_a_bad_message_is_refused_and_the_actor_carries_on(tree: Tree) -> None:

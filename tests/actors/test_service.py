@@ -17,6 +17,7 @@ from homehelper.actors import Broadcast, ChildSpec, Restart, Supervisor
 from homehelper.actors.app import AppContext
 from homehelper.actors.ports import PortAllocator
 from homehelper.actors.service import ServiceApp
+from homehelper.backends import logs
 from homehelper.backends.installer import Installer
 from homehelper.config import Config
 from homehelper.errors import InstallFailed
@@ -34,7 +35,6 @@ from homehelper.messages import (
     AppStopped,
     EnableApp,
     GetApp,
-    GetLogs,
     InstallApp,
     StartApp,
     StopApp,
@@ -77,7 +77,7 @@ async def harness(config: Config, backend: Any) -> AsyncIterator[Harness]:
         await nursery.start(sup.run)
         ports = sup.start_child(ChildSpec("ports", lambda: PortAllocator(
             {"service": config.service_ports}, config.registry_dir / "ports.json", bus.publish)))
-        ctx = AppContext(config, bus.publish, ports, extra={"backend": backend, "installer": Installer(config)})
+        ctx = AppContext(config, bus.publish, ports, backend=backend, installer=Installer(config))
         h = Harness(config, backend, bus, sup, ctx)
 
         async def collect() -> None:
@@ -113,7 +113,7 @@ async def test_sensor_logger_installs_runs_heals_after_kill_9(any_backend: Any, 
         await h.until_event(AppHealthChanged, "sensor-logger", count=2)
         again = await h.until_state(ref, "running")
         assert again["pid"] != snap["pid"] and again["port"] == snap["port"]
-        lines = await ref.ask(GetLogs("sensor-logger", 5))
+        lines = logs.tail(config.logs_dir("sensor-logger") / "app.log", 5)
         assert any("serving on" in line for line in lines)
         await ref.ask(StopApp("sensor-logger"))
 

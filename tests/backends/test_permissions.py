@@ -278,7 +278,7 @@ async def test_the_app_actor_shows_a_missing_device_as_config_error(systemd_back
     async with harness(config, systemd_backend) as h:
         store = await ApprovalStore.open(config.registry_dir)  # the user approved the device it asks for
         await store.approve("serial", manifest.grants)
-        h.ctx.extra["approvals"] = store
+        h.ctx.approvals = store
         ref = h.add(manifest)
         await ref.ask(StartApp("serial"), timeout=60)
         error = (await h.until_event(AppConfigError, "serial"))[0]

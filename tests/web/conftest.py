@@ -163,11 +163,11 @@ async def build_tree(nursery: trio.Nursery, root: Path, n_apps: int = 3, *, sens
     ttl = sup.start_child(ChildSpec("ttl", TTLClock))
     events = sup.start_child(ChildSpec("eventlog", lambda: EventLog(bus, config.event_history)))
     approvals = await ApprovalStore.open(config.registry_dir)
-    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl, extra={"approvals": approvals})
+    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl, approvals=approvals)
     factory: Any = lambda m: ProcApp(m, ctx)  # noqa: E731
     if backend is not None:
         await nursery.start(backend.run)
-        ctx.extra.update(backend=backend, installer=Installer(config), exposure=ExposureMeter())
+        ctx.backend, ctx.installer, ctx.exposure = backend, Installer(config), ExposureMeter()
         factory = lambda m: ServiceApp(m, ctx)  # noqa: E731
     registry = sup.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
                                                                       config.registry_dir / "apps.json",
