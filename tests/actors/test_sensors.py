@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,17 @@ def nothing(tmp_path: Path) -> PiPaths:
 
 @pytest.fixture
 def sleepers() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
+    # Each says when it has settled (loaded, idle), so its memory does not move under the test's feet.
+    procs = [subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE) for _ in range(2)]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline() == b"ready\n"
     yield procs
     for p in procs:
         p.kill()
         p.wait()
+        assert p.stdout is not None
+        p.stdout.close()
 
 
 @pytest.fixture
