@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +140,12 @@ async def test_a_boot_start_that_fails_leaves_the_app_actor_running(tmp_path: Pa
         n.cancel_scope.cancel()
 
 
-async def test_a_registry_restarted_after_a_crash_takes_over_the_app_actors(tmp_path: Path) -> None:
+Crashed = tuple[Any, Supervisor, Supervisor, Any, Any]  # subscription, root, apps, registry, scanner
+
+
+@asynccontextmanager
+async def _crashed_registry(tmp_path: Path, follow: bool) -> AsyncIterator[Crashed]:
+    """A registry and scanner with one app, the registry crashed once by a bug's worth of input."""
     apps = tmp_path / "apps"
     make_app(apps, "lamp", {"id": "lamp", "name": "Lamp", "type": "service"})
     config = load_config(tmp_path / "state", environ={})
@@ -152,37 +159,26 @@ async def test_a_registry_restarted_after_a_crash_takes_over_the_app_actors(tmp_
         ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
         registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: AppActor(m, ctx),
                                                                            bus, tmp_path / "state" / "apps.json")))
-        scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish)))
+        scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish,
+                                                                        follow=bus if follow else None)))
         await scanner.ask(Rescan())
-        await registry.tell(ApplyScan((object(),), ()))  # a bug's worth of input: the registry crashes
+        await registry.tell(ApplyScan((object(),), ()))
         await _wait_for(sub, ChildCrashed)
+        yield sub, root, app_sup, registry, scanner
+        n.cancel_scope.cancel()
+
+
+async def test_a_registry_restarted_after_a_crash_takes_over_the_app_actors(tmp_path: Path) -> None:
+    async with _crashed_registry(tmp_path, follow=False) as (_sub, root, app_sup, registry, scanner):
         await scanner.ask(Rescan())  # the restarted registry gets the apps again
         assert [a["id"] for a in await registry.ask(ListApps())] == ["lamp"]
         assert (await app_sup.ref("lamp").ask(GetApp("lamp")))["state"] == "stopped"
         reg = root.children()["registry"]
         assert (reg["state"], reg["starts"]) == ("running", 2)  # restarted once, not crash-looping
-        n.cancel_scope.cancel()
 
 
 async def test_a_restarted_registry_gets_the_apps_again_without_a_rescan(tmp_path: Path) -> None:
-    apps = tmp_path / "apps"
-    make_app(apps, "lamp", {"id": "lamp", "name": "Lamp", "type": "service"})
-    config = load_config(tmp_path / "state", environ={})
-    bus = Broadcast()
-    sub = bus.subscribe()
-    async with trio.open_nursery() as n:
-        root = Supervisor("root", RestartPolicy(backoff_initial=0.01), emit=bus.publish)
-        app_sup = Supervisor("apps", emit=bus.publish)
-        await n.start(root.run)
-        await n.start(app_sup.run)
-        ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
-        registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: AppActor(m, ctx),
-                                                                           bus, tmp_path / "state" / "apps.json")))
-        scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish, follow=bus)))
-        await scanner.ask(Rescan())
-        await registry.tell(ApplyScan((object(),), ()))  # a bug's worth of input: the registry crashes
-        await _wait_for(sub, ChildCrashed)
+    async with _crashed_registry(tmp_path, follow=True) as (sub, _root, _apps, registry, _scanner):
         # the scanner saw the restart and handed the new registry its apps: nobody asked for a rescan
         assert (await _wait_for(sub, ScanApplied)).apps == 1
         assert [a["id"] for a in await registry.ask(ListApps())] == ["lamp"]
-        n.cancel_scope.cancel()
