@@ -8,15 +8,8 @@ area; each is listed twice below (star import, and in `_AREAS`).
 
 from types import ModuleType
 
-from ..actors.runtime import (
-    ChildCrashed,
-    ChildExited,
-    ChildQuarantined,
-    ChildRestarting,
-    ChildStarted,
-    ChildStopped,
-    CommandFailed,
-)
+from ..actors.runtime import _events as _runtime
+from ..actors.runtime._events import *  # noqa: F403 - supervision records, CommandFailed
 from . import _apps, _bus, _monitor, _notify, _services, _streamlit, _system
 from ._apps import *  # noqa: F403
 from ._base import Command, Event
@@ -37,14 +30,7 @@ def _messages(module: ModuleType) -> list[str]:
 
 
 __all__ = [  # built from the area modules, so no name is listed twice by hand
-    "ChildCrashed",
-    "ChildExited",
-    "ChildQuarantined",
-    "ChildRestarting",
-    "ChildStarted",
-    "ChildStopped",
-    "CommandFailed",
+    *_runtime.__all__,  # the runtime's records and events, Event included
     "Command",
-    "Event",
     *(name for area in _AREAS for name in _messages(area)),
 ]

@@ -14,6 +14,11 @@ from typing import Any, ClassVar
 
 import attrs
 
+# The runtime's own records and events besides the base, named once: the runtime package and
+# homehelper.messages both re-export exactly these.
+__all__ = ["ChildCrashed", "ChildExited", "ChildQuarantined", "ChildRestarting", "ChildStarted", "ChildStopped",
+           "CommandFailed", "Event"]
+
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 
