@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import trio
 
-from .actors import Broadcast, ChildSpec, Supervisor
+from .actors import Actor, Broadcast, ChildSpec, RestartPolicy, Supervisor
 from .actors.app import AppActor, AppContext
 from .actors.bridge import RedisBridge
 from .actors.eventlog import EventLog
@@ -31,6 +31,7 @@ from .actors.streamlit import StreamlitApp
 from .actors.ttl import TTLClock
 from .approvals import ApprovalStore
 from .backends import SystemdBackend, choose_backend
+from .backends.base import Backend
 from .backends.exposure import ExposureMeter
 from .backends.installer import Installer
 from .bus.acl import AppIdentities
@@ -42,7 +43,7 @@ from .monitor import ProcessTable
 from .stateroot import RootLock, lock_root, prepare_root
 from .ui import UIManager
 from .web import WebDeps, create_app, serve_app
-from .web.auth import open_auth
+from .web.auth import Auth, open_auth
 
 log = logging.getLogger("homehelper")
 
@@ -80,6 +81,24 @@ def app_factory(ctx: AppContext) -> Callable[[Manifest], AppActor]:
     return make
 
 
+@attrs.frozen(kw_only=True)
+class Overrides:
+    """What a test or a benchmark changes in the tree `build_tree` makes; the defaults are `serve`'s.
+
+    Everything else (ports from `config.service_ports`/`streamlit_ports`, the TTL clock on trio's
+    clock, so a `MockClock` drives it) comes from the config and the running trio loop."""
+
+    backend: Backend | None = None  # None: `choose_backend(config)`, systemd when a manager answers
+    bus: Broadcast | None = None  # a broadcast the caller subscribed to before the first event
+    app_factory: Callable[[AppContext], Callable[[Manifest], Actor]] | None = None  # None: ServiceApp/StreamlitApp
+    policy: RestartPolicy | None = None  # both supervisors' restart policy; None: the runtime's default
+    scan: bool = True  # False: no scanner; the caller starts app actors under `Runtime.apps` itself
+    scanner_follows: bool = True  # the scanner hands a restarted registry the apps again
+    sensors: bool = True  # False: no sensor actor (no background sampling)
+    ui_memory: Callable[[], float] | None = None  # the UI manager's reading of available memory (MB)
+    ui_memory_check: float | None = None  # below this many MB it refuses to open another app
+
+
 def _remembered(instances: dict[str, Any], name: str, make: Callable[[], Any]) -> Callable[[], Any]:
     def factory() -> Any:
         instances[name] = actor = make()
@@ -88,9 +107,11 @@ def _remembered(instances: dict[str, Any], name: str, make: Callable[[], Any]) -
     return factory
 
 
-async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
-    """Start every actor under `nursery`; returns once they are running."""
-    bus = Broadcast()
+async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides | None = None) -> Runtime:
+    """Start every actor under `nursery`; returns once they are running (the first scan may still run:
+    wait for `ScanApplied` on a bus passed in `overrides`)."""
+    o = overrides if overrides is not None else Overrides()
+    bus = o.bus if o.bus is not None else Broadcast()
     # Recording from the first event on; the same instance across restarts keeps the ring.
     eventlog = EventLog(bus, config.event_history)
     notifier = Notifier(config.notify, bus)  # the same: following from the first event; notify.* read at start
@@ -98,9 +119,9 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     settings = Settings(config, bus.publish)
     live = lambda: settings.current  # noqa: E731
     instances: dict[str, Any] = {}
-    root = Supervisor("root", emit=bus.publish)
+    root = Supervisor("root", o.policy, emit=bus.publish)
     await nursery.start(root.run)
-    apps = Supervisor("apps", emit=bus.publish)
+    apps = Supervisor("apps", o.policy, emit=bus.publish)
     await nursery.start(apps.run)
     settings_ref = root.start_child(ChildSpec("settings", lambda: settings))
     ranges = {"service": config.service_ports, "streamlit": config.streamlit_ports}
@@ -112,8 +133,8 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     # Before any app actor starts, so the sensors see every AppProcessChanged.
     procs = ProcessTable.following(bus)
     sensors = root.start_child(ChildSpec("sensors", _remembered(
-        instances, "sensors", lambda: SensorActor(live(), bus.publish, bus, procs))))
-    backend = await choose_backend(config)  # says which at start
+        instances, "sensors", lambda: SensorActor(live(), bus.publish, bus, procs)))) if o.sensors else None
+    backend = o.backend if o.backend is not None else await choose_backend(config)  # says which at start
     await nursery.start(backend.run)  # batches systemctl calls; up before any app actor
     installer = Installer(config, sandbox=backend if isinstance(backend, SystemdBackend) else None)
     approvals = await ApprovalStore.open(config.registry_dir)  # the one writer of approvals.json
@@ -123,10 +144,13 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl, identities=identities,
                      apps=apps, backend=backend, installer=installer, approvals=approvals,
                      exposure=ExposureMeter(config.registry_dir / "exposure.json"))
+    ui_kw: dict[str, Any] = {} if o.ui_memory is None else {"memory": o.ui_memory}
+    if o.ui_memory_check is not None:
+        ui_kw["memory_check"] = o.ui_memory_check
     ui = root.start_child(ChildSpec("ui", _remembered(
-        instances, "ui", lambda: UIManager(live(), apps=apps, live=lambda: ctx.config))))
+        instances, "ui", lambda: UIManager(live(), apps=apps, live=lambda: ctx.config, **ui_kw))))
     ctx.ui = ui
-    factory = app_factory(ctx)
+    factory = (o.app_factory or app_factory)(ctx)
     registry = root.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
                                                                        config.registry_dir / "apps.json",
                                                                        approvals=approvals)))
@@ -135,14 +159,14 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     bridge = root.start_child(ChildSpec("bridge", _remembered(instances, "bridge", lambda: RedisBridge(
         bus, live().redis_url, config.node_id, history=config.event_history, apps=registry,
         identities=identities))))
-    scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish,
-                                                                    follow=bus)))
+    scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(
+        config.apps_dir, registry, bus.publish, follow=bus if o.scanner_follows else None))) if o.scan else None
 
     async def follow(old: Config, new: Config) -> None:
         ctx.config = new  # app actors and the UI manager read streamlit.* (and redis_url at a start) here
         installer.config = new  # monitor.min_free_disk_mb
         logging.getLogger().setLevel(new.log_level)
-        if new.monitor != old.monitor:
+        if new.monitor != old.monitor and sensors is not None:
             await sensors.tell(SetMonitorConfig(new.monitor))
 
     settings.follow(follow)
@@ -151,7 +175,31 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     return Runtime(config, bus, root, apps, refs, ctx, settings, instances)
 
 
+def web_deps(rt: Runtime, auth: Auth | None) -> WebDeps:
+    """What the web app talks to in the tree `rt`, following the live config; sets `rt.deps`."""
+    deps = WebDeps(config=rt.config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
+                   scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
+                   event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
+                   notifier=rt.refs["notifier"])
+    settings_ref = rt.refs["settings"]
+
+    async def set_config(changes: dict[str, Any]) -> Config:
+        new: Config = await settings_ref.ask(ChangeConfig(changes), timeout=CONFIG_TIMEOUT)
+        return new
+
+    def follow_web(old: Config, new: Config) -> None:
+        deps.config = new  # auth.loopback_without_login, what GET /api/config shows
+        if deps.auth is not None:
+            deps.auth.session_seconds = new.auth.session_hours * 3600.0
+
+    deps.set_config = set_config
+    rt.settings.follow(follow_web)
+    rt.deps = deps
+    return deps
+
+
 async def serve(config: Config, *, lock: RootLock | None = None, notices: Sequence[Event] = (),
+                overrides: Overrides | None = None,
                 task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED) -> None:
     """Run HomeHelper until cancelled. Reports the Runtime once the server listens.
 
@@ -162,39 +210,22 @@ async def serve(config: Config, *, lock: RootLock | None = None, notices: Sequen
     held = await trio.to_thread.run_sync(lock_root, config.root) if lock is None else lock
     try:
         await trio.to_thread.run_sync(prepare_root, config.root)
-        await _serve(config, notices, task_status)
+        await _serve(config, notices, overrides, task_status)
     finally:
         if own:
             held.release()
 
 
-async def _serve(config: Config, notices: Sequence[Event], task_status: trio.TaskStatus[Runtime]) -> None:
+async def _serve(config: Config, notices: Sequence[Event], overrides: Overrides | None,
+                 task_status: trio.TaskStatus[Runtime]) -> None:
     # before any task: a damaged auth.json stops the start as one plain error
     auth = await trio.to_thread.run_sync(open_auth, config)
     async with trio.open_nursery() as nursery:
-        rt = await build_tree(config, nursery)
+        rt = await build_tree(config, nursery, overrides)
         for notice in notices:
             rt.bus.publish(notice)
         rt.cancel_scope = nursery.cancel_scope
-        deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
-                       scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
-                       event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
-                       notifier=rt.refs["notifier"])
-        settings_ref = rt.refs["settings"]
-
-        async def set_config(changes: dict[str, Any]) -> Config:
-            new: Config = await settings_ref.ask(ChangeConfig(changes), timeout=CONFIG_TIMEOUT)
-            return new
-
-        def follow_web(old: Config, new: Config) -> None:
-            deps.config = new  # auth.loopback_without_login, what GET /api/config shows
-            if deps.auth is not None:
-                deps.auth.session_seconds = new.auth.session_hours * 3600.0
-
-        deps.set_config = set_config
-        rt.settings.follow(follow_web)
-        rt.deps = deps
-        web = create_app(deps)
+        web = create_app(web_deps(rt, auth))
         # the dashboard, and app pages on their own port (apps_port); stopped by cancellation
         bound: list[str] = await nursery.start(partial(serve_app, web, config.host, config.port, trio.Event(),
                                                        graceful=2.0))

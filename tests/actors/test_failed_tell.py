@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 from homehelper.actors import Actor, Broadcast, ChildCrashed, ChildSpec, CommandFailed, RestartPolicy, Supervisor
-from homehelper.actors.app import AppActor, AppContext
+from homehelper.actors.app import AppActor
 from homehelper.actors.eventlog import EventLog
-from homehelper.actors.registry import Registry
-from homehelper.actors.scanner import Scanner
+from homehelper.backends import ProcessBackend
 from homehelper.config import load_config
 from homehelper.errors import Unavailable
 from homehelper.messages import (
@@ -29,7 +29,9 @@ from homehelper.messages import (
     Rescan,
     ScanApplied,
 )
+from homehelper.serve import Runtime
 from tests.actors.test_scanner import make_app
+from tests.fixtures.tree import Recorder, open_tree
 
 
 class Refuser(Actor):
@@ -121,64 +123,42 @@ async def test_a_boot_start_that_fails_leaves_the_app_actor_running(tmp_path: Pa
     state.parent.mkdir(parents=True)
     state.write_text(json.dumps({"lamp": {"name": "Lamp", "type": "service", "folder": "lamp", "digest": "old",
                                           "desired": "running", "port": None}}))
-    config = load_config(tmp_path / "state", environ={})
-    bus = Broadcast()
-    sub = bus.subscribe()
-    async with trio.open_nursery() as n:
-        root, app_sup = Supervisor("root", emit=bus.publish), Supervisor("apps", emit=bus.publish)
-        await n.start(root.run)
-        await n.start(app_sup.run)
-        ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
-        # the base AppActor refuses every start with a Conflict (a HomeHelperError)
-        registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: AppActor(m, ctx),
-                                                                           bus, state)))
-        root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish)))
-        failed = await _wait_for(sub, CommandFailed)
+    config = attrs.evolve(load_config(tmp_path / "state", environ={}), apps_dir=apps)
+    # the base AppActor refuses every start with a Conflict (a HomeHelperError)
+    async with open_tree(config, scans=0, backend=ProcessBackend(config.run_dir / "procs"),
+                         app_factory=lambda ctx: lambda m: AppActor(m, ctx)) as (rt, recorder):
+        [failed] = await recorder.wait(CommandFailed)
         assert (failed.actor, failed.command, failed.app_id) == ("app:lamp", "StartApp", "lamp")
-        assert (await app_sup.ref("lamp").ask(GetApp("lamp")))["state"] == "stopped"
-        assert app_sup.children()["lamp"]["starts"] == 1
-        n.cancel_scope.cancel()
-
-
-Crashed = tuple[Any, Supervisor, Supervisor, Any, Any]  # subscription, root, apps, registry, scanner
+        assert (await rt.apps.ref("lamp").ask(GetApp("lamp")))["state"] == "stopped"
+        assert rt.apps.children()["lamp"]["starts"] == 1
 
 
 @asynccontextmanager
-async def _crashed_registry(tmp_path: Path, follow: bool) -> AsyncIterator[Crashed]:
-    """A registry and scanner with one app, the registry crashed once by a bug's worth of input."""
+async def _crashed_registry(tmp_path: Path, follow: bool) -> AsyncIterator[tuple[Runtime, Recorder]]:
+    """`serve`'s tree with one app, its registry crashed once by a bug's worth of input."""
     apps = tmp_path / "apps"
     make_app(apps, "lamp", {"id": "lamp", "name": "Lamp", "type": "service"})
-    config = load_config(tmp_path / "state", environ={})
-    bus = Broadcast()
-    sub = bus.subscribe()
-    async with trio.open_nursery() as n:
-        root = Supervisor("root", RestartPolicy(backoff_initial=0.01), emit=bus.publish)
-        app_sup = Supervisor("apps", emit=bus.publish)
-        await n.start(root.run)
-        await n.start(app_sup.run)
-        ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
-        registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: AppActor(m, ctx),
-                                                                           bus, tmp_path / "state" / "apps.json")))
-        scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish,
-                                                                        follow=bus if follow else None)))
-        await scanner.ask(Rescan())
-        await registry.tell(ApplyScan((object(),), ()))
-        await _wait_for(sub, ChildCrashed)
-        yield sub, root, app_sup, registry, scanner
-        n.cancel_scope.cancel()
+    config = attrs.evolve(load_config(tmp_path / "state", environ={}), apps_dir=apps)
+    async with open_tree(config, backend=ProcessBackend(config.run_dir / "procs"),
+                         policy=RestartPolicy(backoff_initial=0.01), scanner_follows=follow) as (rt, recorder):
+        await rt.refs["registry"].tell(ApplyScan((object(),), ()))
+        await recorder.wait(ChildCrashed)
+        yield rt, recorder
 
 
 async def test_a_registry_restarted_after_a_crash_takes_over_the_app_actors(tmp_path: Path) -> None:
-    async with _crashed_registry(tmp_path, follow=False) as (_sub, root, app_sup, registry, scanner):
-        await scanner.ask(Rescan())  # the restarted registry gets the apps again
+    async with _crashed_registry(tmp_path, follow=False) as (rt, _recorder):
+        registry = rt.refs["registry"]
+        await rt.refs["scanner"].ask(Rescan())  # the restarted registry gets the apps again
         assert [a["id"] for a in await registry.ask(ListApps())] == ["lamp"]
-        assert (await app_sup.ref("lamp").ask(GetApp("lamp")))["state"] == "stopped"
-        reg = root.children()["registry"]
+        assert (await rt.apps.ref("lamp").ask(GetApp("lamp")))["state"] == "stopped"
+        assert rt.apps.children()["lamp"]["starts"] == 1  # the same app actor, taken over
+        reg = rt.root.children()["registry"]
         assert (reg["state"], reg["starts"]) == ("running", 2)  # restarted once, not crash-looping
 
 
 async def test_a_restarted_registry_gets_the_apps_again_without_a_rescan(tmp_path: Path) -> None:
-    async with _crashed_registry(tmp_path, follow=True) as (sub, _root, _apps, registry, _scanner):
+    async with _crashed_registry(tmp_path, follow=True) as (rt, recorder):
         # the scanner saw the restart and handed the new registry its apps: nobody asked for a rescan
-        assert (await _wait_for(sub, ScanApplied)).apps == 1
-        assert [a["id"] for a in await registry.ask(ListApps())] == ["lamp"]
+        assert (await recorder.wait(ScanApplied, count=2))[1].apps == 1
+        assert [a["id"] for a in await rt.refs["registry"].ask(ListApps())] == ["lamp"]

@@ -7,14 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import trio
+import attrs
 
-from homehelper.actors import Broadcast, ChildSpec, Supervisor
-from homehelper.actors.app import AppActor, AppContext
-from homehelper.actors.registry import Registry
-from homehelper.actors.scanner import Scanner, scan_folder
+from homehelper.actors.scanner import scan_folder
+from homehelper.backends import ProcessBackend
 from homehelper.config import load_config
 from homehelper.messages import AppChanged, AppDiscovered, AppInvalid, AppRemoved, GetApp, ListApps, Rescan
+from tests.fixtures.tree import open_tree
 
 
 def make_app(apps: Path, folder: str, manifest: Any, entry: str = "main.py") -> Path:
@@ -61,20 +60,10 @@ async def test_scan_rescan_reports_discovered_changed_removed_invalid(tmp_path: 
     apps = tmp_path / "apps"
     make_app(apps, "a", {"id": "a", "name": "A", "type": "service"})
     make_app(apps, "b", {"id": "b", "type": "service"})
-    config = load_config(tmp_path / "state", environ={})
-    bus = Broadcast()
-    events = bus.subscribe()
-    root, app_sup = Supervisor("root", emit=bus.publish), Supervisor("apps", emit=bus.publish)
-    async with trio.open_nursery() as n:
-        await n.start(root.run)
-        await n.start(app_sup.run)
-        ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
-        registry = root.start_child(ChildSpec("registry", lambda: Registry(
-            app_sup, lambda m: AppActor(m, ctx), bus, tmp_path / "state" / "registry" / "apps.json")))
-        scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish)))
-        with trio.fail_after(5):
-            while len(await registry.ask(ListApps())) < 2:  # noqa: ASYNC110 - polling an actor, not a flag
-                await trio.sleep(0.01)
+    config = attrs.evolve(load_config(tmp_path / "state", environ={}), apps_dir=apps)
+    async with open_tree(config, backend=ProcessBackend(config.run_dir / "procs")) as (rt, recorder):
+        app_sup, scanner, registry = rt.apps, rt.refs["scanner"], rt.refs["registry"]
+        assert len(await registry.ask(ListApps())) == 2
         assert sorted(app_sup.children()) == ["a", "b"]
 
         # change a, remove b, add c, break d
@@ -92,8 +81,7 @@ async def test_scan_rescan_reports_discovered_changed_removed_invalid(tmp_path: 
         assert (await registry.ask(GetApp("c")))["state"] == "stopped"
         # the app actors answer for themselves too
         assert (await app_sup.ref("c").ask(GetApp("c")))["state"] == "stopped"
-        n.cancel_scope.cancel()
-    kinds = [type(e) for e in await events.receive_batch(10_000)]
+    kinds = [type(e) for e in recorder.events]
     assert kinds.count(AppDiscovered) == 3 and kinds.count(AppChanged) == 1
     assert kinds.count(AppRemoved) == 1 and kinds.count(AppInvalid) == 1
     saved = json.loads((tmp_path / "state" / "registry" / "apps.json").read_text())

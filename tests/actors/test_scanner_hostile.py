@@ -7,16 +7,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
-from homehelper.actors import Broadcast, ChildSpec, Supervisor
-from homehelper.actors.app import AppActor, AppContext
-from homehelper.actors.registry import Registry
 from homehelper.actors.scanner import Scanner, scan_folder
+from homehelper.backends import ProcessBackend
 from homehelper.config import load_config
 from homehelper.manifest import MANIFEST_NAME
 from homehelper.messages import ListApps, Rescan
 from tests.actors.test_scanner import make_app
+from tests.fixtures.tree import open_tree
 
 
 def hostile_apps(apps: Path) -> None:
@@ -57,16 +57,9 @@ def test_hostile_manifests_are_each_their_folders_problem(tmp_path: Path) -> Non
 async def test_the_registry_lists_the_good_app_beside_the_hostile_ones(tmp_path: Path) -> None:
     apps = tmp_path / "apps"
     hostile_apps(apps)
-    config = load_config(tmp_path / "state", environ={})
-    bus = Broadcast()
-    root, app_sup = Supervisor("root", emit=bus.publish), Supervisor("apps", emit=bus.publish)
-    async with trio.open_nursery() as n:
-        await n.start(root.run)
-        await n.start(app_sup.run)
-        ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
-        registry = root.start_child(ChildSpec("registry", lambda: Registry(
-            app_sup, lambda m: AppActor(m, ctx), bus, tmp_path / "state" / "registry" / "apps.json")))
-        scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish)))
+    config = attrs.evolve(load_config(tmp_path / "state", environ={}), apps_dir=apps)
+    async with open_tree(config, backend=ProcessBackend(config.run_dir / "procs")) as (rt, _):
+        root, scanner, registry = rt.root, rt.refs["scanner"], rt.refs["registry"]
         with trio.fail_after(10):
             summary = await scanner.ask(Rescan())
         assert sorted(summary["invalid"]) == ["big", "fifo", "fifo-link", "folder", "nested", "zero"]
@@ -75,7 +68,6 @@ async def test_the_registry_lists_the_good_app_beside_the_hostile_ones(tmp_path:
         assert {k for k, a in listed.items() if a["state"] == "invalid"} == set(summary["invalid"])
         assert "nested too deeply" in listed["nested"]["errors"][0]
         assert root.children()["scanner"]["starts"] == 1  # never crashed
-        n.cancel_scope.cancel()
 
 
 def _blocking_scan(apps_dir: Path) -> Any:

@@ -13,12 +13,9 @@ from typing import Any
 import pytest
 import trio
 
-from homehelper.actors import Broadcast, ChildSpec, Restart, Supervisor
-from homehelper.actors.app import AppContext
-from homehelper.actors.ports import PortAllocator
+from homehelper.actors import ChildSpec, Restart
 from homehelper.actors.service import ServiceApp
 from homehelper.backends import logs
-from homehelper.backends.installer import Installer
 from homehelper.config import Config
 from homehelper.errors import InstallFailed
 from homehelper.manifest import Manifest, load_manifest
@@ -32,6 +29,7 @@ from homehelper.messages import (
     AppProcessChanged,
     AppQuarantined,
     AppStarted,
+    AppStateChanged,
     AppStopped,
     EnableApp,
     GetApp,
@@ -39,14 +37,22 @@ from homehelper.messages import (
     StartApp,
     StopApp,
 )
+from homehelper.serve import Runtime
 from tests.backends.apps import CRASHING_APP, HEALTHY_APP, IMPORT_ERROR_APP, make_config, wait_until, write_app
 from tests.fixtures.common import example_app
+from tests.fixtures.tree import Recorder, open_tree
 
 
 class Harness:
-    def __init__(self, config: Config, backend: Any, bus: Broadcast, sup: Supervisor, ctx: AppContext) -> None:
-        self.config, self.backend, self.bus, self.sup, self.ctx = config, backend, bus, sup, ctx
-        self.events: list[Any] = []
+    """`serve`'s tree without a scan: each test adds its app actors, named `app:<id>`, under `sup`."""
+
+    def __init__(self, rt: Runtime, recorder: Recorder) -> None:
+        self.rt, self.recorder = rt, recorder
+        self.config, self.backend, self.bus, self.sup, self.ctx = rt.config, rt.ctx.backend, rt.bus, rt.apps, rt.ctx
+
+    @property
+    def events(self) -> list[Any]:
+        return self.recorder.events
 
     def add(self, manifest: Manifest, cls: type[ServiceApp] = ServiceApp) -> Any:
         return self.sup.start_child(ChildSpec(f"app:{manifest.id}", lambda: cls(manifest, self.ctx),
@@ -56,39 +62,27 @@ class Harness:
         return await ref.ask(GetApp(ref.name), timeout=10)
 
     async def until_state(self, ref: Any, *states: str, timeout: float = 20) -> dict[str, Any]:
-        async def check() -> dict[str, Any] | None:
-            snap = await self.state(ref)
-            return snap if snap["state"] in states else None
-        return await wait_until(check, timeout)
+        """The app's snapshot once it is in one of `states` (now, or on its next AppStateChanged to one)."""
+        with trio.fail_after(timeout):
+            while True:
+                mark = len(self.events)
+                snap = await self.state(ref)
+                if snap["state"] in states:
+                    return snap
+                await self.recorder.wait_after(mark, lambda e: isinstance(e, AppStateChanged) and e.state in states,
+                                               snap["id"], timeout=timeout)
 
     def of(self, kind: type, app_id: str) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind) and e.app_id == app_id]
+        return self.recorder.of(kind, app_id)
 
     async def until_event(self, kind: type, app_id: str, count: int = 1, timeout: float = 20) -> list[Any]:
-        return await wait_until(lambda: len(self.of(kind, app_id)) >= count and self.of(kind, app_id), timeout)
+        return await self.recorder.wait(kind, app_id, count=count, timeout=timeout)
 
 
 @asynccontextmanager
 async def harness(config: Config, backend: Any) -> AsyncIterator[Harness]:
-    bus = Broadcast()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(backend.run)
-        sup = Supervisor("apps", emit=bus.publish)
-        await nursery.start(sup.run)
-        ports = sup.start_child(ChildSpec("ports", lambda: PortAllocator(
-            {"service": config.service_ports}, config.registry_dir / "ports.json", bus.publish)))
-        ctx = AppContext(config, bus.publish, ports, backend=backend, installer=Installer(config))
-        h = Harness(config, backend, bus, sup, ctx)
-
-        async def collect() -> None:
-            with bus.subscribe() as sub:
-                async for event in sub:
-                    h.events.append(event)
-
-        nursery.start_soon(collect)
-        await trio.lowlevel.checkpoint()
-        yield h
-        nursery.cancel_scope.cancel()
+    async with open_tree(config, backend=backend, scan=False) as (rt, recorder):
+        yield Harness(rt, recorder)
 
 
 @pytest.fixture

@@ -6,27 +6,29 @@ import json
 import os
 import socket
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
 
-from homehelper.actors import Broadcast, ChildSpec, Supervisor
-from homehelper.actors.app import AppActor, AppContext
+from homehelper.actors import Broadcast, ChildSpec
+from homehelper.actors.app import AppActor
 from homehelper.actors.ports import PortAllocator
-from homehelper.actors.registry import Registry
-from homehelper.actors.scanner import Scanner
+from homehelper.backends import ProcessBackend
 from homehelper.config import load_config
 from homehelper.manifest import load_manifest
-from homehelper.messages import ApplyScan, ListApps, StartApp, StateFileDamaged, StopApp
-from homehelper.serve import serve
+from homehelper.messages import ApplyScan, ListApps, ScanApplied, StartApp, StateFileDamaged, StopApp
+from homehelper.serve import Overrides, serve
 from tests.actors.test_ports import free_block
 from tests.actors.test_scanner import make_app
 from tests.actors.test_service import harness
 from tests.backends.apps import HEALTHY_APP, make_config, write_app
 from tests.fixtures.redis import free_port
+from tests.fixtures.tree import Recorder, open_tree
 
 
 def _fifo(path: Path) -> None:
@@ -61,24 +63,14 @@ async def test_a_damaged_registry_is_set_aside_and_rebuilt_from_a_scan(tmp_path:
     state.parent.mkdir(parents=True)
     DAMAGE[damage](state)
     original = state.read_bytes() if state.is_file() else None
-    config = load_config(tmp_path / "state", environ={})
-    bus = Broadcast()
-    seen: list[Any] = []
-    bus.subscribe(1, accept=lambda e: seen.append(e) and False)
-    root, app_sup = Supervisor("root", emit=bus.publish), Supervisor("apps", emit=bus.publish)
-    async with trio.open_nursery() as n:
-        await n.start(root.run)
-        await n.start(app_sup.run)
-        ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
-        registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: AppActor(m, ctx),
-                                                                           bus, state)))
-        root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish)))
-        with trio.fail_after(10):
-            while len(listed := await registry.ask(ListApps())) < 2:  # noqa: ASYNC110 - polling an actor
-                await trio.sleep(0.01)
+    config = attrs.evolve(load_config(tmp_path / "state", environ={}), apps_dir=apps)
+    # the base AppActor refuses a boot start: this is about the registry's file, not about running apps
+    async with open_tree(config, backend=ProcessBackend(config.run_dir / "procs"),
+                         app_factory=lambda ctx: lambda m: AppActor(m, ctx)) as (rt, recorder):
+        listed = await rt.refs["registry"].ask(ListApps())
         assert [a["id"] for a in listed] == ["a", "b"]
-        assert root.children()["registry"]["starts"] == 1  # never crashed
-        n.cancel_scope.cancel()
+        assert rt.root.children()["registry"]["starts"] == 1  # never crashed
+    seen = recorder.events
     damaged = [e for e in seen if isinstance(e, StateFileDamaged)]
     assert len(damaged) == 1 and damaged[0].path == str(state) and damaged[0].kind == "state_file_damaged"
     assert "rebuilt from a scan" in damaged[0].what
@@ -173,12 +165,13 @@ async def test_the_server_answers_with_the_apps_after_a_garbage_registry(state_r
     config.registry_dir.mkdir(parents=True)
     (config.registry_dir / "apps.json").write_bytes(b"\x00garbage{")
     (config.registry_dir / "ports.json").write_text('["not", "a", "map"]')
+    bus = Broadcast()
+    recorder = Recorder(bus)
     async with trio.open_nursery() as nursery:
-        rt = await nursery.start(serve, config)
+        rt = await nursery.start(partial(serve, config, overrides=Overrides(bus=bus)))
+        await recorder.wait(ScanApplied)
         async with httpx.AsyncClient(base_url=rt.url) as c:
-            with trio.fail_after(10):
-                while not (r := await c.get("/api/apps")).json():  # noqa: ASYNC110 - the first scan
-                    await trio.sleep(0.02)
+            r = await c.get("/api/apps")
             assert r.status_code == 200 and [a["id"] for a in r.json()] == ["lamp"]
             kinds = [(e["kind"], e.get("path")) for e in rt.refs["eventlog"].recent(100)]
             assert ("state_file_damaged", str(config.registry_dir / "apps.json")) in kinds
@@ -194,22 +187,14 @@ async def test_a_restarted_registry_takes_over_the_app_actors_it_finds(tmp_path:
     # first scan must adopt them, not crash-loop on "child already exists".
     apps = tmp_path / "apps"
     make_app(apps, "a", {"id": "a", "name": "A", "type": "service"})
-    state = tmp_path / "state" / "registry" / "apps.json"
-    config = load_config(tmp_path / "state", environ={})
-    bus = Broadcast()
-    root, app_sup = Supervisor("root", emit=bus.publish), Supervisor("apps", emit=bus.publish)
-    async with trio.open_nursery() as n:
-        await n.start(root.run)
-        await n.start(app_sup.run)
-        ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
-        app_sup.start_child(ChildSpec("a", lambda: AppActor(load_manifest(apps / "a", apps), ctx)))
-        registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: AppActor(m, ctx),
-                                                                           bus, state)))
+    config = attrs.evolve(load_config(tmp_path / "state", environ={}), apps_dir=apps)
+    async with open_tree(config, backend=ProcessBackend(config.run_dir / "procs"), scan=False) as (rt, _):
+        app_sup, registry = rt.apps, rt.refs["registry"]
+        app_sup.start_child(ChildSpec("a", lambda: AppActor(load_manifest(apps / "a", apps), rt.ctx)))
         await registry.ask(ApplyScan((load_manifest(apps / "a", apps),), {}), timeout=10)
         assert [a["id"] for a in await registry.ask(ListApps())] == ["a"]
-        assert root.children()["registry"]["starts"] == 1  # never crashed
+        assert rt.root.children()["registry"]["starts"] == 1  # never crashed
         assert app_sup.children()["a"]["starts"] == 1  # the same actor, not a second one
-        n.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("marker", ["{ torn", '{"disk_bytes": "a lot", "fingerprint": 7}'])
