@@ -1,6 +1,6 @@
 """Dashboard benchmark: the websocket refresh round trip beside a bare websocket echo.
 
-The real web app (auth gate, /ws, snapshots from the real registry, event log and sensor actor)
+The real web app on serve's actor tree (auth gate, /ws, snapshots from the registry, event log and sensors)
 with 20 registered apps, served by Hypercorn on a real port in this process. Each client logs
 in, opens /ws and a bare echo websocket on the same server, then alternates: one full refresh
 ("refresh all": apps, fresh system sample, events), one echo of a message the same size as the
@@ -35,17 +35,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.harness.stats import percentile  # noqa: E402
-from homehelper.actors import Broadcast, ChildSpec, Supervisor  # noqa: E402
-from homehelper.actors.app import AppActor, AppContext  # noqa: E402
-from homehelper.actors.eventlog import EventLog  # noqa: E402
-from homehelper.actors.ports import PortAllocator  # noqa: E402
-from homehelper.actors.registry import Registry  # noqa: E402
-from homehelper.actors.scanner import Scanner  # noqa: E402
-from homehelper.actors.sensors import SensorActor  # noqa: E402
-from homehelper.actors.ttl import TTLClock  # noqa: E402
+from homehelper.actors import Broadcast  # noqa: E402
+from homehelper.backends import ProcessBackend  # noqa: E402
 from homehelper.config import Config  # noqa: E402
-from homehelper.messages import ListApps  # noqa: E402
-from homehelper.web import WebDeps, create_app  # noqa: E402
+from homehelper.messages import ScanApplied  # noqa: E402
+from homehelper.serve import Overrides, build_tree, web_deps  # noqa: E402
+from homehelper.web import create_app  # noqa: E402
 from homehelper.web.auth import Auth, auth_file  # noqa: E402
 from homehelper.web.ops import FRESH_ENOUGH  # noqa: E402
 from homehelper.web.server import serve_app  # noqa: E402
@@ -73,22 +68,12 @@ async def build(nursery: trio.Nursery, root: Path) -> tuple[Any, str]:
     config = Config(root=root, apps_dir=root / "apps")
     make_apps(config.apps_dir, APPS)
     bus = Broadcast()
-    sup = Supervisor("root", emit=bus.publish)
-    await nursery.start(sup.run)
-    apps = Supervisor("apps", emit=bus.publish)
-    await nursery.start(apps.run)
-    ranges = {"service": config.service_ports, "streamlit": config.streamlit_ports}
-    ports = sup.start_child(ChildSpec("ports", lambda: PortAllocator(ranges, None)))
-    ttl = sup.start_child(ChildSpec("ttl", TTLClock))
-    events = sup.start_child(ChildSpec("eventlog", lambda: EventLog(bus, config.event_history)))
-    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl)
-    registry = sup.start_child(ChildSpec("registry", lambda: Registry(apps, lambda m: AppActor(m, ctx), bus, None)))
-    scanner = sup.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
-    sensors = sup.start_child(ChildSpec("sensors", lambda: SensorActor(config, bus.publish, bus)))
+    scanned = bus.subscribe(4, accept=lambda e: isinstance(e, ScanApplied))
+    # serve's tree (its apps never started here: nothing needs a backend's process)
+    rt = await build_tree(config, nursery, Overrides(backend=ProcessBackend(config.run_dir / "procs"), bus=bus))
     auth = Auth(auth_file(root), config.auth.session_hours)
     auth.ensure_password({"HOMEHELPER_PASSWORD": PASSWORD})
-    deps = WebDeps(config=config, bus=bus, registry=registry, apps=apps, scanner=scanner, sensors=sensors,
-                   event_log=events, ttl=ttl, auth=auth)
+    deps = web_deps(rt, auth)
     app = create_app(deps)
 
     @app.websocket("/bench-echo")  # the baseline: same server, same auth gate, no work
@@ -100,8 +85,7 @@ async def build(nursery: trio.Nursery, root: Path) -> tuple[Any, str]:
             await websocket.send(await websocket.receive())
 
     with trio.fail_after(10):
-        while len(await registry.ask(ListApps())) < APPS:  # noqa: ASYNC110 - the first scan
-            await trio.sleep(0.01)
+        await scanned.receive()  # the first scan applied: every app registered
     urls = await nursery.start(serve_app, app, "127.0.0.1", 0, trio.Event())
     return app, urls[0]
 

@@ -1,4 +1,4 @@
-"""Start and stop 20 service apps through HomeHelper (one ServiceApp actor each,
+"""Start and stop 20 service apps through HomeHelper (serve's actor tree, one ServiceApp actor each,
 asked together), beside `systemctl --user start`/`stop` of the same 20 units in
 one call, in the same run.
 
@@ -30,14 +30,11 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import NotAvailable
-from homehelper.actors import Broadcast, ChildSpec, Supervisor
-from homehelper.actors.app import AppContext
-from homehelper.actors.ports import PortAllocator
-from homehelper.actors.service import ServiceApp
+from homehelper.actors import Broadcast
 from homehelper.backends import SystemdBackend
 from homehelper.backends.health import probe
-from homehelper.backends.installer import Installer
-from homehelper.messages import GetApp, StartApp, StopApp
+from homehelper.messages import GetApp, ScanApplied, StartApp, StopApp
+from homehelper.serve import Overrides, build_tree
 from tests.backends.apps import HEALTHY_APP, make_config, write_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,15 +67,13 @@ async def _bench(n: int, rounds: int, env: dict[str, str], root: Path) -> dict[s
     units = [backend.unit(m.id) for m in manifests]
     times: dict[str, list[float]] = {"hh_start": [], "hh_stop": [], "ctl_start": [], "ctl_stop": []}
     bus = Broadcast()
+    scanned = bus.subscribe(4, accept=lambda e: isinstance(e, ScanApplied))
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(backend.run)
-            sup = Supervisor("apps", emit=bus.publish)
-            await nursery.start(sup.run)
-            ports = sup.start_child(ChildSpec("ports", lambda: PortAllocator(
-                {"service": config.service_ports}, config.registry_dir / "ports.json", bus.publish)))
-            ctx = AppContext(config, bus.publish, ports, backend=backend, installer=Installer(config))
-            refs = [sup.start_child(ChildSpec(f"app:{m.id}", lambda m=m: ServiceApp(m, ctx))) for m in manifests]
+            # serve's tree on this backend; its registry makes one ServiceApp actor per app folder
+            rt = await build_tree(config, nursery, Overrides(backend=backend, bus=bus))
+            await scanned.receive()
+            refs = [rt.apps.ref(m.id) for m in manifests]
 
             async def all_ask(make: Any) -> float:
                 t0 = time.perf_counter()

@@ -31,9 +31,10 @@ import trio
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from homehelper.actors import Broadcast  # noqa: E402
 from homehelper.backends import ProcessBackend  # noqa: E402
-from homehelper.messages import AppHealthChanged, GetApp, ListApps, StartApp, StopApp  # noqa: E402
-from homehelper.serve import build_tree  # noqa: E402
+from homehelper.messages import AppHealthChanged, GetApp, ScanApplied, StartApp, StopApp  # noqa: E402
+from homehelper.serve import Overrides, build_tree  # noqa: E402
 from tests.backends.apps import HEALTHY_APP, make_config, write_app  # noqa: E402
 from tests.fixtures.systemd import _stop_processes  # noqa: E402
 
@@ -50,7 +51,9 @@ async def _homehelper_rounds(root: Path, n: int, rounds: int) -> list[float]:
     times: list[float] = []
     try:
         async with trio.open_nursery() as nursery:
-            rt = await build_tree(config, nursery)
+            bus = Broadcast()
+            scanned = bus.subscribe(4, accept=lambda e: isinstance(e, ScanApplied))
+            rt = await build_tree(config, nursery, Overrides(bus=bus))
             healthy: set[str] = set()
             changed = trio.Event()
 
@@ -63,8 +66,7 @@ async def _homehelper_rounds(root: Path, n: int, rounds: int) -> list[float]:
 
             rt.bus.subscribe(1, accept=seen)
             with trio.fail_after(30):
-                while len(await rt.refs["registry"].ask(ListApps())) < n:  # noqa: ASYNC110 - the first scan
-                    await trio.sleep(0.01)
+                await scanned.receive()  # the first scan applied: every app has its actor
 
             async def start_all() -> float:
                 nonlocal changed

@@ -33,6 +33,7 @@ from ..messages import (
     AppRemoved,
     BusConnected,
     BusDisconnected,
+    BusIdentityKnown,
     BusMessage,
     ConfigChanged,
     Event,
@@ -196,7 +197,7 @@ class RedisBridge(Actor):
                 nursery.start_soon(self._subscribe_loop, url, control, sub_done, nursery.cancel_scope)
                 nursery.start_soon(self._watch_url, nursery.cancel_scope)
                 if self.identities is not None:  # Redis may have lost the apps' users (a restart)
-                    nursery.start_soon(self._guarded, self.identities.restore)
+                    nursery.start_soon(self._restore_identities, self.identities)
         finally:
             self._publisher = None
             with trio.CancelScope(shield=True), trio.move_on_after(1.0):
@@ -222,6 +223,11 @@ class RedisBridge(Actor):
             await fn(*args)
         except Exception:  # users are a safeguard: a failure here must not take the bus down
             log.exception("bus: managing Redis users failed")
+
+    async def _restore_identities(self, identities: AppIdentities) -> None:
+        await self._guarded(identities.restore)
+        known = identities.snapshot()  # what the bus state says from now on; tests wait on it
+        self.emit(BusIdentityKnown(known["identity"], known["identity_note"]))
 
     async def _watch_url(self, scope: trio.CancelScope) -> None:
         await self._url_changed.wait()

@@ -29,6 +29,7 @@ from ..messages import (
     GetHistory,
     GetSystemSnapshot,
     SetMonitorConfig,
+    SystemSampled,
 )
 from ..monitor.apps import ProcessTable
 from ..monitor.metrics import install_space
@@ -110,6 +111,7 @@ class SensorActor(Actor):
             for event in self._timed(lambda: self.health.update(data, self.last_at)):
                 log.log(logging.INFO if event.kind == "alert_cleared" else logging.WARNING, "%s", event)
                 self.emit(event)
+            self.emit(SystemSampled(self.samples, len(self.history)))
         return data
 
     def snapshot(self, fresh: bool) -> dict[str, Any]:

@@ -10,12 +10,13 @@ from types import ModuleType
 
 from ..actors.runtime import _events as _runtime
 from ..actors.runtime._events import *  # noqa: F403 - supervision records, CommandFailed
-from . import _apps, _bus, _monitor, _notify, _services, _streamlit, _system
+from . import _apps, _bus, _monitor, _notify, _records, _services, _streamlit, _system
 from ._apps import *  # noqa: F403
 from ._base import Command, Event
 from ._bus import *  # noqa: F403
 from ._monitor import *  # noqa: F403
 from ._notify import *  # noqa: F403
+from ._records import *  # noqa: F403 - plain records (not Events), listed in its own __all__
 from ._services import *  # noqa: F403
 from ._streamlit import *  # noqa: F403
 from ._system import *  # noqa: F403
@@ -32,5 +33,6 @@ def _messages(module: ModuleType) -> list[str]:
 __all__ = [  # built from the area modules, so no name is listed twice by hand
     *_runtime.__all__,  # the runtime's records and events, Event included
     "Command",
+    *_records.__all__,
     *(name for area in _AREAS for name in _messages(area)),
 ]

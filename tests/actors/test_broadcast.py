@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import trio
+import trio.testing
 
 from homehelper.actors import Broadcast
 
@@ -35,7 +36,7 @@ async def test_receive_waits_for_the_next_event() -> None:
 
     async with trio.open_nursery() as n:
         n.start_soon(reader)
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # the reader waits on the empty subscription
         assert got == []
         bus.publish(7)
     assert got == [7]

@@ -13,10 +13,11 @@ import trio
 
 from homehelper.backends import ProcessBackend
 from homehelper.config import Config
-from homehelper.messages import AppStateChanged, EnableApp, GetApp, ListApps, StartApp, StopApp
-from homehelper.serve import Runtime, build_tree
+from homehelper.messages import AppStateChanged, EnableApp, GetApp, StartApp, StopApp
+from homehelper.serve import Runtime
 from tests.backends.apps import CRASHING_APP, HEALTHY_APP, make_config, wait_until, write_app
 from tests.fixtures.systemd import _stop_processes
+from tests.fixtures.tree import open_tree
 
 CLEAN_EXIT_APP = """
 import time
@@ -28,15 +29,8 @@ time.sleep(0.5)
 @asynccontextmanager
 async def tree(config: Config) -> AsyncIterator[tuple[Runtime, list[Any]]]:
     """The real tree of `homehelper serve` (without the web server), with every event recorded."""
-    async with trio.open_nursery() as nursery:
-        rt = await build_tree(config, nursery)
-        events: list[Any] = []
-        rt.bus.subscribe(1, accept=lambda e: events.append(e) and False)
-        with trio.fail_after(10):
-            while not await rt.refs["registry"].ask(ListApps()):  # noqa: ASYNC110 - the first scan
-                await trio.sleep(0.01)
-        yield rt, events
-        nursery.cancel_scope.cancel()
+    async with open_tree(config) as (rt, recorder):
+        yield rt, recorder.events
 
 
 def saved(config: Config, app_id: str) -> dict[str, Any]:

@@ -159,7 +159,7 @@ async def test_shutdown_runs_on_stop_and_reports_stopped() -> None:
     async with trio.open_nursery() as n:
         await n.start(sup.run)
         sup.start_child(ChildSpec("tidy", Tidy))
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # started, waiting for mail
         n.cancel_scope.cancel()
     assert stopped.is_set()
     kinds = []

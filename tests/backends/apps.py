@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import random
 import textwrap
@@ -10,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import trio
 
 from homehelper.actors.ports import port_is_free
 from homehelper.config import Config, load_config
 from homehelper.manifest import Manifest, load_manifest
+from tests.fixtures.tree import wait_until as wait_until  # the one poller, re-exported
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,12 +65,3 @@ def make_config(state_root: Path, **changes: Any) -> Config:
     return attrs.evolve(config, apps_dir=state_root / "apps", service_ports=(lo, lo + 99), **changes)
 
 
-async def wait_until(predicate: Any, timeout: float = 15.0, every: float = 0.05) -> Any:
-    with trio.fail_after(timeout):
-        while True:
-            value = predicate()
-            if inspect.isawaitable(value):
-                value = await value
-            if value:
-                return value
-            await trio.sleep(every)

@@ -51,24 +51,32 @@ async def test_follow_yields_new_lines_and_survives_truncation(state_root: Path)
     path = state_root / "app.log"
     path.write_text("old 1\nold 2\n")
     seen: list[str] = []
+    line_read = trio.Event()
 
     async def reader() -> None:
+        nonlocal line_read
         async with aclosing(logs.follow(path, lines=1, poll=0.01)) as lines:
             async for line in lines:
                 seen.append(line)
+                line_read.set()
                 if line == "after truncate":
                     return
+
+    async def read(line: str) -> None:
+        nonlocal line_read
+        while seen[-1:] != [line]:
+            line_read = trio.Event()
+            await line_read.wait()
 
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(reader)
-            await trio.sleep(0.05)
+            await read("old 2")  # following from the last line
             _append(path, "new 1\nnew ")
-            await trio.sleep(0.05)
+            await read("new 1")  # a half-written line waits for its end
             _append(path, "2\n")
-            await trio.sleep(0.05)
+            await read("new 2")
             path.write_text("")
-            await trio.sleep(0.05)
             _append(path, "after truncate\n")
     assert seen == ["old 2", "new 1", "new 2", "after truncate"]
 

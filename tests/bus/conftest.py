@@ -16,6 +16,7 @@ import trio
 from homehelper.actors import Broadcast, ChildSpec, Subscription, Supervisor
 from homehelper.actors.bridge import RedisBridge
 from homehelper.actors.eventlog import EventLog
+from tests.fixtures.tree import wait_until as wait_until  # the one poller (for conditions in Redis), re-exported
 
 FAST = (0.05, 0.2)  # reconnect backoff for tests: real time, kept short
 
@@ -48,14 +49,6 @@ async def next_event(sub: Subscription, match: Callable[[Any], bool], timeout: f
             ev = await sub.receive()
             if match(ev):
                 return ev
-
-
-async def wait_until(pred: Callable[[], Any], timeout: float = 10, step: float = 0.01) -> Any:
-    # polling is right here: the condition lives in Redis, which cannot wake a trio Event
-    with trio.fail_after(timeout):
-        while not (value := pred()):  # noqa: ASYNC110
-            await trio.sleep(step)
-        return value
 
 
 def client(url: str) -> redis_py.Redis:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import trio
 from playwright.sync_api import expect
 
+from homehelper.actors import Broadcast
 from homehelper.config import load_config
-from homehelper.messages import GetBusState
-from homehelper.serve import serve
+from homehelper.messages import BusIdentityKnown
+from homehelper.serve import Overrides, serve
 from tests.fixtures.redis import free_port
+from tests.fixtures.tree import Recorder
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis]
 
@@ -18,11 +22,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.redis]
 async def test_the_bus_line_names_a_shared_identity(browser, state_root, clean_users, acl, text) -> None:
     config = load_config(state_root, overrides={"port": free_port(), "redis_url": clean_users.url, "redis_acl": acl,
                                                 "auth": {"loopback_without_login": True}}, environ={})
+    bus = Broadcast()
+    recorder = Recorder(bus)
     async with trio.open_nursery() as nursery:
-        rt = await nursery.start(serve, config)
-        with trio.fail_after(10):
-            while (await rt.refs["bridge"].ask(GetBusState()))["identity"] in ("unknown", "none"):  # noqa: ASYNC110
-                await trio.sleep(0.02)
+        rt = await nursery.start(partial(serve, config, overrides=Overrides(bus=bus)))
+        await recorder.wait(BusIdentityKnown, timeout=10)  # the bus state says how apps meet Redis
 
         def look(b):
             ctx = b.new_context()

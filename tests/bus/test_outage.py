@@ -134,7 +134,7 @@ async def test_a_batch_cut_off_by_the_kill_is_sent_again(redis, rc):
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
         for i in range(n):
             tree.bus.publish(ConfigChanged({"i": i}))
-        await wait_until(lambda: rc.xlen("homehelper:main:stream") > 2000, step=0.001)
+        await wait_until(lambda: rc.xlen("homehelper:main:stream") > 2000, every=0.001)
         redis.kill()  # the publisher is busy with pipelines of 512: this cuts one off
         await next_event(tree.events, lambda e: isinstance(e, BusDisconnected))
         unacked = (await tree.bridge.ask(GetBusState()))["published"] - 1

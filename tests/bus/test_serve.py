@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import httpx
 import pytest
 import trio
 
+from homehelper.actors import Broadcast
 from homehelper.config import load_config
-from homehelper.messages import BusConnected, BusDisconnected, GetBusState
-from homehelper.serve import serve
+from homehelper.messages import BusConnected, BusDisconnected, BusIdentityKnown, GetBusState
+from homehelper.serve import Overrides, serve
 from tests.fixtures.redis import free_port
+from tests.fixtures.tree import Recorder
 
-from .conftest import next_event
+from .conftest import next_event, wait_until
 
 
 async def health(url: str) -> int:
@@ -49,9 +53,11 @@ async def test_keeps_serving_while_redis_is_killed(state_root, redis):
         state = await rt.refs["bridge"].ask(GetBusState())
         if not state["connected"]:
             await next_event(events, lambda e: isinstance(e, BusConnected))
-        with trio.fail_after(10):  # what happened before the connection reaches the stream too
-            while "server_started" not in [e["kind"] for e in (await history(rt.url, "redis")).json()]:  # noqa: ASYNC110
-                await trio.sleep(0.05)
+
+        async def in_redis() -> bool:  # what happened before the connection reaches the stream too
+            return "server_started" in [e["kind"] for e in (await history(rt.url, "redis")).json()]
+
+        await wait_until(in_redis, timeout=10)  # the one poller: the condition lives in Redis
         redis.kill()
         await next_event(events, lambda e: isinstance(e, BusDisconnected))
         assert await health(rt.url) == 200
@@ -69,12 +75,13 @@ async def test_keeps_serving_while_redis_is_killed(state_root, redis):
 async def test_the_bus_state_says_whether_apps_share_one_identity(state_root, clean_users, acl, identity):
     config = load_config(state_root, overrides={"port": free_port(), "redis_url": clean_users.url, "redis_acl": acl,
                                                 "auth": {"loopback_without_login": True}}, environ={})
+    bus = Broadcast()
+    recorder = Recorder(bus)
     async with trio.open_nursery() as nursery:
-        rt = await nursery.start(serve, config)
+        rt = await nursery.start(partial(serve, config, overrides=Overrides(bus=bus)))
         assert rt.ctx.identities is not None and rt.ctx.identities.mode == acl
-        bridge = rt.refs["bridge"]
-        with trio.fail_after(10):
-            while (state := await bridge.ask(GetBusState()))["identity"] != identity:  # noqa: ASYNC110
-                await trio.sleep(0.02)
+        [known] = await recorder.wait(BusIdentityKnown, timeout=10)
+        state = await rt.refs["bridge"].ask(GetBusState())
+        assert known.identity == state["identity"] == identity
         assert ("share one Redis identity" in state["identity_note"]) == (identity == "shared")
         nursery.cancel_scope.cancel()

@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from homehelper.monitor.apps import AppSampler, ProcessTable, read_stat, top
+from tests.fixtures.tree import wait_until
 
 BUSY = [sys.executable, "-c", "while True: pass"]
 
@@ -48,7 +49,7 @@ def test_read_stat_matches_psutil() -> None:
 
 async def test_process_tree_is_summed(spawn: list[subprocess.Popen[bytes]]) -> None:
     shell = start(spawn, ["sh", "-c", "sleep 60 & sleep 60 & wait"])
-    await trio.sleep(0.3)
+    await wait_until(lambda: len(psutil.Process(shell.pid).children()) == 2, timeout=10)  # its two children forked
     table = ProcessTable()
     table.set("logger", shell.pid, None)
     sampler = AppSampler(table)

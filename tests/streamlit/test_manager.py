@@ -68,10 +68,20 @@ async def test_low_memory_evicts_idle_apps_and_refuses_new_ones(make_tree, state
 
 async def test_while_apps_run_memory_is_watched_and_idle_apps_are_evicted(make_tree, state_root):
     free_mb = [4096.0]
-    async with make_tree(busy_window=0.0, memory=lambda: free_mb[0], memory_check=0.2) as tree:
+    reads, checked = [0], trio.Event()
+
+    def memory() -> float:  # the manager's reading; the test knows when the watcher has looked
+        reads[0] += 1
+        if reads[0] >= 2:
+            checked.set()
+        return free_mb[0]
+
+    async with make_tree(busy_window=0.0, memory=memory, memory_check=0.2) as tree:
         a = tree.add_app("a")
         await a.ask(OpenUI("a"), timeout=30)
-        await trio.sleep(0.5)  # checks pass: plenty of memory
+        reads[0] = 0
+        with trio.fail_after(5):
+            await checked.wait()  # two checks pass: plenty of memory
         assert (await a.ask(GetApp("a")))["state"] == "running"
         free_mb[0] = 10.0  # no open needed: the watcher finds it
         await tree.wait_event("app_stopped", "a", timeout=5, reason="evicted")

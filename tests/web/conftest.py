@@ -1,8 +1,10 @@
-"""A real actor tree (supervisors, broadcast, ports, TTL clock, registry, scanner, event log, sensors)
-over a real apps folder, and the real web app served by Hypercorn on a real port.
+"""`serve`'s actor tree (serve.build_tree) over a real apps folder of service apps, and the real web app
+served by Hypercorn on a real port.
 
-Until the service backend's ServiceApp lands, apps here run through `ProcApp`, an AppActor that
-really spawns its program (a Python script) and logs its output to logs/<id>/app.log.
+With `service=True` (`live_services`, or a test's own backend) the apps are the real ServiceApp (a venv
+each, a /health server polled). Otherwise they run through `ProcApp` (the one override of `serve`'s
+wiring here): an AppActor that spawns its program and is `running` once it is spawned, which the REST
+tests' replies expect until REST acts and settles like the websocket (issue 13.3).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import json
 import os
 import random
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +21,19 @@ import httpx
 import pytest
 import trio
 
-from homehelper.actors import Broadcast, ChildSpec, Supervisor
-from homehelper.actors.app import AppActor, AppContext
-from homehelper.actors.eventlog import EventLog
-from homehelper.actors.ports import PortAllocator
-from homehelper.actors.registry import Registry
-from homehelper.actors.scanner import Scanner
-from homehelper.actors.sensors import SensorActor
-from homehelper.actors.service import ServiceApp
-from homehelper.actors.ttl import TTLClock
-from homehelper.approvals import ApprovalStore
-from homehelper.backends.exposure import ExposureMeter
-from homehelper.backends.installer import Installer
+from homehelper.actors import Broadcast, Supervisor
+from homehelper.actors.app import AppActor
 from homehelper.backends.process import ProcessBackend
 from homehelper.config import Config
 from homehelper.errors import Conflict
-from homehelper.messages import AppProcessChanged, AppStarted, AppStopped, ListApps
+from homehelper.messages import AppProcessChanged, AppStarted, AppStopped, ScanApplied
+from homehelper.serve import Overrides, Runtime, web_deps
+from homehelper.serve import build_tree as build_tree_of
 from homehelper.web import WebDeps, create_app
 from homehelper.web.auth import Auth, auth_file
 from homehelper.web.server import serve_app
+from tests.fixtures.systemd import _stop_processes
+from tests.fixtures.tree import Recorder
 
 PASSWORD = "correct horse battery"
 
@@ -143,47 +138,45 @@ class Tree:
     apps: Supervisor
     deps: WebDeps
     app_ids: list[str]
+    rt: Runtime
+    recorder: Recorder  # every event since the tree started: wait on them (recorder.wait)
+
+
+async def _stop_apps_at_the_end(backend: ProcessBackend) -> None:
+    """The process backend's apps outlive their HomeHelper, by design: a test's end kills them."""
+    try:
+        await trio.sleep_forever()
+    finally:
+        _stop_processes(backend)
 
 
 async def build_tree(nursery: trio.Nursery, root: Path, n_apps: int = 3, *, sensors: bool = True,
-                     auth: Auth | None = None, backend: Any = None, **config_kw: Any) -> Tree:
-    """With `backend` (a ProcessBackend, say) the apps are the real ServiceApp on it; else ProcApp."""
-    if backend is not None:
-        lo = random.randrange(20000, 29000, 100)  # real apps bind: a range no other test uses now
-        config_kw.setdefault("service_ports", (lo, lo + 99))
+                     auth: Auth | None = None, backend: Any = None, service: bool | None = None,
+                     **config_kw: Any) -> Tree:
+    """`serve`'s tree (serve.build_tree) over `n_apps` real service apps, the first scan applied.
+
+    The apps run on `backend`, else on a process backend under the state root (killed at the end);
+    `service=True` (the default with a `backend`): real ServiceApps with a /health server (SERVICE_MAIN),
+    else ProcApps that print (APP_MAIN)."""
+    lo = random.randrange(20000, 29000, 100)  # real apps bind: a range no other test uses now
+    config_kw.setdefault("service_ports", (lo, lo + 99))
     config = Config(root=root, apps_dir=root / "apps", **config_kw)
-    app_ids = make_apps(config.apps_dir, n_apps, service=backend is not None)
+    service = backend is not None if service is None else service
+    app_ids = make_apps(config.apps_dir, n_apps, service=service)
+    if backend is None:
+        backend = ProcessBackend(config.run_dir / "procs")
+        nursery.start_soon(_stop_apps_at_the_end, backend)
     bus = Broadcast()
-    sup = Supervisor("root", emit=bus.publish)
-    await nursery.start(sup.run)
-    apps = Supervisor("apps", emit=bus.publish)
-    await nursery.start(apps.run)
-    ranges = {"service": config.service_ports, "streamlit": config.streamlit_ports}
-    ports = sup.start_child(ChildSpec("ports", lambda: PortAllocator(ranges, config.registry_dir / "ports.json")))
-    ttl = sup.start_child(ChildSpec("ttl", TTLClock))
-    events = sup.start_child(ChildSpec("eventlog", lambda: EventLog(bus, config.event_history)))
-    approvals = await ApprovalStore.open(config.registry_dir)
-    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl, approvals=approvals)
-    factory: Any = lambda m: ProcApp(m, ctx)  # noqa: E731
-    if backend is not None:
-        await nursery.start(backend.run)
-        ctx.backend, ctx.installer, ctx.exposure = backend, Installer(config), ExposureMeter()
-        factory = lambda m: ServiceApp(m, ctx)  # noqa: E731
-    registry = sup.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
-                                                                      config.registry_dir / "apps.json",
-                                                                      approvals=approvals)))
-    scanner = sup.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
-    sensor_ref = sup.start_child(ChildSpec("sensors", lambda: SensorActor(config, bus.publish, bus))) if sensors \
-        else None
+    recorder = Recorder(bus)
+    factory = None if service else (lambda ctx: lambda m: ProcApp(m, ctx))
+    rt = await build_tree_of(config, nursery, Overrides(backend=backend, bus=bus, sensors=sensors,
+                                                        app_factory=factory))
     if auth is None:
         auth = Auth(auth_file(root), config.auth.session_hours)
         auth.ensure_password({"HOMEHELPER_PASSWORD": PASSWORD})
-    deps = WebDeps(config=config, bus=bus, registry=registry, apps=apps, scanner=scanner, sensors=sensor_ref,
-                   event_log=events, ttl=ttl, auth=auth)
-    with trio.fail_after(10):
-        while len(await registry.ask(ListApps())) < n_apps:  # noqa: ASYNC110 - no event says "scan applied"
-            await trio.sleep(0.01)
-    return Tree(config, bus, sup, apps, deps, app_ids)
+    deps = web_deps(rt, auth)
+    await recorder.wait(ScanApplied, timeout=10)
+    return Tree(config, bus, rt.root, rt.apps, deps, app_ids, rt, recorder)
 
 
 @attrs.define
@@ -227,12 +220,6 @@ async def live(nursery: trio.Nursery, state_root: Path) -> Live:
 
 
 @pytest.fixture
-async def live_services(nursery: trio.Nursery, state_root: Path) -> AsyncIterator[Live]:
-    """The live server over real ServiceApps on the process backend (a venv each, /health polled)."""
-    from tests.fixtures.systemd import _stop_processes
-
-    backend = ProcessBackend(state_root / "run" / "procs")
-    try:
-        yield await start_live(nursery, state_root, backend=backend)
-    finally:
-        _stop_processes(backend)  # the process backend's apps outlive their HomeHelper, by design
+async def live_services(nursery: trio.Nursery, state_root: Path) -> Live:
+    """The live server over service apps with a /health server each (polled)."""
+    return await start_live(nursery, state_root, service=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import trio
 
+from homehelper.messages import ScanApplied
 from homehelper.web import create_app
 from homehelper.web.ops import ACTIONS
+from tests.fixtures.tree import wait_until
 from tests.web.conftest import PASSWORD, Tree
 
 
@@ -162,12 +163,12 @@ async def test_api_tokens_for_scripts(client, tree: Tree) -> None:
 async def test_logs_tail_and_download(client, tree: Tree) -> None:
     csrf = await login(client)
     await client.post("/api/apps/app-00/start", headers={"X-CSRF-Token": csrf})
-    with trio.fail_after(10):
-        while True:
-            lines = (await (await client.get("/api/apps/app-00/logs?lines=5")).get_json())["lines"]
-            if any(line.startswith("tick") for line in lines):
-                break
-            await trio.sleep(0.05)
+
+    async def ticked() -> list[str] | None:  # the app's own process writes the log: nothing to wait on but it
+        lines = (await (await client.get("/api/apps/app-00/logs?lines=5")).get_json())["lines"]
+        return lines if any(line.startswith("tick") for line in lines) else None
+
+    lines = await wait_until(ticked, timeout=10)
     assert len(lines) <= 5
     r = await client.get("/api/apps/app-00/logs/download")
     assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
@@ -212,13 +213,14 @@ async def test_rescan_finds_a_new_app_and_reports_a_broken_one(client, tree: Tre
     make_apps(tree.config.apps_dir, 1, prefix="late")
     (tree.config.apps_dir / "broken").mkdir()
     (tree.config.apps_dir / "broken" / "homehelper.json").write_text('{"id": "Broken!", "type": "service"}')
+    mark = len(tree.recorder.events)
     r = await client.post("/api/rescan", headers={"X-CSRF-Token": csrf})
     assert r.status_code == 200
     summary = (await r.get_json())["summary"]
     assert summary["discovered"] == ["late-00"] and summary["invalid"] == ["broken"]
-    with trio.fail_after(5):
-        while (r := await client.get("/api/apps/broken")).status_code != 200:  # noqa: ASYNC110
-            await trio.sleep(0.02)
+    await tree.recorder.wait_after(mark, ScanApplied, timeout=5)  # the registry has taken the rescan in
+    r = await client.get("/api/apps/broken")
+    assert r.status_code == 200
     broken = await r.get_json()
     assert broken["state"] == "invalid" and any(e.startswith("id:") for e in broken["errors"])
     r = await client.post("/api/apps/broken/start", headers={"X-CSRF-Token": csrf})

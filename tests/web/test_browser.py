@@ -7,11 +7,10 @@ import re
 
 import httpx
 import pytest
-import trio
 from playwright.sync_api import expect
 
 from homehelper.config import MonitorConfig
-from homehelper.messages import GetApp, GetHistory, ListApps
+from homehelper.messages import AppStateChanged, ListApps, SystemSampled
 from tests.fixtures.browser import screenshot, until
 from tests.web.conftest import PASSWORD, Live, start_live
 
@@ -56,9 +55,8 @@ async def test_dashboard_in_chromium(browser, live_services: Live) -> None:
             csrf = await live.login(c)
             r = await c.post(live.url + "/api/apps/app-02/start", headers={"X-CSRF-Token": csrf})
             assert r.status_code == 200
-        with trio.fail_after(30):  # a real start: venv, process, then /health decides "running"
-            while (await live.tree.deps.registry.ask(GetApp("app-02")))["state"] != "running":  # noqa: ASYNC110
-                await trio.sleep(0.05)
+        # a real start: venv, process, then /health decides "running"
+        await live.tree.recorder.wait(AppStateChanged, "app-02", state="running", timeout=30)
         assert await browser.run(lambda b: _state(page, "app-02")) == "stopped"
 
         def refresh(b):
@@ -108,9 +106,8 @@ async def test_dashboard_in_chromium(browser, live_services: Live) -> None:
 
 async def test_dashboard_on_a_phone_with_charts(browser, nursery, state_root) -> None:
     live = await start_live(nursery, state_root, monitor=MonitorConfig(interval=0.1))
-    with trio.fail_after(10):  # a few background samples make a history to chart
-        while len((await live.tree.deps.sensors.ask(GetHistory()))["points"]) < 4:  # noqa: ASYNC110
-            await trio.sleep(0.05)
+    # a few background samples make a history to chart
+    await live.tree.recorder.wait(lambda e: isinstance(e, SystemSampled) and e.history >= 4, timeout=10)
 
     def phone(b):
         ctx, page = _login(b, live.url, {"width": 390, "height": 844})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import resource
 from functools import partial
+from typing import Any
 
 import httpx
 import trio
@@ -28,9 +29,24 @@ async def test_serving_raises_the_open_files_limit_to_the_hard_limit(nursery, st
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+class DecidedCap(ConnectionCap):
+    """The server's cap, saying when it has admitted or refused `expected` connections."""
+
+    def __init__(self, expected: int, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.expected, self.decided = expected, trio.Event()
+
+    def admit(self, client: str) -> bool:
+        admitted = super().admit(client)
+        self.expected -= 1
+        if self.expected <= 0:
+            self.decided.set()
+        return admitted
+
+
 async def test_slow_sockets_are_capped_logged_once_and_a_dashboard_still_gets_in(nursery, state_root, caplog) -> None:
     tree = await build_tree(nursery, state_root, 1)
-    cap = ConnectionCap(total=60, per_client=40)
+    cap = DecidedCap(200, total=60, per_client=40)
     urls = await nursery.start(partial(serve_app, create_app(tree.deps), "127.0.0.1", 0, trio.Event(), cap=cap))
     url = urls[0]
     port = int(url.rsplit(":", 1)[1])
@@ -41,8 +57,7 @@ async def test_slow_sockets_are_capped_logged_once_and_a_dashboard_still_gets_in
             await s.send_all(b"GET /api/apps HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             slow.append(s)
         with trio.fail_after(10):
-            while cap.open + cap.refused < 200:  # noqa: ASYNC110 - no event says "accepted"
-                await trio.sleep(0.02)
+            await cap.decided.wait()
         assert cap.open == 40 and cap.refused == 160  # one address gets its share, not every handle
         closed = 0
         for s in slow:

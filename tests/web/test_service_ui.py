@@ -6,9 +6,8 @@ import shutil
 from pathlib import Path
 
 import httpx
-import trio
 
-from homehelper.messages import Rescan
+from homehelper.messages import AppStateChanged, Rescan
 
 from .conftest import Live
 from .test_proxy import enter_app
@@ -33,9 +32,7 @@ async def test_sensor_logger_ui_through_the_proxy(live_services: Live) -> None:
         r = await appc.get("/apps/sensor-logger/ui/")
         assert r.status_code == 503 and b"not running" in r.content
         assert (await client.post("/api/apps/sensor-logger/start", headers=h)).status_code == 200
-        with trio.fail_after(30):
-            while (await client.get("/api/apps/sensor-logger")).json()["state"] != "running":  # noqa: ASYNC110
-                await trio.sleep(0.1)
+        await live.tree.recorder.wait(AppStateChanged, "sensor-logger", state="running", timeout=30)
         opened = (await client.post("/api/apps/sensor-logger/open", headers=h)).json()
         assert opened["url"] == "/apps/sensor-logger/ui/" and opened["ttl_left"] is None
         page = await appc.get(opened["url"])
