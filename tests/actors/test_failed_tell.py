@@ -31,7 +31,7 @@ from homehelper.messages import (
 )
 from homehelper.serve import Runtime
 from tests.actors.test_scanner import make_app
-from tests.fixtures.tree import Recorder, open_tree
+from tests.fixtures.tree import Recorder, next_event, open_tree
 
 
 class Refuser(Actor):
@@ -53,14 +53,6 @@ class Refuser(Actor):
                 return self.seen
 
 
-async def _wait_for(sub: Any, cls: type) -> Any:
-    with trio.fail_after(5):
-        async for ev in sub:
-            if isinstance(ev, cls):
-                return ev
-    raise AssertionError("subscription ended")
-
-
 async def test_a_tell_that_raises_a_domain_error_is_published_and_the_actor_carries_on() -> None:
     bus = Broadcast()
     sub = bus.subscribe()
@@ -70,7 +62,7 @@ async def test_a_tell_that_raises_a_domain_error_is_published_and_the_actor_carr
         ref = sup.start_child(ChildSpec("lamp", Refuser))
         assert await ref.ask("count") == 1
         await ref.tell(OpenUI("lamp"))
-        ev = await _wait_for(sub, CommandFailed)
+        ev = await next_event(sub, lambda e: isinstance(e, CommandFailed))
         assert isinstance(ev, Event) and ev.kind == "command_failed"
         assert (ev.actor, ev.command, ev.app_id) == ("refuser", "OpenUI", "lamp")
         assert "3 Streamlit apps are running" in ev.error
@@ -97,13 +89,13 @@ async def test_a_crash_is_an_event_in_the_event_log_and_json_for_the_bridge() ->
         ref = sup.start_child(ChildSpec("lamp", Refuser))
         sub = bus.subscribe()
         await ref.tell("boom")
-        crashed = await _wait_for(sub, ChildCrashed)
+        crashed = await next_event(sub, lambda e: isinstance(e, ChildCrashed))
         assert (crashed.supervisor, crashed.child, crashed.start) == ("apps", "lamp", 1)
         assert "a bug" in crashed.error
-        await _wait_for(sub, ChildRestarting)
+        await next_event(sub, lambda e: isinstance(e, ChildRestarting))
         assert await ref.ask("count") == 1  # restarted, fresh state
         await ref.tell("boom")
-        await _wait_for(sub, ChildQuarantined)  # past the intensity
+        await next_event(sub, lambda e: isinstance(e, ChildQuarantined))  # past the intensity
         history = await events.ask(GetEventHistory(50))
         kinds = [e["kind"] for e in history]
         assert kinds.count("child_crashed") == 2

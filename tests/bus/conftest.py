@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ import trio
 from homehelper.actors import Broadcast, ChildSpec, Subscription, Supervisor
 from homehelper.actors.bridge import RedisBridge
 from homehelper.actors.eventlog import EventLog
+from tests.fixtures.tree import next_event as next_event  # re-exported for the bus tests
 from tests.fixtures.tree import wait_until as wait_until  # the one poller (for conditions in Redis), re-exported
 
 FAST = (0.05, 0.2)  # reconnect backoff for tests: real time, kept short
@@ -41,14 +42,6 @@ async def bridge_tree(url: str | None, **kw: Any) -> AsyncIterator[Tree]:
         root.start_child(ChildSpec("eventlog", lambda: EventLog(bus, 100)))
         yield Tree(bus, root, ref, events)
         nursery.cancel_scope.cancel()
-
-
-async def next_event(sub: Subscription, match: Callable[[Any], bool], timeout: float = 10) -> Any:
-    with trio.fail_after(timeout):
-        while True:
-            ev = await sub.receive()
-            if match(ev):
-                return ev
 
 
 def client(url: str) -> redis_py.Redis:
