@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from tests.backends.apps import HEALTHY_APP, write_app
 from tests.cli.test_cli import REPO, free_port, hh
+from tests.cli.test_start import Served
 
 
 @contextmanager
@@ -25,16 +24,7 @@ def serving(root: Path, apps: Path, port: int) -> Iterator[subprocess.Popen[str]
     with subprocess.Popen([sys.executable, "-m", "homehelper", "serve", "--apps-dir", str(apps), "--port", str(port)],
                           env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "serve did not answer within 30 s"
-                time.sleep(0.2)
+            Served(proc).wait_for("HomeHelper serving", timeout=30)  # it says so once it listens
             yield proc
         finally:
             proc.send_signal(signal.SIGTERM)

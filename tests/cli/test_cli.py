@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 from homehelper.actors.ports import port_is_free
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,17 +72,9 @@ def test_serve_answers_lists_apps_and_stops_on_sigterm_within_5_s(tmp_path: Path
     with subprocess.Popen([sys.executable, "-m", "homehelper", "serve", "--apps-dir", str(apps), "--port", str(port)],
                           env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    r = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
-                    if r.status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "serve did not answer within 30 s"
-                time.sleep(0.2)
+            from tests.cli.test_start import Served
+
+            Served(proc).wait_for("HomeHelper serving", timeout=30)  # it says so once it listens
             listed = hh("apps", "--json", "--apps-dir", str(apps), "--port", str(port), root=tmp_path / "state")
             data = json.loads(listed.stdout)
             assert data["source"] == "live"
