@@ -10,7 +10,7 @@ import trio
 from homehelper.backends import ProcessBackend
 from homehelper.messages import AppInstalled, AppInstallProgress, StartApp, StopApp
 from tests.actors.test_service import harness
-from tests.backends.apps import HEALTHY_APP, make_config, wait_until, write_app
+from tests.backends.apps import HEALTHY_APP, make_config, write_app
 
 
 def _release(fifo: Path) -> None:
@@ -28,7 +28,7 @@ async def test_an_app_starts_while_another_apps_setup_runs(state_root: Path) -> 
         slow_ref, quick_ref = h.add(slow), h.add(quick)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(slow_ref.ask, StartApp("slow"), 120)
-            await wait_until(lambda: any(e.step == "setup" for e in h.of(AppInstallProgress, "slow")))
+            await h.recorder.wait(AppInstallProgress, "slow", step="setup")
             await quick_ref.ask(StartApp("quick"), timeout=60)  # installs and starts meanwhile
             await h.until_state(quick_ref, "running")
             assert not h.of(AppInstalled, "slow")  # still in its setup (its actor is busy with it)

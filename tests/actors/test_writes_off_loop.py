@@ -12,7 +12,7 @@ import pytest
 from homehelper import storage
 from homehelper.backends import logs, proctree
 from homehelper.messages import StartApp, StopApp
-from tests.actors.test_stop_sticks import config, saved, states, tree  # noqa: F401 - the fixture
+from tests.actors.test_stop_sticks import config, reaches, saved, tree  # noqa: F401 - the fixture
 from tests.backends.apps import HEALTHY_APP, wait_until, write_app
 
 
@@ -37,7 +37,7 @@ async def test_the_start_path_writes_registry_ports_and_process_records_off_the_
     async with tree(config) as (rt, events):
         loop_thread = threading.current_thread()
         await rt.apps.ref("web").ask(StartApp("web"), timeout=60)
-        await wait_until(lambda: "running" in states(events, "web"), timeout=30)
+        await reaches(events, "web", "running")
         await wait_until(lambda: saved(config, "web")["desired"] == "running")
         await rt.apps.ref("web").ask(StopApp("web"), timeout=60)
         await wait_until(lambda: saved(config, "web")["desired"] == "stopped")

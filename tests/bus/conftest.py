@@ -16,6 +16,7 @@ import trio
 from homehelper.actors import Broadcast, ChildSpec, Subscription, Supervisor
 from homehelper.actors.bridge import RedisBridge
 from homehelper.actors.eventlog import EventLog
+from tests.fixtures.tree import Recorder
 from tests.fixtures.tree import next_event as next_event  # re-exported for the bus tests
 from tests.fixtures.tree import wait_until as wait_until  # the one poller (for conditions in Redis), re-exported
 
@@ -28,19 +29,21 @@ class Tree:
     root: Supervisor
     bridge: Any  # ActorRef
     events: Subscription  # everything published on the bus since the tree started
+    recorder: Recorder  # the same, recorded: wait on it without consuming (recorder.wait)
 
 
 @asynccontextmanager
 async def bridge_tree(url: str | None, **kw: Any) -> AsyncIterator[Tree]:
     bus = Broadcast()
     events = bus.subscribe(10_000)
+    recorder = Recorder(bus)
     kw.setdefault("backoff", FAST)
     async with trio.open_nursery() as nursery:
         root = Supervisor("root", emit=bus.publish)
         await nursery.start(root.run)
         ref = root.start_child(ChildSpec("bridge", lambda: RedisBridge(bus, url, **kw)))
         root.start_child(ChildSpec("eventlog", lambda: EventLog(bus, 100)))
-        yield Tree(bus, root, ref, events)
+        yield Tree(bus, root, ref, events, recorder)
         nursery.cancel_scope.cancel()
 
 

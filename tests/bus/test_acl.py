@@ -11,7 +11,15 @@ import trio
 from homehelper.bus.acl import AppIdentities, app_secrets, app_url, user_name
 from homehelper.bus.channels import Channels
 from homehelper.errors import ConfigError
-from homehelper.messages import AppRemoved, AppStarted, BusConnected, BusDisconnected, BusMessage, GetBusState
+from homehelper.messages import (
+    AppRemoved,
+    AppStarted,
+    BusConnected,
+    BusDisconnected,
+    BusIdentityKnown,
+    BusMessage,
+    GetBusState,
+)
 from homehelper.sdk import Bus, settings
 
 from .conftest import SecuredRedis, bridge_tree, client, next_event, wait_until
@@ -190,7 +198,8 @@ async def test_homehelper_logs_in_with_a_user_and_password_and_makes_app_users(s
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
         tree.bus.publish(AppStarted("lamp", 8100))
         await wait_until(lambda: secured_redis.admin.xlen("homehelper:main:stream"))
-        await wait_until(lambda: ids.state == "per-app")  # learnt on connect, before any app started
+        [known] = await tree.recorder.wait(BusIdentityKnown)  # learnt on connect, before any app started
+        assert known.identity == ids.state == "per-app"
         state = await tree.bridge.ask(GetBusState())
         assert state["connected"] and state["identity"] == "per-app" and "hh-pw" not in state["url"]
         lamp_url = url_of(await ids.secrets_for("lamp"))
@@ -209,7 +218,8 @@ async def test_without_permission_to_manage_users_apps_share_one_identity(secure
     ids = AppIdentities(url)
     async with bridge_tree(url, identities=ids) as tree:
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
-        await wait_until(lambda: ids.state == "shared")
+        [known] = await tree.recorder.wait(BusIdentityKnown)
+        assert known.identity == ids.state == "shared"
         state = await tree.bridge.ask(GetBusState())
         assert state["identity"] == "shared" and "share one Redis identity" in state["identity_note"]
         assert "NOPERM" in state["identity_note"] or "permission" in state["identity_note"]

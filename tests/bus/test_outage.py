@@ -68,17 +68,21 @@ async def test_kill_9_mid_stream_then_restart(redis, rc):
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
         sent = 0
         first_after_down: list[int] = []
+        reached = {100: trio.Event(), 250: trio.Event()}  # the producer says when it has sent so many
 
         async def producer() -> None:  # a steady stream of events, Redis killed in the middle of it
             nonlocal sent
             for i in range(400):
                 tree.bus.publish(ConfigChanged({"i": i}))
                 sent = i + 1
+                if sent in reached:
+                    reached[sent].set()
                 await trio.sleep(0.002)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(producer)
-            await wait_until(lambda: sent >= 100)
+            with trio.fail_after(15):
+                await reached[100].wait()
             redis.kill()
             await next_event(tree.events, lambda e: isinstance(e, BusDisconnected))
             first_after_down.append(sent)
@@ -89,7 +93,8 @@ async def test_kill_9_mid_stream_then_restart(redis, rc):
                 await tree.bridge.ask(GetEventHistory(5))
             # the rest of the tree does not notice
             assert len(await tree.root.ref("eventlog").ask(GetEventHistory(50))) == 50
-            await wait_until(lambda: sent >= 250)
+            with trio.fail_after(15):
+                await reached[250].wait()
             redis.start()  # empty: no persistence
             await next_event(tree.events, lambda e: isinstance(e, BusConnected))
         await wait_until(lambda: any(e.get("changes") == {"i": 399} for e in stream(r)))
