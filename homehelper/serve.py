@@ -176,8 +176,11 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
 
 
 def web_deps(rt: Runtime, auth: Auth | None) -> WebDeps:
-    """What the web app talks to in the tree `rt`, following the live config; sets `rt.deps`."""
-    deps = WebDeps(config=rt.config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
+    """What the web app talks to in the tree `rt`, following the live config; sets `rt.deps`.
+
+    serve and the tests' web fixtures both call it: a new dependency of the web goes here."""
+    config = rt.config
+    deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
                    scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
                    event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
                    notifier=rt.refs["notifier"])
