@@ -49,7 +49,12 @@ def test_read_stat_matches_psutil() -> None:
 
 async def test_process_tree_is_summed(spawn: list[subprocess.Popen[bytes]]) -> None:
     shell = start(spawn, ["sh", "-c", "sleep 60 & sleep 60 & wait"])
-    await wait_until(lambda: len(psutil.Process(shell.pid).children()) == 2, timeout=10)  # its two children forked
+
+    def settled() -> bool:  # both children exec'd `sleep` and sleep in it (their memory holds still)
+        kids = psutil.Process(shell.pid).children()
+        return len(kids) == 2 and all(k.name() == "sleep" and k.status() == psutil.STATUS_SLEEPING for k in kids)
+
+    await wait_until(settled, timeout=10)
     table = ProcessTable()
     table.set("logger", shell.pid, None)
     sampler = AppSampler(table)
