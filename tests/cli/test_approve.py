@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from homehelper.backends import ProcessBackend
 from tests.backends.apps import HEALTHY_APP, write_app
 from tests.cli.test_cli import REPO, free_port, hh
 from tests.cli.test_start import Served
+from tests.fixtures.systemd import _stop_processes
 
 
 @contextmanager
@@ -36,13 +38,7 @@ def serving(root: Path, apps: Path, port: int) -> Iterator[subprocess.Popen[str]
 
 
 def _kill_apps(root: Path) -> None:
-    for f in (root / "run" / "procs").glob("*.json"):
-        pid = json.loads(f.read_text()).get("pid")
-        if isinstance(pid, int):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+    _stop_processes(ProcessBackend(root / "run" / "procs"))
 
 
 def state_of(root: Path, apps: Path, port: int, app_id: str) -> dict[str, object]:
