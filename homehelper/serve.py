@@ -43,6 +43,7 @@ from .stateroot import RootLock, lock_root, prepare_root
 from .ui import UIManager
 from .web import WebDeps, create_app, serve_app
 from .web.auth import open_auth
+from .web.logs import log_sources
 
 log = logging.getLogger("homehelper")
 
@@ -179,7 +180,7 @@ async def _serve(config: Config, notices: Sequence[Event], task_status: trio.Tas
         deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
                        scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
                        event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
-                       notifier=rt.refs["notifier"])
+                       notifier=rt.refs["notifier"], logs=log_sources(rt.refs["backend"]))
         settings_ref = rt.refs["settings"]
 
         async def set_config(changes: dict[str, Any]) -> Config:

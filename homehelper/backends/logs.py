@@ -18,7 +18,7 @@ import ctypes
 import logging
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -93,20 +93,22 @@ def tail_text(path: Path, lines: int = 30) -> str:
     return "\n".join(tail(path, lines))
 
 
-async def follow(path: Path, lines: int = 0, poll: float = FOLLOW_POLL) -> AsyncIterator[str]:
+async def follow(path: Path, lines: int = 0, poll: float = FOLLOW_POLL,
+                 start: int | None = None) -> AsyncGenerator[str, None]:
     """Yield the last `lines` lines, then each new line as it is written (forever).
 
     A truncation (rotation) is noticed by the size going down and reading
     restarts at the top. New writes wake it through inotify (a stat every `poll`
     seconds where there is none); reads run in a worker thread.
-    Use it inside `contextlib.aclosing` so leaving early closes it at once.
+    Use it inside `contextlib.aclosing` so leaving early closes it at once. `start`: follow from
+    this offset (taken by the caller before it answered), not from the end at the first read.
     """
     try:
         watch: _Inotify | None = _Inotify(path.parent)  # before the first read: no write slips by
     except (OSError, AttributeError):
         watch = None
     try:
-        pos = size(path)  # the tail ends here, where following begins: no line twice, none lost
+        pos = size(path) if start is None else start  # the tail ends here, where following begins
         if lines > 0:
             for line in await trio.to_thread.run_sync(tail, path, lines, pos):
                 yield line
