@@ -137,7 +137,7 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
         bus, live().redis_url, config.node_id, history=config.event_history, apps=registry,
         identities=identities))))
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish,
-                                                                    follow=bus)))
+                                                                    follow=bus, watch=True)))
 
     async def follow(old: Config, new: Config) -> None:
         ctx.config = new  # app actors and the UI manager read streamlit.* (and redis_url at a start) here
