@@ -14,10 +14,11 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from .backends import logsearch
 from .config import Config
 
 OK, FAILED, USAGE, NOT_RUNNING = 0, 1, 2, 3
@@ -280,61 +281,37 @@ def _bytes(value: Any) -> str:
 
 
 # --- logs -----------------------------------------------------------------------------------------
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_STAMP = re.compile(r"^\[?(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)")
 
 
 def since_arg(text: str) -> datetime:
     """`10m`, `2h`, `1d`, `30s`, or an ISO time (local time when it names no zone)."""
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
-    if m:
-        return datetime.now(UTC) - timedelta(seconds=float(m[1]) * _UNITS[m[2]])
     try:
-        return _aware(datetime.fromisoformat(text.strip()))
+        return logsearch.parse_time(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give 10m, 2h, 1d, 30s or an ISO time") from None
 
 
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo is not None else when.astimezone()
-
-
-class LineFilter:
-    """--since and --grep, on the client. A line that does not start with a timestamp is kept or
-    dropped with the dated line above it (a traceback goes with its log line); before any dated
-    line, it is kept (its age is unknown)."""
+class LineFilter(logsearch.LineFilter):
+    """--since and --grep as the server applies them (homehelper.backends.logsearch): a line without
+    a timestamp goes with the dated line above it; before any dated line, it is kept."""
 
     def __init__(self, since: datetime | None, grep: str | None) -> None:
-        self.since, self.grep = since, grep
-        self.recent = True
-
-    def __call__(self, line: str) -> bool:
-        if self.since is not None:
-            m = _STAMP.match(line)
-            if m:
-                try:
-                    self.recent = _aware(datetime.fromisoformat(m[1].replace(",", "."))) >= self.since
-                except ValueError:
-                    pass
-            if not self.recent:
-                return False
-        return self.grep is None or self.grep in line
+        super().__init__(logsearch.Query(grep=grep, since=since))
 
 
 def logs(server: Server, args: argparse.Namespace) -> int:
-    keep = LineFilter(args.since, args.grep)
-    filtering = args.since is not None or args.grep is not None
-    # With a filter, the last N matching lines: look through as much as the server tails.
-    want = MAX_LINES if filtering else args.lines
+    # The server searches (every rotated file, or the journal) and sends the last N matches.
+    search = {"grep": args.grep, "since": args.since.isoformat() if args.since else None}
+    search = {k: v for k, v in search.items() if v}
     out = _printer(args.app, args.json)
     if not args.follow:
-        data = server.get(f"/api/apps/{quote(args.app, safe='')}/logs", lines=want)
+        data = server.get(f"/api/apps/{quote(args.app, safe='')}/logs", lines=args.lines, **search)
         lines = data.get("lines") if isinstance(data, dict) else None
-        for line in [str(ln) for ln in lines or () if keep(str(ln))][-args.lines:]:
+        for line in [str(ln) for ln in lines or ()][-args.lines:]:
             out(line)
         return OK
     with server.websocket() as ws:
-        ws.send({"type": "logs.follow", "id": 1, "app": args.app, "lines": want})
+        ws.send({"type": "logs.follow", "id": 1, "app": args.app, "lines": args.lines, **search})
         while True:
             msg = ws.recv(timeout=None)  # the server pings every 25 s; a dead one closes the socket
             if msg.get("id") != 1:
@@ -344,13 +321,12 @@ def logs(server: Server, args: argparse.Namespace) -> int:
             if msg.get("type") == "reply":
                 data = msg.get("data")
                 first = data.get("lines") if isinstance(data, dict) else None
-                for line in [str(ln) for ln in first or () if keep(str(ln))][-args.lines:]:
+                for line in [str(ln) for ln in first or ()][-args.lines:]:
                     out(line)
             elif msg.get("type") == "log":
                 batch = msg.get("lines")
                 for line in map(str, batch if isinstance(batch, list) else ()):
-                    if keep(line):
-                        out(line)
+                    out(line)
 
 
 def _printer(app_id: str, as_json: bool) -> Callable[[str], None]:

@@ -44,6 +44,7 @@ from .stateroot import RootLock, lock_root, prepare_root
 from .ui import UIManager
 from .web import WebDeps, create_app, serve_app
 from .web.auth import Auth, open_auth
+from .web.logs import log_sources
 
 log = logging.getLogger("homehelper")
 
@@ -94,6 +95,7 @@ class Overrides:
     policy: RestartPolicy | None = None  # both supervisors' restart policy; None: the runtime's default
     scan: bool = True  # False: no scanner; the caller starts app actors under `Runtime.apps` itself
     scanner_follows: bool = True  # the scanner hands a restarted registry the apps again
+    watch: bool = True  # the scanner watches apps/ (inotify): folders appear without a rescan
     sensors: bool = True  # False: no sensor actor (no background sampling)
     ui_memory: Callable[[], float] | None = None  # the UI manager's reading of available memory (MB)
     ui_memory_check: float | None = None  # below this many MB it refuses to open another app
@@ -160,7 +162,8 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
         bus, live().redis_url, config.node_id, history=config.event_history, apps=registry,
         identities=identities))))
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(
-        config.apps_dir, registry, bus.publish, follow=bus if o.scanner_follows else None))) if o.scan else None
+        config.apps_dir, registry, bus.publish, follow=bus if o.scanner_follows else None,
+        watch=o.watch))) if o.scan else None
 
     async def follow(old: Config, new: Config) -> None:
         ctx.config = new  # app actors and the UI manager read streamlit.* (and redis_url at a start) here
@@ -183,7 +186,7 @@ def web_deps(rt: Runtime, auth: Auth | None) -> WebDeps:
     deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
                    scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
                    event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
-                   notifier=rt.refs["notifier"])
+                   notifier=rt.refs["notifier"], logs=log_sources(rt.refs["backend"]))
     settings_ref = rt.refs["settings"]
 
     async def set_config(changes: dict[str, Any]) -> Config:

@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.browser",
     "tests.fixtures.systemd",
+    "tests.fixtures.journal",
     "tests.fixtures.streamlit",
     "tests.fixtures.receiver",
 ]

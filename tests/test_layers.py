@@ -29,12 +29,17 @@ LAYERS: dict[str, int] = {
     "homehelper.monitor": 2,
     "homehelper.bus": 2,
     "homehelper.backends": 2,
+    "homehelper.backends.stamp": 2,  # run by path as its own process; imports nothing from homehelper
+    "homehelper.backends.stamping": 2,
+    "homehelper.backends.logsearch": 2,
+    "homehelper.backends.journal": 2,
     "homehelper.stateroot": 2,
     "homehelper.actors": 3,  # the domain actors, and the package re-exporting the runtime
     "homehelper.ui": 3,
     "homehelper.web": 4,
     "homehelper.serve": 5,
     "homehelper.cli": 5,
+    "homehelper.clictl": 5,  # the commands that control the running server (uses backends.logsearch)
     "homehelper.__main__": 5,
     "homehelper.selfinstall": 5,
     "homehelper.sdk": 5,  # what apps import; nothing in homehelper imports it

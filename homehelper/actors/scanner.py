@@ -1,4 +1,5 @@
-"""The scanner: reads apps/ at start and on Rescan, reports what changed.
+"""The scanner: reads apps/ at start, on Rescan and (with `watch`) whenever a folder copied in or
+a manifest changed has settled (actors/watcher.py), and reports what changed.
 
 Each folder is judged alone: a broken manifest (bad JSON, nested too deeply,
 a FIFO, a folder or a device in its place, any error at all) marks that one
@@ -18,6 +19,7 @@ from ..errors import BadRequest, ManifestError
 from ..manifest import MANIFEST_NAME, Manifest, load_manifest
 from ..messages import AppChanged, AppDiscovered, AppInvalid, ApplyScan, AppRemoved, Rescan
 from . import Actor, ActorRef, Broadcast, ChildRestarting
+from .watcher import QUIET, AppsWatcher
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +59,12 @@ class Scanner(Actor):
     name = "scanner"
     read_folder = staticmethod(scan_folder)  # what runs in the worker thread
 
-    def __init__(self, apps_dir: Path, registry: ActorRef[Any], emit: Any, follow: Broadcast | None = None) -> None:
+    def __init__(self, apps_dir: Path, registry: ActorRef[Any], emit: Any, follow: Broadcast | None = None,
+                 watch: bool = False, quiet: float = QUIET) -> None:
         self.apps_dir = apps_dir
+        # watch: scan when apps/ changes (inotify, actors/watcher.py), once each copied folder is quiet
+        self.watcher = AppsWatcher(apps_dir, self._scan_settled, quiet=quiet) if watch else None
+        self._lock = trio.Lock()  # one scan at a time: the watcher's and a Rescan's
         self.registry = registry
         self.emit = emit
         self.follow = follow  # the bus: a restarted registry starts empty and needs the apps again
@@ -70,6 +76,9 @@ class Scanner(Actor):
             restarts = self.follow.subscribe(maxlen=4, accept=lambda e: isinstance(e, ChildRestarting)
                                              and e.child == self.registry.name)
             nursery.start_soon(self._resend_on_restart, restarts)
+        if self.watcher is not None:
+            self.watcher.busy.clear()
+            await nursery.start(self.watcher.run)  # watching before the first scan: no copy slips by
         await self.scan()
 
     async def _resend_on_restart(self, restarts: Any) -> None:
@@ -86,10 +95,20 @@ class Scanner(Actor):
             case _:
                 raise BadRequest(f"scanner: unknown message {type(msg).__name__}")
 
+    async def _scan_settled(self, busy: frozenset[str]) -> None:
+        await self.scan()
+
     async def scan(self) -> dict[str, list[str]]:
+        async with self._lock:
+            return await self._scan()
+
+    async def _scan(self) -> dict[str, list[str]]:
         # abandon_on_cancel: a read that hangs (a stalled SD card, some special file) must not
         # hold up a shutdown; the thread ends on its own and its result is dropped.
         manifests, invalid = await trio.to_thread.run_sync(self.read_folder, self.apps_dir, abandon_on_cancel=True)
+        busy = await self.watcher.catch_up() if self.watcher is not None else frozenset()
+        if busy:
+            manifests, invalid = self._hold(busy, manifests, invalid)
         found = {m.id: m for m in manifests}
         summary: dict[str, list[str]] = {"discovered": [], "changed": [], "removed": [], "invalid": []}
         for app_id, m in found.items():
@@ -111,3 +130,16 @@ class Scanner(Actor):
         self.known, self.invalid = found, invalid
         await self.registry.tell(ApplyScan(tuple(manifests), tuple(sorted(invalid.items()))))
         return summary
+
+    def _hold(self, busy: frozenset[str], manifests: list[Manifest], invalid: dict[str, tuple[str, ...]]
+              ) -> tuple[list[Manifest], dict[str, tuple[str, ...]]]:
+        """What a folder still being copied held before (nothing, for a new one): it is read once quiet."""
+        kept = [m for m in manifests if m.path.name not in busy]
+        ids = {m.id for m in kept}
+        for m in self.known.values():
+            if m.path.name in busy and m.id not in ids:
+                kept.append(m)
+                ids.add(m.id)
+        held = {f: e for f, e in invalid.items() if f not in busy}
+        held.update({f: e for f, e in self.invalid.items() if f in busy})
+        return sorted(kept, key=lambda m: m.id), held

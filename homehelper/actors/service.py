@@ -14,6 +14,7 @@ background watchers (process exit, health, retry timer) never interleave.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..backends import logs
 from ..backends.base import Backend, UnitStatus, app_spec, env_port, env_value, log_file
 from ..backends.health import RestartTracker, judge_end
 from ..backends.installer import Installer
+from ..backends.journal import run_output
 from ..bus.acl import app_secrets
 from ..errors import BackendError, Conflict, DiskFull, HomeHelperError, InstallFailed
 from ..manifest import Manifest
@@ -76,6 +78,7 @@ class ServiceApp(AppActor):
         self.healthy_since: float | None = None
         self.started_at = 0.0
         self.log_offset = 0
+        self.log_since = 0.0  # wall time the current run began: its output in the journal
         disk = self.installer.marker(manifest).get("disk_bytes")
         self.disk_bytes = disk if isinstance(disk, int) and not isinstance(disk, bool) else 0
         self.tracker = self._new_tracker()
@@ -96,6 +99,10 @@ class ServiceApp(AppActor):
     @property
     def log_path(self) -> Path:
         return log_file(self.ctx.config.logs_dir(self.app_id))
+
+    async def _output(self) -> str:
+        """This run's output so far (the journal's or its file's)."""
+        return await run_output(self.backend, self.app_id, self.log_path, self.log_offset, self.log_since)
 
     async def _read_record(self) -> dict[str, Any]:
         """run/services/<id>.json; a damaged one is set aside and said (the port is then read from the process)."""
@@ -131,6 +138,7 @@ class ServiceApp(AppActor):
             self.desired = "running"
             self.started_at = trio.current_time()
             self.log_offset = logs.size(self.log_path)
+            self.log_since = time.time()
             self.set_state("starting", "adopted")
             self.ctx.emit(AppProcessChanged(self.app_id, self.status.pid, self.status.cgroup))
             self._begin_run()
@@ -279,6 +287,7 @@ class ServiceApp(AppActor):
         self.measure_exposure(self._nursery)
         await self._record()
         self.log_offset = logs.size(self.log_path)
+        self.log_since = time.time()
         self.started_at = trio.current_time()
         self._generation += 1
         self.set_state("starting", reason)
@@ -286,7 +295,7 @@ class ServiceApp(AppActor):
             await self.backend.start(self.app_id)
         except BackendError as exc:
             await self._refresh_status()
-            return self._config_error(exc.message, logs.read_since(self.log_path, self.log_offset))
+            return self._config_error(exc.message, await self._output())
         self.ctx.emit(AppStarted(self.app_id, self.port, reason))
         self._begin_run()
         # The watcher reads the new PID: a `systemctl show` while the app boots is slow, and the
@@ -339,7 +348,8 @@ class ServiceApp(AppActor):
     async def _failed(self, why: str) -> None:
         """The run ended (or was ended) against the user's wish: classify, then retry or give up."""
         self._run_scope.cancel()
-        st, tail, now = self.status, logs.read_since(self.log_path, self.log_offset), trio.current_time()
+        tail = await self._output()
+        st, now = self.status, trio.current_time()
         if self.healthy and st.result == "watchdog":  # systemd ended it: say so, as the process backend does
             self.ctx.emit(AppHealthChanged(self.app_id, False, "watchdog: no heartbeat in time"))
         self.healthy = None

@@ -49,6 +49,9 @@ class AppSpec:
     notify: bool = False
     watchdog_sec: float | None = None
     start_timeout: float | None = None
+    # Output to journald where it runs (systemd backend): service apps. Streamlit apps keep their file,
+    # which their launcher reads for Streamlit's own start-up errors.
+    journal: bool = False
 
     @property
     def log_file(self) -> Path:
@@ -175,6 +178,7 @@ def app_spec(manifest: Manifest, config: Config, port: int, python: Path | None 
         permissions=manifest.permissions,
         devices=manifest.devices,
         secrets=secrets,
+        journal=manifest.type == "service",
         **watchdog_fields(manifest),
     )
 

@@ -14,17 +14,17 @@ bounded memory, however long the lines.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
 import trio
 
 from ..errors import BackendError
+from .inotify import IN_CREATE, IN_MODIFY, Inotify
 
 log = logging.getLogger(__name__)
 
@@ -93,20 +93,22 @@ def tail_text(path: Path, lines: int = 30) -> str:
     return "\n".join(tail(path, lines))
 
 
-async def follow(path: Path, lines: int = 0, poll: float = FOLLOW_POLL) -> AsyncIterator[str]:
+async def follow(path: Path, lines: int = 0, poll: float = FOLLOW_POLL,
+                 start: int | None = None) -> AsyncGenerator[str, None]:
     """Yield the last `lines` lines, then each new line as it is written (forever).
 
     A truncation (rotation) is noticed by the size going down and reading
     restarts at the top. New writes wake it through inotify (a stat every `poll`
     seconds where there is none); reads run in a worker thread.
-    Use it inside `contextlib.aclosing` so leaving early closes it at once.
+    Use it inside `contextlib.aclosing` so leaving early closes it at once. `start`: follow from
+    this offset (taken by the caller before it answered), not from the end at the first read.
     """
     try:
         watch: _Inotify | None = _Inotify(path.parent)  # before the first read: no write slips by
     except (OSError, AttributeError):
         watch = None
     try:
-        pos = size(path)  # the tail ends here, where following begins: no line twice, none lost
+        pos = size(path) if start is None else start  # the tail ends here, where following begins
         if lines > 0:
             for line in await trio.to_thread.run_sync(tail, path, lines, pos):
                 yield line
@@ -186,32 +188,16 @@ def rotate_if_needed(path: Path, max_bytes: int = MAX_BYTES, keep: int = KEEP) -
     return True
 
 
-class _Inotify:
-    """IN_MODIFY and IN_CREATE of one folder, through libc (no package needed); None when unavailable."""
-
-    IN_MODIFY, IN_CREATE, IN_NONBLOCK, IN_CLOEXEC = 0x2, 0x100, 0o4000, 0o2000000
+class _Inotify(Inotify):
+    """IN_MODIFY and IN_CREATE of one folder (inotify.py); OSError or AttributeError when unavailable."""
 
     def __init__(self, folder: Path) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        self.fd = libc.inotify_init1(self.IN_NONBLOCK | self.IN_CLOEXEC)
-        if self.fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1")
-        if libc.inotify_add_watch(self.fd, os.fsencode(folder), self.IN_MODIFY | self.IN_CREATE) < 0:
-            err = ctypes.get_errno()
+        super().__init__()
+        try:
+            self.add(folder, IN_MODIFY | IN_CREATE)
+        except OSError:
             os.close(self.fd)
-            raise OSError(err, f"inotify_add_watch {folder}")
-
-    async def wait(self) -> None:
-        """Until something in the folder changed; the events queued meanwhile count as one."""
-        await trio.lowlevel.wait_readable(self.fd)
-        while True:
-            try:
-                os.read(self.fd, 64 * 1024)
-            except BlockingIOError:
-                return
-
-    def close(self) -> None:
-        os.close(self.fd)
+            raise
 
 
 async def keep_capped(path: Path, max_bytes: int = MAX_BYTES, keep: int = KEEP,

@@ -26,6 +26,7 @@ from ..storage import atomic_write_json, read_json
 from . import proctree
 from .base import AppSpec, UnitStatus, wait_pid_exit, writable_dir
 from .notify import NotifyListener
+from .stamping import stamped_log
 
 log = logging.getLogger(__name__)
 
@@ -260,11 +261,7 @@ class ProcessBackend:
             env["NOTIFY_SOCKET"] = self._listen().address
             if spec.watchdog_sec:
                 env["WATCHDOG_USEC"] = str(int(spec.watchdog_sec * 1_000_000))
-        try:
-            fd = os.open(spec.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        except OSError as exc:
-            raise BackendError(f"{app_id}: cannot open its log {spec.log_file}: {exc.strerror}; "
-                               f"fix it with: chmod u+rw {spec.log_file}", app=app_id) from None
+        fd = await stamped_log(app_id, spec.log_file)  # each line timestamped as it arrives
         try:
             proc = await trio.lowlevel.open_process(
                 list(spec.argv), cwd=str(spec.cwd), env=env, stdin=subprocess.DEVNULL, stdout=fd,

@@ -24,6 +24,7 @@ from ..errors import BackendError, DeviceMissing
 from ..storage import atomic_write_text
 from . import netwall
 from .base import AppSpec, UnitStatus, env_file_text, probe_delays, wait_pid_exit, writable_dir, write_secrets
+from .journal import Journal
 from .sandbox import Node, resolve_devices, walled
 from .units import UNIT_PREFIX, render_unit, unit_name
 
@@ -106,8 +107,13 @@ class SystemdBackend:
 
     def __init__(self, scope: str = "user", environ: Mapping[str, str] | None = None,
                  prefix: str = UNIT_PREFIX, units_at: Path | None = None, run_as: str | None = None,
-                 secrets_at: Path | None = None, bus_at: Path | None = None) -> None:
+                 secrets_at: Path | None = None, bus_at: Path | None = None,
+                 journal: Journal | None = None) -> None:
         self.scope = scope
+        # Service apps log to journald when it answers (looked at each prepare), else to their files.
+        self.journal = journal or Journal(scope)
+        self._journal_on = False
+        self._journaled: dict[str, bool] = {}  # app id -> does its unit log to the journal
         self.environ = dict(os.environ if environ is None else environ)
         self.prefix = prefix
         self.unit_dir = units_at or unit_dir(scope, self.environ)
@@ -233,6 +239,9 @@ class SystemdBackend:
             self._unstartable[spec.app_id] = exc
             return
         self._unstartable.pop(spec.app_id, None)
+        if spec.journal:
+            self._journal_on = await trio.to_thread.run_sync(self.journal.answers)
+        self._journaled[spec.app_id] = spec.journal and self._journal_on
         spec, bus = await self._bus(spec)
         http = self.http_dir / spec.app_id
         if netwall.unit_lines(spec):  # walled, with a port: portshim listens in its http folder
@@ -313,7 +322,29 @@ class SystemdBackend:
         return render_unit(netwall.wrapped(spec, http), user=self.run_as, nodes=nodes,
                            secrets_file=self.secrets_dir / f"{spec.app_id}.env",
                            wanted_by="multi-user.target" if self.scope == "system" else "default.target",
-                           extra=(netwall.unit_lines(spec, self.prefix), netwall.service_lines(spec, bus, http)))
+                           extra=(netwall.unit_lines(spec, self.prefix), netwall.service_lines(spec, bus, http)),
+                           journal=self.unit(spec.app_id).removesuffix(".service")
+                           if self._journaled.get(spec.app_id) else None)
+
+    def journal_unit(self, app_id: str) -> str | None:
+        """The unit whose journal holds the app's log, or None when its log is its file (blocking:
+        an app not prepared in this run is judged by its unit file)."""
+        unit = self.unit(app_id)
+        if app_id not in self._journaled:
+            try:
+                text = (self.unit_dir / unit).read_text()
+            except OSError:
+                return None
+            self._journaled[app_id] = "\nStandardOutput=journal\n" in text
+        return unit if self._journaled[app_id] else None
+
+    async def output_since(self, app_id: str, since: float) -> str | None:
+        """What the app's unit wrote to the journal since `since` (epoch seconds); None when it
+        logs to its file instead (read that)."""
+        unit = await trio.to_thread.run_sync(self.journal_unit, app_id)
+        if unit is None:
+            return None
+        return await trio.to_thread.run_sync(self.journal.output_since, unit, since)
 
     async def daemon_reload(self) -> None:
         """One reload for every unit file written before it began: twenty apps prepared together

@@ -26,6 +26,12 @@ def unit_name(app_id: str, prefix: str = UNIT_PREFIX) -> str:
     return f"{prefix}{app_id}.service"
 
 
+def _ident(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        raise UnsafeUnitValue(f"log identifier {name!r} is not valid", field="journal")
+    return name
+
+
 # Control characters and Unicode line breaks: a unit file is line-based, so any of these in a
 # value would begin a directive of the app's choosing. The manifest refuses them; this is the
 # second wall, for values that come from elsewhere (folder names, config).
@@ -86,11 +92,12 @@ def _description(text: str) -> str:
 
 def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "default.target",
                 nodes: Sequence[Node] = (), secrets_file: Path | None = None,
-                extra: tuple[Sequence[str], Sequence[str]] = ((), ())) -> str:
+                extra: tuple[Sequence[str], Sequence[str]] = ((), ()), journal: str | None = None) -> str:
     """The unit text for `spec`. `user`: whom a system-scope unit runs as (user units run as their
     manager's user). `nodes`: the device nodes it may open (sandbox.resolve_devices). `extra`:
-    ([Unit] lines, [Service] lines) of its network wall (netwall.unit_lines, service_lines). Logs go to
-    logs/<id>/app.log, journald or not, so tail, follow and rotation work alike on every machine."""
+    ([Unit] lines, [Service] lines) of its network wall (netwall.unit_lines, service_lines). `journal`:
+    output to journald under this SyslogIdentifier (the unit's name) (journald stamps and caps it);
+    else to logs/<id>/app.log (backends/journal.py)."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", spec.app_id):
         raise UnsafeUnitValue(f"app id {spec.app_id!r} is not valid", field="id")
     if user is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}", user):
@@ -128,7 +135,8 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         "KillMode=control-group",
         *([f"User={user}"] if user else []),
         *([f"SupplementaryGroups={' '.join(groups)}"] if groups else []),
-        f"StandardOutput=append:{_path(spec.log_file, 'log file')}",
+        *(["StandardOutput=journal", f"SyslogIdentifier={_ident(journal)}"] if journal is not None
+          else [f"StandardOutput=append:{_path(spec.log_file, 'log file')}"]),
         "StandardError=inherit",
         *exec_properties(spec, nodes),
         *extra[1],

@@ -107,12 +107,13 @@ def register_api(app: QuartTrio, deps: WebDeps) -> None:
     async def app_logs(app_id: str) -> Any:
         await ops.get_app(deps, app_id)  # 404 for an unknown app
         lines = int_arg("lines", 200, 1, logs.MAX_LINES)
-        return {"app": app_id, "lines": await logs.tail(deps.config, app_id, lines)}
+        query = logs.query_from(*(request.args.get(k) for k in ("grep", "since", "until")))
+        return {"app": app_id, "lines": await logs.tail(deps.config, app_id, lines, query, deps.logs)}
 
     @app.get("/api/apps/<app_id>/logs/download")
     async def app_logs_download(app_id: str) -> Any:
         await ops.get_app(deps, app_id)
-        return Response(logs.download(deps.config, app_id), mimetype="text/plain", headers={
+        return Response(logs.download(deps.config, app_id, deps.logs), mimetype="text/plain", headers={
             "Content-Disposition": f'attachment; filename="{app_id}.log"'})
 
     @app.post("/api/rescan")

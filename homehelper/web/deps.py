@@ -16,6 +16,7 @@ from ..config import Config
 from ..errors import Unauthorized
 from .auth import Auth
 from .guard import host_name
+from .logs import LogSources
 
 MAX_BODY = 64 * 1024  # every request body the API takes is small JSON
 
@@ -39,6 +40,7 @@ class WebDeps:
     auth: Auth | None = None  # built from config.root when None
     dashboard_port: int | None = None  # the ports really bound (serve_app sets them; port 0 in tests)
     apps_port: int | None = None
+    logs: LogSources | None = None  # where each app's log is read: the journal or its files (web/logs.py)
 
 
 def _origin(scope: Any, port: int) -> str:

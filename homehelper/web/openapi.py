@@ -80,11 +80,16 @@ def spec() -> dict[str, Any]:
                     "type": "object", "required": ["app"],
                     "properties": {"app": {"type": "string"}, "ttl_left": {"type": "number", "nullable": True}}}),
                     **_err(403, 404, 409)}, parameters=[APP_ID])},
-            "/api/apps/{app_id}/logs": {"get": _op("the last lines of the app's logs", {**_ok({
-                "type": "object", "required": ["app", "lines"],
-                "properties": {"app": {"type": "string"}, "lines": {"type": "array", "items": {"type": "string"}}}}),
+            "/api/apps/{app_id}/logs": {"get": _op("the last lines of the app's logs (matching grep, since, until)", {
+                **_ok({"type": "object", "required": ["app", "lines"], "properties": {
+                    "app": {"type": "string"}, "lines": {"type": "array", "items": {"type": "string"}}}}),
                 **_err(400, 404)}, parameters=[APP_ID, {"name": "lines", "in": "query",
-                                                       "schema": {"type": "integer", "minimum": 1, "maximum": 5000}}])},
+                                                       "schema": {"type": "integer", "minimum": 1, "maximum": 5000}},
+                                               {"name": "grep", "in": "query",
+                                                "schema": {"type": "string", "maxLength": 200}},
+                                               *({"name": t, "in": "query", "schema": {"type": "string"},
+                                                  "description": "10m, 2h, 1d, 30s or an ISO time"}
+                                                 for t in ("since", "until"))])},
             "/api/apps/{app_id}/logs/download": {"get": _op("the app's logs as a text file", {
                 "200": {"description": "text", "content": {"text/plain": {"schema": {"type": "string"}}}},
                 **_err(404)}, parameters=[APP_ID])},

@@ -287,18 +287,20 @@ class Connection:
         lines = msg.get("lines", 200)
         if not isinstance(lines, int) or isinstance(lines, bool) or not 1 <= lines <= logs.MAX_LINES:
             raise BadRequest(f"'lines' must be an integer from 1 to {logs.MAX_LINES}")
+        query = logs.query_from(msg.get("grep"), msg.get("since"), msg.get("until"))
         self._stop_follow()
-        first = await logs.tail(self.deps.config, app_id, lines)
+        first = await logs.tail(self.deps.config, app_id, lines, query, self.deps.logs)
         scope = self.follow_scope = trio.CancelScope()
-        self.nursery.start_soon(self._follow_task, req_id, app_id, scope)
+        await self.nursery.start(self._follow_task, req_id, app_id, scope, query.grep)
         return {"app": app_id, "lines": first}
 
-    async def _follow_task(self, req_id: Any, app_id: str, scope: trio.CancelScope) -> None:
+    async def _follow_task(self, req_id: Any, app_id: str, scope: trio.CancelScope, grep: str | None, *,
+                           task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async def deliver(batch: list[str]) -> None:
             await self.send({"type": "log", "id": req_id, "app": app_id, "lines": batch})
 
         with scope:
-            await logs.follow(self.deps.config, app_id, deliver)
+            await logs.follow(self.deps.config, app_id, deliver, grep, self.deps.logs, task_status=task_status)
 
     def _stop_follow(self) -> None:
         if self.follow_scope is not None:

@@ -12,11 +12,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from homehelper.backends.logsearch import stamp_of
 from tests.backends.apps import CRASHING_APP, HEALTHY_APP, write_app
 from tests.cli.test_approve import serving
 from tests.cli.test_cli import REPO, hh
@@ -120,18 +122,30 @@ def test_logs_tail_filters_and_json(server: Server) -> None:
     assert server.run("start", "echo").returncode == 0
     out = server.run("logs", "echo", "-n", "5")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[-5:] == [f"line {i}" for i in range(3, 8)]
+    # Each line carries the time it was written (the app writes none): stamped at capture.
+    assert [_message(line) for line in out.stdout.splitlines()[-5:]] == [f"line {i}" for i in range(3, 8)]
+    assert all(stamp_of(line) is not None for line in out.stdout.splitlines())
     assert len(out.stdout.splitlines()) == 5
     # An app's escape sequences are shown, not obeyed by the terminal.
-    assert server.run("logs", "echo", "--grep", "evil").stdout == "evil \\x1b]0;owned\\x07 title\n"
+    evil = server.run("logs", "echo", "--grep", "evil").stdout
+    assert _message(evil) == "evil \\x1b]0;owned\\x07 title\n" and "\x1b" not in evil
     grep = server.run("logs", "echo", "--grep", "line 2")
-    assert grep.stdout.splitlines() == ["line 2"]
+    assert [_message(line) for line in grep.stdout.splitlines()] == ["line 2"]
     as_json = server.run("logs", "echo", "-n", "1", "--json")
-    assert [json.loads(line) for line in as_json.stdout.splitlines()] == [{"app": "echo", "line": "line 7"}]
-    # The lines have no timestamps: --since cannot date them and keeps them.
+    (one,) = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert one["app"] == "echo" and _message(one["line"]) == "line 7"
+    # The server dates each line by its stamp: the last minute holds them, a time to come none.
     assert "line 7" in server.run("logs", "echo", "--since", "1m").stdout
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert server.run("logs", "echo", "--since", later).stdout == ""
     assert server.run("logs", "echo", "--since", "yesterday-ish").returncode == 2
     assert server.run("logs", "echo", "-n", "0").returncode == 2
+
+
+def _message(line: str) -> str:
+    """A log line without the timestamp in front of it."""
+    assert stamp_of(line) is not None, line
+    return line.split(" ", 1)[1]
 
 
 def test_logs_follow_prints_a_new_line(server: Server) -> None:

@@ -262,23 +262,51 @@
   let logApp = null;
   async function openLogs(id) {
     logApp = id;
+    $("#log-search").reset();
+    $("#log-found").textContent = "";
     $("#log-app").textContent = id;
     $("#log-lines").textContent = "";
     $("#log-download").href = `/api/apps/${encodeURIComponent(id)}/logs/download`;
     $("#log-dialog").showModal();
     await followLogs();
   }
+  // The search (text, time range) runs on the server over every kept line; a follow then shows
+  // only new lines holding the text. A range that ends in the past is not followed.
+  async function getJSON(path) {
+    const r = await fetch(path);
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.message || r.statusText);
+    return body;
+  }
+  function logSearch() {
+    const q = {}, grep = $("#log-grep").value, since = $("#log-since").value, until = $("#log-until").value;
+    if (grep) q.grep = grep;
+    if (since) q.since = new Date(since).toISOString();
+    if (until) q.until = new Date(until).toISOString();
+    return q;
+  }
   async function followLogs() {
+    const q = logSearch(), searching = Object.keys(q).length > 0;
     try {
-      if ($("#log-follow").checked) {
-        const r = await request("logs.follow", { app: logApp, lines: 500 });
+      if ($("#log-follow").checked && !q.until) {
+        const r = await request("logs.follow", { app: logApp, lines: 500, ...q });
         $("#log-lines").textContent = "";
         appendLog(r.lines);
+        $("#log-found").textContent = searching ? `${r.lines.length} matching (last 500 at most)` : "";
       } else {
         await request("logs.unfollow");
+        if (searching) {
+          const r = await getJSON(`/api/apps/${encodeURIComponent(logApp)}/logs?` +
+            new URLSearchParams({ lines: 500, ...q }));
+          $("#log-lines").textContent = "";
+          appendLog(r.lines);
+          $("#log-found").textContent = `${r.lines.length} matching (last 500 at most)`;
+        }
       }
     } catch (e) { appendLog(["[" + e.message + "]"]); }
   }
+  $("#log-search").addEventListener("submit", (e) => { e.preventDefault(); followLogs(); });
+  $("#log-search").addEventListener("reset", () => { if (logApp) setTimeout(followLogs, 0); });
   function appendLog(lines) {
     const pre = $("#log-lines"), atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 20;
     pre.append(lines.map((l) => l + "\n").join(""));

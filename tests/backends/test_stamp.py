@@ -1,0 +1,103 @@
+"""Capture-time timestamps: the stamper between an app and its log file, on real pipes and processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from homehelper.backends import ProcessBackend, app_spec
+from homehelper.backends.logsearch import stamp_of
+from homehelper.backends.stamp import STAMP, copy
+from homehelper.backends.stamping import STAMPER
+
+from .apps import make_config, wait_until, write_app
+
+
+def _run_copy(data: list[bytes], pause: float = 0.0) -> bytes:
+    r, w = os.pipe()
+    out_r, out_w = os.pipe()
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while chunk := os.read(out_r, 65536):
+            chunks.append(chunk)
+
+    threads = [threading.Thread(target=lambda: (copy(r, out_w), os.close(out_w))), threading.Thread(target=drain)]
+    for t in threads:
+        t.start()
+    for piece in data:
+        os.write(w, piece)
+        if pause:
+            time.sleep(pause)  # the writer's own pace: the stamper must wait for a line's start
+    os.close(w)
+    for t in threads:
+        t.join(timeout=30)
+    os.close(r)
+    os.close(out_r)
+    return b"".join(chunks)
+
+
+def test_each_line_without_a_stamp_gets_one_and_the_apps_own_are_kept() -> None:
+    before = datetime.now().astimezone() - timedelta(seconds=1)
+    out = _run_copy([b"plain line\n[2026-11-28 10:00:01,250] logging's own\n2026-11-28T10:00:02Z iso\nlast"])
+    lines = out.decode().split("\n")
+    assert len(lines) == 4
+    assert lines[0].endswith(" plain line") and stamp_of(lines[0]) is not None
+    assert before <= stamp_of(lines[0]) <= datetime.now().astimezone()  # type: ignore[operator]
+    assert lines[1] == "[2026-11-28 10:00:01,250] logging's own"  # not stamped twice
+    assert lines[2] == "2026-11-28T10:00:02Z iso"
+    assert lines[3].endswith(" last") and STAMP.match(lines[3].encode())  # an unfinished last line too
+
+
+def test_a_line_that_arrives_in_pieces_is_stamped_once_when_it_began() -> None:
+    out = _run_copy([b"pa", b"rt", b"ial and more than forty bytes in all, written slowly\n", b"next\n"], 0.08)
+    lines = out.decode().splitlines()
+    assert len(lines) == 2 and lines[0].endswith(" partial and more than forty bytes in all, written slowly")
+    assert lines[0].count("T") >= 1 and lines[0].index("partial") < 40
+    assert stamp_of(lines[0]) <= stamp_of(lines[1])  # type: ignore[operator]
+
+
+def test_binary_and_long_lines_pass_through(state_root: Path) -> None:
+    blob = bytes(range(256)).replace(b"\n", b"") * 1000
+    out = _run_copy([blob + b"\n"])
+    assert out.endswith(blob + b"\n") and STAMP.match(out)
+
+
+def test_the_stamper_script_runs_alone_and_exits_at_end_of_input(state_root: Path) -> None:
+    log = state_root / "app.log"
+    log.write_bytes(b"earlier\n")
+    proc = subprocess.run([sys.executable, "-I", "-S", str(STAMPER), str(log)], input=b"one\ntwo\n",
+                          timeout=30, check=True)
+    assert proc.returncode == 0
+    lines = log.read_text().splitlines()
+    assert lines[0] == "earlier" and all(stamp_of(x) for x in lines[1:]) and lines[2].endswith(" two")
+
+
+async def test_process_backend_lines_carry_the_time_they_were_written(state_root: Path) -> None:
+    config = make_config(state_root)
+    code = """
+import sys, time
+print("first", flush=True)
+print("2020-01-01T00:00:00+00:00 stamped by the app", flush=True)
+print("to stderr", file=sys.stderr, flush=True)
+time.sleep(60)
+"""
+    manifest = write_app(config.apps_dir, "stamped", code)
+    backend = ProcessBackend(state_root / "run" / "procs")
+    await backend.prepare(app_spec(manifest, config, config.service_ports[0], Path(sys.executable)))
+    log = config.logs_dir("stamped") / "app.log"
+    try:
+        await backend.start("stamped")
+        await wait_until(lambda: "to stderr" in log.read_text())
+    finally:
+        await backend.stop("stamped")
+    lines = log.read_text().splitlines()
+    assert len(lines) == 3
+    assert lines[0].endswith(" first") and stamp_of(lines[0]) is not None
+    assert lines[1] == "2020-01-01T00:00:00+00:00 stamped by the app"
+    assert lines[2].endswith(" to stderr") and stamp_of(lines[2]) is not None
