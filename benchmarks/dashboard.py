@@ -39,6 +39,7 @@ from homehelper.actors import Broadcast, ChildSpec, Supervisor  # noqa: E402
 from homehelper.actors.app import AppActor, AppContext  # noqa: E402
 from homehelper.actors.eventlog import EventLog  # noqa: E402
 from homehelper.actors.ports import PortAllocator  # noqa: E402
+from homehelper.actors.readmodel import AppsView  # noqa: E402
 from homehelper.actors.registry import Registry  # noqa: E402
 from homehelper.actors.scanner import Scanner  # noqa: E402
 from homehelper.actors.sensors import SensorActor  # noqa: E402
@@ -82,12 +83,14 @@ async def build(nursery: trio.Nursery, root: Path) -> tuple[Any, str]:
     ttl = sup.start_child(ChildSpec("ttl", TTLClock))
     events = sup.start_child(ChildSpec("eventlog", lambda: EventLog(bus, config.event_history)))
     ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl)
-    registry = sup.start_child(ChildSpec("registry", lambda: Registry(apps, lambda m: AppActor(m, ctx), bus, None)))
+    view = AppsView()
+    registry = sup.start_child(ChildSpec("registry", lambda: Registry(apps, lambda m: AppActor(m, ctx), bus, None,
+                                                                      view=view)))
     scanner = sup.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
     sensors = sup.start_child(ChildSpec("sensors", lambda: SensorActor(config, bus.publish, bus)))
     auth = Auth(auth_file(root), config.auth.session_hours)
     auth.ensure_password({"HOMEHELPER_PASSWORD": PASSWORD})
-    deps = WebDeps(config=config, bus=bus, registry=registry, apps=apps, scanner=scanner, sensors=sensors,
+    deps = WebDeps(config=config, bus=bus, registry=registry, apps=apps, scanner=scanner, view=view, sensors=sensors,
                    event_log=events, ttl=ttl, auth=auth)
     app = create_app(deps)
 

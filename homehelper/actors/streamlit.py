@@ -45,6 +45,7 @@ from ..messages import (
     ReserveUI,
     ScheduleDeadline,
     TouchDeadline,
+    UIDeadlines,
     UIExpired,
     UIProcessExited,
 )
@@ -109,6 +110,9 @@ class StreamlitApp(AppActor):
         now = trio.current_time()
         idle_for = now - self.last_activity
         return (max(0.0, self.ttl - idle_for), max(0.0, self.cfg.max_lifetime - (now - self.started_at)), idle_for)
+
+    def _announce_deadlines(self) -> None:
+        self.ctx.emit(UIDeadlines(self.app_id, self.last_activity + self.ttl, self.started_at + self.cfg.max_lifetime))
 
     def reply(self) -> dict[str, Any]:
         ttl_left, life_left, _ = self._left()
@@ -185,6 +189,7 @@ class StreamlitApp(AppActor):
             self.last_activity = trio.current_time()
             if self.ctx.ttl is not None:
                 await self.ctx.ttl.tell(TouchDeadline(self._key("idle")))
+            self._announce_deadlines()
         return self.reply()
 
     async def install(self, force: bool) -> Any:
@@ -217,6 +222,7 @@ class StreamlitApp(AppActor):
             self.last_activity = trio.current_time()
             await self.ctx.ttl.tell(ScheduleDeadline(self._key("idle"), self.ttl, self.me(),
                                                      UIExpired(self.app_id, "idle_ttl", self.run_no)))
+            self._announce_deadlines()
         # a changed entry file, limits or sandbox take effect at the next start (a new unit)
 
     async def handle_other(self, msg: Any) -> Any:
@@ -276,6 +282,7 @@ class StreamlitApp(AppActor):
             await self.ctx.ttl.tell(ScheduleDeadline(self._key("life"), max(0.0, self.cfg.max_lifetime - age), me,
                                                      UIExpired(self.app_id, "max_lifetime", self.run_no)))
         self.ctx.emit(AppProcessChanged(self.app_id, status.pid, status.cgroup))
+        self._announce_deadlines()
         self.set_state("running", reason)
 
     async def _launch_ready(self) -> UnitStatus:

@@ -24,6 +24,7 @@ from homehelper.actors import Broadcast, ChildSpec, Supervisor
 from homehelper.actors.app import AppActor, AppContext
 from homehelper.actors.eventlog import EventLog
 from homehelper.actors.ports import PortAllocator
+from homehelper.actors.readmodel import AppsView
 from homehelper.actors.registry import Registry
 from homehelper.actors.scanner import Scanner
 from homehelper.actors.sensors import SensorActor
@@ -169,16 +170,17 @@ async def build_tree(nursery: trio.Nursery, root: Path, n_apps: int = 3, *, sens
         await nursery.start(backend.run)
         ctx.backend, ctx.installer, ctx.exposure = backend, Installer(config), ExposureMeter()
         factory = lambda m: ServiceApp(m, ctx)  # noqa: E731
+    view = AppsView()
     registry = sup.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
                                                                       config.registry_dir / "apps.json",
-                                                                      approvals=approvals)))
+                                                                      approvals=approvals, view=view)))
     scanner = sup.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish)))
     sensor_ref = sup.start_child(ChildSpec("sensors", lambda: SensorActor(config, bus.publish, bus))) if sensors \
         else None
     if auth is None:
         auth = Auth(auth_file(root), config.auth.session_hours)
         auth.ensure_password({"HOMEHELPER_PASSWORD": PASSWORD})
-    deps = WebDeps(config=config, bus=bus, registry=registry, apps=apps, scanner=scanner, sensors=sensor_ref,
+    deps = WebDeps(config=config, bus=bus, registry=registry, apps=apps, scanner=scanner, view=view, sensors=sensor_ref,
                    event_log=events, ttl=ttl, auth=auth)
     with trio.fail_after(10):
         while len(await registry.ask(ListApps())) < n_apps:  # noqa: ASYNC110 - no event says "scan applied"
