@@ -37,6 +37,7 @@ from ..messages import (
     AppStarted,
     AppStopped,
     EnableApp,
+    PortAssigned,
 )
 from ..storage import atomic_write_json
 from . import ActorError
@@ -128,6 +129,8 @@ class ServiceApp(AppActor):
         if self.status.running:  # adoption: it kept running while HomeHelper was away
             port = (await self._read_record()).get("port")
             self.port = port if isinstance(port, int) else env_port(self.status.pid)
+            if self.port is not None:  # no AppStarted for an adopted run: where it listens
+                self.ctx.emit(PortAssigned(self.app_id, self.port))
             self.desired = "running"
             self.started_at = trio.current_time()
             self.log_offset = logs.size(self.log_path)

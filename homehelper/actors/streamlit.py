@@ -41,6 +41,7 @@ from ..messages import (
     AppStarted,
     AppStopped,
     CancelDeadline,
+    PortAssigned,
     ReleaseUI,
     ReserveUI,
     ScheduleDeadline,
@@ -152,6 +153,7 @@ class StreamlitApp(AppActor):
             await self.backend.stop(self.app_id)
             return
         self.port = port
+        self.ctx.emit(PortAssigned(self.app_id, port))  # no AppStarted for an adopted run: where it listens
         try:  # its lifetime counts from its real start
             age = max(0.0, time.time() - psutil.Process(status.pid).create_time())
         except psutil.Error:

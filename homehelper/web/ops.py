@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..actors import ActorError, Broadcast
+from ..actors import ActorError, ActorRef, Broadcast
 from ..actors.eventlog import EventLog
 from ..actors.settings import dotted, merge, save_changes
 from ..config import Config, change_config
@@ -174,14 +174,19 @@ async def approve(deps: WebDeps, app_id: Any, body: Any) -> dict[str, Any]:
     return await _act_and_settle(deps, app_id, ApproveApp(check_app_id(app_id), seen), ACTION_TIMEOUT["start"])
 
 
-async def _act_and_settle(deps: WebDeps, app_id: str, command: Any, timeout: float) -> dict[str, Any]:
-    record = deps.view.app(app_id)  # UnknownApp, or an invalid folder's record
+def app_ref(deps: WebDeps, app_id: Any) -> ActorRef[Any]:
+    """The actor of an app a command may go to: UnknownApp, or Conflict for an invalid manifest."""
+    record = deps.view.app(check_app_id(app_id))
     if record["state"] == "invalid":
         raise Conflict(f"{app_id} has an invalid manifest: fix it, then rescan", app=app_id,
                        errors=record.get("errors"))
     if app_id not in deps.apps:
         raise UnknownApp(app_id)
-    result = await deps.apps.ref(app_id).ask(command, timeout=timeout)
+    return deps.apps.ref(app_id)
+
+
+async def _act_and_settle(deps: WebDeps, app_id: str, command: Any, timeout: float) -> dict[str, Any]:
+    result = await app_ref(deps, app_id).ask(command, timeout=timeout)
     # The view took the actor's events as they were published: it is as current as the reply.
     with trio.move_on_after(SETTLE_TIMEOUT):
         await deps.view.settled(app_id)
@@ -236,5 +241,5 @@ _merge = merge
 _dotted = dotted
 
 
-__all__ = ["ACTIONS", "act", "approve", "check_app_id", "events", "get_app", "list_apps", "rescan", "set_config",
-           "snapshot", "system", "ui_reply"]
+__all__ = ["ACTIONS", "act", "app_ref", "approve", "check_app_id", "events", "get_app", "list_apps", "rescan",
+           "set_config", "snapshot", "system", "ui_reply"]
