@@ -131,8 +131,9 @@ class AppRecord:
                 self.port = port
             case AppInstalled(disk_bytes=disk):
                 self.disk_bytes = disk
-            case AppCrashed(exit_status=status, log_tail=tail):
-                self.last_error = f"exited with status {status}" + (f": {tail.splitlines()[-1]}" if tail else "")
+            case AppCrashed(exit_status=status, log_tail=tail, error=error):
+                last_line = f": {tail.splitlines()[-1]}" if tail.strip() else ""
+                self.last_error = error or f"exited with status {status}{last_line}"
             case AppConfigError(error=error) | AppInstallFailed(error=error) | AppQuarantined(error=error):
                 self.last_error = error
             case AppAwaitingApproval(reason=reason, message=message):

@@ -361,14 +361,14 @@ class ServiceApp(AppActor):
         self.last_error = reason
         if verdict == "given_up":
             self.desired = "stopped"
-            self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, None, tail[-2000:]))
+            self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, None, tail[-2000:], reason))
             self.set_state("stopped", "crashed")
             self.ctx.emit(AppStopped(self.app_id, "crashed", st.exit_status))
             return
         if self.healthy_since is not None and self.manifest.health.type != "http":
             self.tracker.healthy_for(now - self.healthy_since)  # no polls told it along the way
         state, delay = self.tracker.crashed(now)
-        self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, delay, tail[-2000:]))
+        self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, delay, tail[-2000:], reason))
         self.set_state(state, reason)
         if state == "quarantined":
             self.ctx.emit(AppQuarantined(self.app_id, self.tracker.restarts, delay, reason))

@@ -237,7 +237,7 @@ class StreamlitApp(AppActor):
                     tail = await trio.to_thread.run_sync(logs.read_since, self.log_path, self.log_offset)
                     self._forget_run()
                     self.last_error = f"Streamlit exited with status {status}"
-                    self.ctx.emit(AppCrashed(self.app_id, status, 0, None, tail[-2000:]))
+                    self.ctx.emit(AppCrashed(self.app_id, status, 0, None, tail[-2000:], self.last_error))
                     self.ctx.emit(AppStopped(self.app_id, "crashed", status))
                     self.set_state("stopped", "crashed")
             case _:

@@ -16,6 +16,7 @@ from homehelper.actors.registry import Registry
 from homehelper.actors.scanner import Scanner
 from homehelper.config import load_config
 from homehelper.messages import (
+    AppCrashed,
     ApplyScan,
     AppStarted,
     AppStateChanged,
@@ -106,7 +107,10 @@ async def _registry_tree(tmp_path: Path, nursery: trio.Nursery, bus: Broadcast) 
     registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: Lamp(m, ctx), bus,
                                                                        tmp_path / "state" / "apps.json", view=view)))
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish)))
-    await scanner.ask(Rescan())
+    with bus.subscribe(accept=lambda e: isinstance(e, ScanApplied)) as applied:
+        await scanner.ask(Rescan())
+        with trio.fail_after(5):
+            await applied.receive()  # the registry has the app and its actor
     return registry, scanner, app_sup, view
 
 
@@ -138,3 +142,13 @@ async def test_a_restarted_registry_catches_up_with_a_running_app(tmp_path: Path
         assert (await app_sup.ref("lamp").ask(GetApp("lamp")))["state"] == "running"
         assert view.app("lamp")["state"] == "running" and view.app("lamp")["port"] == 8123
         n.cancel_scope.cancel()
+
+
+def test_a_crash_shows_the_app_actors_own_words() -> None:
+    # one definition of what went wrong: the actor's (the CLI and the card said different things)
+    view = AppsView()
+    view.records["svc"] = _record("svc", "service", "running")
+    view.apply(AppCrashed("svc", 3, 1, 2.0, "Traceback\nRuntimeError: bus lost\n", "exited: exit status 3 (exit-code)"))
+    assert view.app("svc")["last_error"] == "exited: exit status 3 (exit-code)"
+    view.apply(AppCrashed("svc", 3, 2, 2.0, "Traceback\nRuntimeError: bus lost\n"))  # an older sender: no words
+    assert view.app("svc")["last_error"] == "exited with status 3: RuntimeError: bus lost"

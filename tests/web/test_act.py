@@ -3,9 +3,11 @@ read from the registry's read model; what a click costs in asks."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -105,3 +107,14 @@ def test_app_ids_follow_the_manifests_one_rule(app_id: str) -> None:
     assert PATH_RE.match(f"/apps/{app_id}/ui/") is None and TICKET_RE.match(f"/apps/{app_id}/ticket") is None
     ok = "app-1"
     assert ops.check_app_id(ok) == ok and PATH_RE.match(f"/apps/{ok}/ui/x") and TICKET_RE.match(f"/apps/{ok}/ticket")
+
+
+def test_the_manifest_schema_spells_the_same_id_rule() -> None:
+    import homehelper
+    from homehelper.manifest import ID_RE
+
+    schema = json.loads((Path(homehelper.__file__).parent / "manifest.schema.json").read_text())
+    assert schema["properties"]["id"]["pattern"] == f"^{ID_RE.pattern}(?![\\s\\S])"
+    # and no module spells it again: every other place imports manifest.ID_RE
+    spelled = [p.name for p in Path(homehelper.__file__).parent.rglob("*.py") if ID_RE.pattern in p.read_text()]
+    assert spelled == ["manifest.py"]
