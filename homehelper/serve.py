@@ -22,6 +22,7 @@ from .actors.bridge import RedisBridge
 from .actors.eventlog import EventLog
 from .actors.notifier import Notifier
 from .actors.ports import PortAllocator
+from .actors.readmodel import AppsView
 from .actors.registry import Registry
 from .actors.scanner import Scanner
 from .actors.sensors import SensorActor
@@ -153,9 +154,10 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
         instances, "ui", lambda: UIManager(live(), apps=apps, live=lambda: ctx.config, **ui_kw))))
     ctx.ui = ui
     factory = (o.app_factory or app_factory)(ctx)
+    view = AppsView()  # the registry's read model, read by the web; one across registry restarts
     registry = root.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
                                                                        config.registry_dir / "apps.json",
-                                                                       approvals=approvals)))
+                                                                       approvals=approvals, view=view)))
     # The bridge subscribes before the first scan, so discovery reaches Redis too. It follows
     # redis_url from ConfigChanged; a restarted bridge starts from the current value.
     bridge = root.start_child(ChildSpec("bridge", _remembered(instances, "bridge", lambda: RedisBridge(
@@ -174,7 +176,7 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
 
     settings.follow(follow)
     refs = dict(backend=backend, ui=ui, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
-                sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref)
+                sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref, view=view)
     return Runtime(config, bus, root, apps, refs, ctx, settings, instances)
 
 
@@ -184,7 +186,7 @@ def web_deps(rt: Runtime, auth: Auth | None) -> WebDeps:
     serve and the tests' web fixtures both call it: a new dependency of the web goes here."""
     config = rt.config
     deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
-                   scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
+                   scanner=rt.refs["scanner"], view=rt.refs["view"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
                    event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
                    notifier=rt.refs["notifier"], logs=log_sources(rt.refs["backend"]))
     settings_ref = rt.refs["settings"]

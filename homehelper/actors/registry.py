@@ -1,8 +1,9 @@
 """The registry: which apps exist, what state each is in, and their actors.
 
 It turns scans into app actors (one per valid app, under the `apps`
-supervisor) and keeps a read model of every app, fed by the events the app
-actors publish, so one ask answers the dashboard's whole app list. What must
+supervisor) and owns the read model of every app (readmodel.AppsView), which the
+events the app actors publish update as they are published: the web reads it
+directly (the app list, the proxy's ports, the time an opened UI has left). What must
 survive a restart (the app's folder, type, manifest digest, whether the user
 left it running) is written atomically, and only when it changes.
 """
@@ -14,83 +15,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import attrs
 import trio
 
-from ..approvals import ApprovalStore, normalize
-from ..errors import BadRequest, UnknownApp
+from ..approvals import ApprovalStore
+from ..errors import BadRequest, HomeHelperError
 from ..manifest import Manifest
-from ..messages import (
-    AppApproved,
-    AppAwaitingApproval,
-    AppConfigError,
-    AppCrashed,
-    AppExposureMeasured,
-    AppHealthChanged,
-    AppInstalled,
-    AppInstallFailed,
-    ApplyManifest,
-    ApplyScan,
-    AppQuarantined,
-    AppStarted,
-    AppStateChanged,
-    AppStopped,
-    GetApp,
-    ListApps,
-    PortAssigned,
-    ScanApplied,
-    StartApp,
-    StopApp,
-)
+from ..messages import ApplyManifest, ApplyScan, GetApp, ListApps, ScanApplied, StartApp, StopApp
 from ..storage import LatestWriter
 from . import Actor, ActorError, Broadcast, ChildSpec, Supervisor
+from .readmodel import AppRecord, AppsView
 from .statefile import check_mapping, is_port, read_state
 
 log = logging.getLogger(__name__)
 
 AppFactory = Callable[[Manifest], Actor]
-_PERSISTED = ("name", "type", "folder", "digest", "desired", "port", "user_stopped")
-# Reasons that carry the user's intent (the web, the CLI and the bus send "user").
-_BY_USER = ("user", "api")
-# What the read model follows: an app's bus traffic (readings, heartbeats) never wakes the registry.
-_FOLLOWED = (AppStateChanged, AppStarted, AppStopped, AppHealthChanged, PortAssigned, AppInstalled, AppCrashed,
-             AppConfigError, AppInstallFailed, AppQuarantined, AppAwaitingApproval, AppApproved, AppExposureMeasured)
-
-
-@attrs.define
-class AppRecord:
-    id: str
-    name: str
-    type: str
-    folder: str
-    digest: str
-    version: str = ""
-    description: str = ""
-    state: str = "stopped"
-    port: int | None = None
-    healthy: bool | None = None
-    health_detail: str = ""
-    last_error: str | None = None
-    desired: str = "stopped"  # what the user last asked for: running | stopped
-    user_stopped: bool = False  # the user's stop holds against the manifest's autostart too
-    disk_bytes: int | None = None
-    ttl: float | None = None
-    ui: str | None = None
-    permissions: tuple[str, ...] = ()
-    devices: tuple[str, ...] = ()
-    approved: bool = True  # nothing asked for, or exactly this list approved
-    sandbox: str = "unsandboxed"  # sandboxed: walled in by its systemd unit
-    exposure: float | None = None  # systemd-analyze security of its unit, 0 (walled) to 10
-    exposure_level: str | None = None
-    manifest: Manifest | None = attrs.field(default=None, repr=False, eq=False)
-
-    def to_json(self) -> dict[str, Any]:
-        data = attrs.asdict(self, filter=lambda a, v: a.name != "manifest")
-        data["has_ui"] = self.type == "streamlit" or self.ui is not None
-        return data
-
-    def persisted(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _PERSISTED}
+TAKEOVER_TIMEOUT = 2.0  # seconds an actor that outlived a crashed registry has to say its state
 
 
 def _saved_entry(app_id: str, rec: Any) -> str | None:
@@ -119,13 +58,16 @@ class Registry(Actor):
     name = "registry"
 
     def __init__(self, apps: Supervisor, factory: AppFactory, bus: Broadcast, state_file: Path | None,
-                 approvals: ApprovalStore | None = None) -> None:
+                 approvals: ApprovalStore | None = None, view: AppsView | None = None) -> None:
         self.apps = apps
         self.factory = factory
         self.bus = bus
         self.state_file = state_file
-        self.records: dict[str, AppRecord] = {}
-        self.invalid: dict[str, tuple[str, ...]] = {}
+        # Made by the composition root and handed to the web too, so it outlives a restart of this
+        # actor (the web holds the same object); each registry starts it afresh from a scan.
+        self.view = view if view is not None else AppsView()
+        self.view.clear()
+        self.records = self.view.records
         self.saved: dict[str, Any] = {}  # what the file holds (read in on_start)
         self.first_scan = True
         self.approvals = approvals
@@ -139,8 +81,8 @@ class Registry(Actor):
                 "apps rebuilt from a scan and what the backend reports running; the others stay stopped")
             if damaged is not None:
                 self.bus.publish(damaged)
-        sub = self.bus.subscribe(maxlen=4096, accept=lambda e: isinstance(e, _FOLLOWED) and e.app_id in self.records)
-        nursery.start_soon(self._follow, sub)
+        # Applied inside publish (the filter queues nothing): current before the publisher goes on.
+        nursery.start_soon(self._follow, self.bus.subscribe(maxlen=1, accept=self._on_event))
         if self.writer is not None:
             await nursery.start(self.writer.run)
 
@@ -154,21 +96,14 @@ class Registry(Actor):
             case ApplyScan(manifests, invalid):
                 await self._apply_scan(manifests, dict(invalid))
             case ListApps():
-                apps = [r.to_json() for r in sorted(self.records.values(), key=lambda r: r.id)]
-                apps += [{"id": folder, "folder": folder, "state": "invalid", "errors": list(errs), "type": None}
-                         for folder, errs in sorted(self.invalid.items())]
-                return apps
+                return self.view.apps()
             case GetApp(app_id):
-                if app_id in self.records:
-                    return self.records[app_id].to_json()
-                if app_id in self.invalid:
-                    return {"id": app_id, "folder": app_id, "state": "invalid", "errors": list(self.invalid[app_id])}
-                raise UnknownApp(app_id)
+                return self.view.app(app_id)
             case _:
                 raise BadRequest(f"registry: unknown message {type(msg).__name__}")
 
     async def _apply_scan(self, manifests: tuple[Manifest, ...], invalid: dict[str, tuple[str, ...]]) -> None:
-        self.invalid = invalid
+        self.view.invalid = invalid
         found = {m.id: m for m in manifests}
         for app_id in self.records.keys() - found.keys():
             await self._remove(app_id)
@@ -187,6 +122,7 @@ class Registry(Actor):
                 self.records[app_id] = rec
                 if app_id in self.apps:  # an actor that outlived a crash of this registry: take it over
                     await self._tell(app_id, ApplyManifest(m))
+                    await self._catch_up(rec)
                 else:
                     self.apps.start_child(ChildSpec(app_id, self._maker(app_id)))
                 autostart = self.first_scan and m.autostart and not rec.user_stopped
@@ -234,6 +170,18 @@ class Registry(Actor):
             await self.apps.stop_child(app_id)
         self.records.pop(app_id, None)
 
+    async def _catch_up(self, rec: AppRecord) -> None:
+        """The events this registry missed while it was down: the actor's own snapshot says where it is."""
+        try:
+            snap = await self.apps.ref(rec.id).ask(GetApp(rec.id), timeout=TAKEOVER_TIMEOUT)
+        except (ActorError, HomeHelperError) as exc:  # busy (a long install) or gone: its next event says
+            log.info("taking over %s: %s", rec.id, exc)
+            return
+        if isinstance(snap, dict):
+            rec.state = str(snap.get("state", rec.state))
+            rec.port = snap.get("port", rec.port)
+            rec.last_error = snap.get("last_error", rec.last_error)
+
     async def _tell(self, app_id: str, msg: Any) -> None:
         try:
             await self.apps.ref(app_id).tell(msg)
@@ -241,61 +189,18 @@ class Registry(Actor):
             log.warning("cannot reach %s: %s", app_id, exc)
 
     async def _follow(self, sub: Any) -> None:
-        """Mirror the app actors' events into the records (events come up, not asks)."""
+        """Hold the subscription while this registry runs: its filter does the work."""
         with sub:
-            while True:
-                for ev in await sub.receive_batch():
-                    rec = self.records.get(ev.app_id)
-                    if rec is not None:
-                        self._update(rec, ev)
+            await trio.sleep_forever()
 
-    def _update(self, rec: AppRecord, ev: Any) -> None:
-        before = rec.persisted()
-        match ev:
-            case AppStateChanged(state=state, reason=reason):
-                rec.state = state
-                if reason == "adopted":  # found running by the backend: the user left it running
-                    rec.desired = "running"
-                elif state == "stopped" and (reason in _BY_USER or reason == "exited"):
-                    # A stop from any state (running, backoff, quarantined, ...) sticks, and so does
-                    # an app's own clean exit under on-failure: the next start of HomeHelper leaves it.
-                    rec.desired = "stopped"
-                    rec.user_stopped = rec.user_stopped or reason in _BY_USER
-                if state in ("stopped", "install_failed", "config_error"):
-                    rec.healthy = None
-            case AppStarted(port=port, reason=reason):
-                rec.port = port if port is not None else rec.port
-                rec.last_error = None
-                if reason in (*_BY_USER, "boot"):
-                    rec.desired = "running"
-                if reason in _BY_USER:
-                    rec.user_stopped = False
-            case AppStopped(reason=reason):
-                rec.healthy = None
-                if reason in _BY_USER or reason == "exited":
-                    rec.desired = "stopped"
-            case AppHealthChanged(healthy=healthy, detail=detail):
-                rec.healthy, rec.health_detail = healthy, detail
-            case PortAssigned(port=port):
-                rec.port = port
-            case AppInstalled(disk_bytes=disk):
-                rec.disk_bytes = disk
-            case AppCrashed(exit_status=status, log_tail=tail):
-                rec.last_error = f"exited with status {status}" + (f": {tail.splitlines()[-1]}" if tail else "")
-            case AppConfigError(error=error) | AppInstallFailed(error=error) | AppQuarantined(error=error):
-                rec.last_error = error
-            case AppAwaitingApproval(reason=reason, message=message):
-                rec.approved, rec.last_error = False, message
-                if reason in ("user", "boot", "api"):
-                    rec.desired = "running"
-            case AppApproved(grants=grants):
-                rec.approved = rec.manifest is not None and normalize(rec.manifest.grants) == grants
-                if rec.state == "awaiting_approval":
-                    rec.last_error = None
-            case AppExposureMeasured(exposure=exposure, level=level):
-                rec.exposure, rec.exposure_level = exposure, level
-        if rec.type == "service" and rec.persisted() != before:
-            self._save()
+    def _on_event(self, ev: Any) -> bool:
+        """Mirror the app actors' events into the read model (events come up, not asks)."""
+        try:
+            if self.view.apply(ev):
+                self._save()
+        except Exception:  # it runs in the publisher's task: a bug here must not take an app actor down
+            log.exception("read model: applying %r", ev)
+        return False
 
     def _save(self) -> None:
         """Hand what must survive a restart to the writer, when it changed."""

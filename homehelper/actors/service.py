@@ -39,6 +39,7 @@ from ..messages import (
     AppStarted,
     AppStopped,
     EnableApp,
+    PortAssigned,
 )
 from ..storage import atomic_write_json
 from . import ActorError
@@ -135,6 +136,8 @@ class ServiceApp(AppActor):
         if self.status.running:  # adoption: it kept running while HomeHelper was away
             port = (await self._read_record()).get("port")
             self.port = port if isinstance(port, int) else env_port(self.status.pid)
+            if self.port is not None:  # no AppStarted for an adopted run: where it listens
+                self.ctx.emit(PortAssigned(self.app_id, self.port))
             self.desired = "running"
             self.started_at = trio.current_time()
             self.log_offset = logs.size(self.log_path)
@@ -368,14 +371,14 @@ class ServiceApp(AppActor):
         self.last_error = reason
         if verdict == "given_up":
             self.desired = "stopped"
-            self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, None, tail[-2000:]))
+            self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, None, tail[-2000:], reason))
             self.set_state("stopped", "crashed")
             self.ctx.emit(AppStopped(self.app_id, "crashed", st.exit_status))
             return
         if self.healthy_since is not None and self.manifest.health.type != "http":
             self.tracker.healthy_for(now - self.healthy_since)  # no polls told it along the way
         state, delay = self.tracker.crashed(now)
-        self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, delay, tail[-2000:]))
+        self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, delay, tail[-2000:], reason))
         self.set_state(state, reason)
         if state == "quarantined":
             self.ctx.emit(AppQuarantined(self.app_id, self.tracker.restarts, delay, reason))

@@ -41,10 +41,12 @@ from ..messages import (
     AppStarted,
     AppStopped,
     CancelDeadline,
+    PortAssigned,
     ReleaseUI,
     ReserveUI,
     ScheduleDeadline,
     TouchDeadline,
+    UIDeadlines,
     UIExpired,
     UIProcessExited,
 )
@@ -110,6 +112,9 @@ class StreamlitApp(AppActor):
         idle_for = now - self.last_activity
         return (max(0.0, self.ttl - idle_for), max(0.0, self.cfg.max_lifetime - (now - self.started_at)), idle_for)
 
+    def _announce_deadlines(self) -> None:
+        self.ctx.emit(UIDeadlines(self.app_id, self.last_activity + self.ttl, self.started_at + self.cfg.max_lifetime))
+
     def reply(self) -> dict[str, Any]:
         ttl_left, life_left, _ = self._left()
         return {"app_id": self.app_id, "url": f"{self.prefix}/", "state": self.state,
@@ -148,6 +153,7 @@ class StreamlitApp(AppActor):
             await self.backend.stop(self.app_id)
             return
         self.port = port
+        self.ctx.emit(PortAssigned(self.app_id, port))  # no AppStarted for an adopted run: where it listens
         try:  # its lifetime counts from its real start
             age = max(0.0, time.time() - psutil.Process(status.pid).create_time())
         except psutil.Error:
@@ -185,6 +191,7 @@ class StreamlitApp(AppActor):
             self.last_activity = trio.current_time()
             if self.ctx.ttl is not None:
                 await self.ctx.ttl.tell(TouchDeadline(self._key("idle")))
+            self._announce_deadlines()
         return self.reply()
 
     async def install(self, force: bool) -> Any:
@@ -217,6 +224,7 @@ class StreamlitApp(AppActor):
             self.last_activity = trio.current_time()
             await self.ctx.ttl.tell(ScheduleDeadline(self._key("idle"), self.ttl, self.me(),
                                                      UIExpired(self.app_id, "idle_ttl", self.run_no)))
+            self._announce_deadlines()
         # a changed entry file, limits or sandbox take effect at the next start (a new unit)
 
     async def handle_other(self, msg: Any) -> Any:
@@ -229,7 +237,7 @@ class StreamlitApp(AppActor):
                     tail = await trio.to_thread.run_sync(logs.read_since, self.log_path, self.log_offset)
                     self._forget_run()
                     self.last_error = f"Streamlit exited with status {status}"
-                    self.ctx.emit(AppCrashed(self.app_id, status, 0, None, tail[-2000:]))
+                    self.ctx.emit(AppCrashed(self.app_id, status, 0, None, tail[-2000:], self.last_error))
                     self.ctx.emit(AppStopped(self.app_id, "crashed", status))
                     self.set_state("stopped", "crashed")
             case _:
@@ -276,6 +284,7 @@ class StreamlitApp(AppActor):
             await self.ctx.ttl.tell(ScheduleDeadline(self._key("life"), max(0.0, self.cfg.max_lifetime - age), me,
                                                      UIExpired(self.app_id, "max_lifetime", self.run_no)))
         self.ctx.emit(AppProcessChanged(self.app_id, status.pid, status.cgroup))
+        self._announce_deadlines()
         self.set_state("running", reason)
 
     async def _launch_ready(self) -> UnitStatus:

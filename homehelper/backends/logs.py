@@ -133,10 +133,7 @@ async def follow(path: Path, lines: int = 0, poll: float = FOLLOW_POLL,
                 await trio.sleep(poll)
     finally:
         if watch is not None:
-            # closing an inotify descriptor waits for the kernel (synchronize_srcu): milliseconds
-            # each, on a worker thread rather than the trio thread
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(watch.close)
+            await watch.aclose()
 
 
 def size(path: Path) -> int:
@@ -199,6 +196,12 @@ class _Inotify(Inotify):
             os.close(self.fd)
             raise
 
+    async def aclose(self) -> None:
+        """Closing an inotify descriptor waits for the kernel (synchronize_srcu): milliseconds each,
+        on a worker thread rather than the trio thread; done even when the caller is cancelled."""
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self.close)
+
 
 async def keep_capped(path: Path, max_bytes: int = MAX_BYTES, keep: int = KEEP,
                       on_rotate: Callable[[], None] | None = None) -> None:
@@ -245,10 +248,7 @@ async def keep_capped(path: Path, max_bytes: int = MAX_BYTES, keep: int = KEEP,
             await trio.sleep_until(last_time + delay)  # writes meanwhile are looked at together
     finally:
         if watch is not None:
-            # closing an inotify descriptor waits for the kernel (synchronize_srcu): milliseconds
-            # each, on a worker thread rather than the trio thread
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(watch.close)
+            await watch.aclose()
 
 
 def log_bytes(log_dir: Path) -> int:

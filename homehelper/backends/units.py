@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import UnsafeUnitValue
+from ..manifest import ID_RE
 from .base import AppSpec
 from .sandbox import BASE, Node, groups_for, network, private_tmp_problem, proc, walls
 
@@ -98,7 +99,7 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
     ([Unit] lines, [Service] lines) of its network wall (netwall.unit_lines, service_lines). `journal`:
     output to journald under this SyslogIdentifier (the unit's name) (journald stamps and caps it);
     else to logs/<id>/app.log (backends/journal.py)."""
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", spec.app_id):
+    if not ID_RE.fullmatch(spec.app_id):
         raise UnsafeUnitValue(f"app id {spec.app_id!r} is not valid", field="id")
     if user is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}", user):
         raise UnsafeUnitValue(f"user {user!r} is not a valid user name", field="user")

@@ -200,6 +200,7 @@ class AppCrashed(Event):
     restarts: int
     next_try_in: float | None
     log_tail: str = ""
+    error: str = ""  # the app actor's own words for it (its last_error), what the app card shows
 
 
 @attrs.frozen

@@ -51,3 +51,17 @@ class ReleaseUI(Command):
 @attrs.frozen
 class GetUISlots(Command):
     """Ask: {app_id: seconds since it was reserved} for every app holding a slot."""
+
+
+# --- published by a StreamlitApp (a plain record: in process only, never history or Redis) ---
+
+
+@attrs.frozen
+class UIDeadlines:
+    """When a Streamlit app's run ends unless used again: its idle and max-lifetime deadlines, on
+    trio's clock. Published at each start and keep-alive, so the registry's read model tells the
+    time left without asking the TTL clock (every keep-alive would be a history entry as an Event)."""
+
+    app_id: str
+    idle_due: float
+    life_due: float

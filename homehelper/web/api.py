@@ -10,7 +10,7 @@ from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
 from ..errors import BadRequest, Conflict, PayloadTooLarge
-from ..messages import GetDeadlines, SendTestNotification
+from ..messages import SendTestNotification
 from . import logs, ops
 from .deps import MAX_BODY, WebDeps
 from .openapi import spec
@@ -73,35 +73,12 @@ def register_api(app: QuartTrio, deps: WebDeps) -> None:
     @app.post("/api/apps/<app_id>/approve")
     async def approve(app_id: str) -> Any:
         """Approve what the app asks for; the body may carry {"grants": [...]}, the list the user saw."""
-        body = await json_body(required=False)
-        result = await ops.approve(deps, app_id, body)
-        return {"app": await ops.after_action(deps, app_id, result), "result": result if _jsonable(result) else None}
+        return await ops.approve(deps, app_id, await json_body(required=False))
 
     @app.post("/api/apps/<app_id>/<action>")
     async def action(app_id: str, action: str) -> Any:
-        if action not in ops.ACTIONS:
-            raise BadRequest(f"unknown action {action!r}; one of {', '.join(ops.ACTIONS)}", action=action)
-        result = await ops.act(deps, app_id, action)
-        if action in ("open", "keepalive"):
-            return await _ui_reply(app_id, result)
-        return {"app": await ops.after_action(deps, app_id, result), "result": result if _jsonable(result) else None}
-
-    async def _ttl_left(app_id: str) -> float | None:
-        """Seconds before the app's nearest deadline (idle TTL, max lifetime), from the TTL clock."""
-        if deps.ttl is None:
-            return None
-        left = await deps.ttl.ask(GetDeadlines(), timeout=5)
-        mine = [v for k, v in left.items() if app_id in str(k).replace("/", ":").split(":")]
-        return round(min(mine), 1) if mine else None
-
-    async def _ui_reply(app_id: str, result: Any) -> dict[str, Any]:
-        """What the UI modal needs: where to frame the app and how long it has left if idle."""
-        reply: dict[str, Any] = dict(result) if isinstance(result, dict) and _jsonable(result) else {}
-        reply.setdefault("url", f"/apps/{app_id}/ui/")
-        if reply.get("ttl_left") is None:
-            reply["ttl_left"] = await _ttl_left(app_id)
-        reply["app"] = app_id
-        return reply
+        settled = await ops.act(deps, app_id, action)  # the websocket's action: the same call, the same reply
+        return ops.ui_reply(app_id, settled) if action in ("open", "keepalive") else settled
 
     @app.get("/api/apps/<app_id>/logs")
     async def app_logs(app_id: str) -> Any:
@@ -163,11 +140,3 @@ def register_api(app: QuartTrio, deps: WebDeps) -> None:
     async def delete_token(token_id: str) -> Any:
         auth.delete_token(token_id)
         return {"deleted": token_id}
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True

@@ -21,9 +21,10 @@ import re
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..manifest import ID_RE
 from .auth import APP_COOKIE
 
-TICKET_RE = re.compile(r"^/apps/(?P<app>[a-z0-9][a-z0-9-]{0,39})/ticket$")
+TICKET_RE = re.compile(rf"^/apps/(?P<app>{ID_RE.pattern})/ticket$")
 
 
 class AppOrigin:

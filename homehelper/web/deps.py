@@ -12,6 +12,7 @@ import attrs
 
 from ..actors import ActorRef, Broadcast, Supervisor
 from ..actors.eventlog import EventLog
+from ..actors.readmodel import AppsView
 from ..config import Config
 from ..errors import Unauthorized
 from .auth import Auth
@@ -30,6 +31,7 @@ class WebDeps:
     registry: ActorRef[Any]
     apps: Supervisor
     scanner: ActorRef[Any]
+    view: AppsView  # the registry's read model of every app: what the web shows and acts on
     sensors: ActorRef[Any] | None = None
     bridge: ActorRef[Any] | None = None  # the Redis bridge: GetBusState for the dashboard
     # the event log: serve.py hands the instance (read directly, no mailbox hop), tests may hand its ref

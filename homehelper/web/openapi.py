@@ -27,6 +27,9 @@ def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]
 
 OBJ: dict[str, Any] = {"type": "object"}
 ACTION = {"type": "object", "required": ["app"], "properties": {"app": {"$ref": "#/components/schemas/App"}}}
+# open and keepalive: the app's state and the seconds before its idle and max-lifetime stops (null: none)
+UI_LEFT: dict[str, Any] = {"state": {"type": "string"}, "ttl_left": {"type": "number", "nullable": True},
+                           "max_lifetime_left": {"type": "number", "nullable": True}}
 
 
 def _action(verb: str, codes: tuple[int, ...] = (403, 404, 409, 502)) -> dict[str, Any]:
@@ -72,13 +75,13 @@ def spec() -> dict[str, Any]:
             "/api/apps/{app_id}/open": {"post": _op(
                 "start a UI app if needed and return where to frame it", {**_ok({
                     "type": "object", "required": ["url", "app"],
-                    "properties": {"url": {"type": "string"}, "app": {"type": "string"},
-                                   "ttl_left": {"type": "number", "nullable": True}}}), **_err(403, 404, 409, 502)},
+                    "properties": {"url": {"type": "string"}, "app": {"type": "string"}, **UI_LEFT}}),
+                    **_err(403, 404, 409, 502)},
                 parameters=[APP_ID])},
             "/api/apps/{app_id}/keepalive": {"post": _op(
                 "the user is still looking at the app's UI: push its idle deadline back", {**_ok({
                     "type": "object", "required": ["app"],
-                    "properties": {"app": {"type": "string"}, "ttl_left": {"type": "number", "nullable": True}}}),
+                    "properties": {"app": {"type": "string"}, **UI_LEFT}}),
                     **_err(403, 404, 409)}, parameters=[APP_ID])},
             "/api/apps/{app_id}/logs": {"get": _op("the last lines of the app's logs (matching grep, since, until)", {
                 **_ok({"type": "object", "required": ["app", "lines"], "properties": {
@@ -158,6 +161,9 @@ def spec() -> dict[str, Any]:
                     "exposure_level": {"type": "string", "nullable": True},
                     "resources": {"type": "object", "nullable": True,
                                   "description": "CPU / memory from the sensor actor, when it measures this app"},
+                    "ttl_left": {"type": "number", "nullable": True,
+                                 "description": "a Streamlit app: seconds before its idle stop (0 when not running)"},
+                    "max_lifetime_left": {"type": "number", "nullable": True},
                     "errors": {"type": "array", "items": {"type": "string"},
                                "description": "manifest errors (state 'invalid')"}}},
                 "Token": {"type": "object", "required": ["id", "name", "created"], "properties": {

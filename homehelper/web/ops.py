@@ -1,35 +1,36 @@
-"""What the REST API and the websocket both do: snapshots (asks) and actions (commands down).
+"""What the REST API and the websocket both do: snapshots and actions (commands down).
 
-Snapshots come from the registry's read model (one ask answers the whole app list) and the
-sensor actor; actions go to the app's own actor, which publishes its progress as events.
+App state comes from the registry's read model (`deps.view`, read directly: no ask), resources
+and the system panel from the sensor actor. An action goes to the app's own actor, which
+publishes its progress as events; `act` then waits until the app has settled and answers with
+its record, the same for REST and the websocket.
 """
 
 from __future__ import annotations
 
 import inspect
-import re
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..actors import ActorError, Broadcast
+from ..actors import ActorError, ActorRef, Broadcast
 from ..actors.eventlog import EventLog
 from ..actors.settings import dotted, merge, save_changes
 from ..config import Config, change_config
 from ..errors import BadRequest, Conflict, HomeHelperError, Unavailable, UnknownApp
+from ..manifest import ID_RE
 from ..messages import (
     ApproveApp,
     ConfigChanged,
     EnableApp,
-    GetApp,
     GetBusState,
     GetEventHistory,
     GetHistory,
     GetSystemSnapshot,
     InstallApp,
     KeepAlive,
-    ListApps,
     OpenUI,
     Rescan,
     RestartApp,
@@ -48,13 +49,14 @@ ACTIONS: dict[str, Callable[[str], Any]] = {
 }
 # A start may install first (pip on a Pi is slow); the websocket reports progress meanwhile.
 ACTION_TIMEOUT = {"install": 900.0, "start": 300.0, "restart": 300.0, "open": 120.0, "enable": 900.0}
+SETTLE_TIMEOUT = 120.0  # how long an action waits for its app to leave starting/stopping/installing
 MAX_EVENTS = 1000
 FRESH_ENOUGH = 1.0  # seconds: how old a system sample a refresh may show
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 
 
 def check_app_id(app_id: Any) -> str:
-    if not isinstance(app_id, str) or not _SAFE_ID.fullmatch(app_id):
+    """An app id by the manifest's rule, else UnknownApp (before anything is asked or touched)."""
+    if not isinstance(app_id, str) or not ID_RE.fullmatch(app_id):
         raise UnknownApp(str(app_id)[:80])
     return app_id
 
@@ -75,15 +77,18 @@ async def _last_sample(deps: WebDeps) -> dict[str, Any] | None:
 
 
 async def list_apps(deps: WebDeps) -> list[dict[str, Any]]:
-    apps = await deps.registry.ask(ListApps())
+    apps = deps.view.apps()
     system = await _last_sample(deps)
     for a in apps:
         a["resources"] = _resources(system, a["id"])
-    return list(apps)
+    return apps
 
 
-async def get_app(deps: WebDeps, app_id: str) -> dict[str, Any]:
-    app = dict(await deps.registry.ask(GetApp(check_app_id(app_id))))
+async def get_app(deps: WebDeps, app_id: Any) -> dict[str, Any]:
+    """One app's record (an invalid folder's too, by the name the list shows) with its resources."""
+    if not isinstance(app_id, str):
+        raise UnknownApp(str(app_id)[:80])
+    app = deps.view.app(app_id)
     app["resources"] = _resources(await _last_sample(deps), app_id)
     return app
 
@@ -130,7 +135,7 @@ async def snapshot(deps: WebDeps) -> dict[str, Any]:
     sensor reading, however many apps there are.
     """
     sys_now = await system(deps)
-    apps = list(await deps.registry.ask(ListApps()))
+    apps = deps.view.apps()
     for a in apps:
         a["resources"] = _resources(sys_now["now"], a["id"])
     return {"apps": apps, "system": sys_now, "events": await events(deps, 50), "bus": await bus_state(deps)}
@@ -147,49 +152,60 @@ async def bus_state(deps: WebDeps) -> dict[str, Any] | None:
     return state
 
 
-async def act(deps: WebDeps, app_id: str, action: str) -> Any:
-    """Send an action to the app's actor and wait for its answer (the app's new snapshot, or what it returns)."""
-    cls = ACTIONS.get(action)
+async def act(deps: WebDeps, app_id: Any, action: Any) -> dict[str, Any]:
+    """Act and settle, the one way REST and the websocket act: send the action to the app's actor,
+    wait until the app leaves a transient state (a start answers once launched and goes on to wait
+    for health), and answer {"app": its record, "result": the actor's reply}."""
+    cls = ACTIONS.get(action) if isinstance(action, str) else None
     if cls is None:
-        raise BadRequest(f"unknown action {action!r}; one of {', '.join(ACTIONS)}", action=action)
-    record = await deps.registry.ask(GetApp(check_app_id(app_id)))
-    if record.get("state") == "invalid":
-        raise Conflict(f"{app_id} has an invalid manifest: fix it, then rescan", app=app_id,
-                       errors=record.get("errors"))
-    if app_id not in deps.apps:
-        raise UnknownApp(app_id)
-    result = await deps.apps.ref(app_id).ask(cls(app_id), timeout=ACTION_TIMEOUT.get(action, 30.0))
-    return result
+        raise BadRequest(f"unknown action {str(action)[:40]!r}; one of {', '.join(ACTIONS)}", action=str(action)[:40])
+    return await _act_and_settle(deps, app_id, cls(check_app_id(app_id)), ACTION_TIMEOUT.get(action, 30.0))
 
 
-async def approve(deps: WebDeps, app_id: str, body: Any) -> Any:
-    """The user approves the permissions and devices the app asks for: the list they saw, when sent."""
+async def approve(deps: WebDeps, app_id: Any, body: Any) -> dict[str, Any]:
+    """The user approves the permissions and devices the app asks for: the list they saw, when sent.
+    An app held for approval that was wanted running starts, and this settles like a start."""
     seen: tuple[str, ...] | None = None
     if body is not None:
         grants = body.get("grants") if isinstance(body, dict) else None
         if not isinstance(grants, list) or len(grants) > 200 or not all(isinstance(g, str) for g in grants):
             raise BadRequest("send {\"grants\": [...]}: the list of permissions and devices you approve")
         seen = tuple(grants)
-    record = await deps.registry.ask(GetApp(check_app_id(app_id)))
-    if record.get("state") == "invalid":
-        raise Conflict(f"{app_id} has an invalid manifest: fix it, then rescan", app=app_id)
+    return await _act_and_settle(deps, app_id, ApproveApp(check_app_id(app_id), seen), ACTION_TIMEOUT["start"])
+
+
+def app_ref(deps: WebDeps, app_id: Any) -> ActorRef[Any]:
+    """The actor of an app a command may go to: UnknownApp, or Conflict for an invalid manifest."""
+    record = deps.view.app(check_app_id(app_id))
+    if record["state"] == "invalid":
+        raise Conflict(f"{app_id} has an invalid manifest: fix it, then rescan", app=app_id,
+                       errors=record.get("errors"))
     if app_id not in deps.apps:
         raise UnknownApp(app_id)
-    return await deps.apps.ref(app_id).ask(ApproveApp(app_id, seen), timeout=ACTION_TIMEOUT["start"])
+    return deps.apps.ref(app_id)
 
 
-async def actor_snapshot(deps: WebDeps, app_id: str) -> Any:
-    """The app actor's own snapshot (newer than the registry's by the events still in flight)."""
-    return await deps.apps.ref(check_app_id(app_id)).ask(GetApp(app_id), timeout=10)
+async def _act_and_settle(deps: WebDeps, app_id: str, command: Any, timeout: float) -> dict[str, Any]:
+    result = await app_ref(deps, app_id).ask(command, timeout=timeout)
+    # The view took the actor's events as they were published: it is as current as the reply.
+    with trio.move_on_after(SETTLE_TIMEOUT):
+        await deps.view.settled(app_id)
+    return {"app": await get_app(deps, app_id), "result": result if _jsonable(result) else None}
 
 
-async def after_action(deps: WebDeps, app_id: str, result: Any) -> dict[str, Any]:
-    """The app's record for an action's reply, with the actor's own answer laid over it: the
-    registry learns of the change from events a moment later, the actor knows it now."""
-    app = await get_app(deps, app_id)
-    if isinstance(result, dict):
-        app.update({k: result[k] for k in ("state", "port", "last_error", "healthy", "approved") if k in result})
-    return app
+def ui_reply(app_id: str, settled: dict[str, Any]) -> dict[str, Any]:
+    """What the UI modal needs after open or keepalive: where to frame the app, how long it has left."""
+    app = settled["app"]
+    return {"app": app_id, "url": f"/apps/{app_id}/ui/", "state": app["state"], "ttl_left": app.get("ttl_left"),
+            "max_lifetime_left": app.get("max_lifetime_left")}
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 async def rescan(deps: WebDeps) -> Any:
@@ -225,5 +241,5 @@ _merge = merge
 _dotted = dotted
 
 
-__all__ = ["ACTIONS", "act", "check_app_id", "events", "get_app", "list_apps", "rescan", "set_config",
-           "snapshot", "system"]
+__all__ = ["ACTIONS", "act", "app_ref", "approve", "check_app_id", "events", "get_app", "list_apps", "rescan",
+           "set_config", "snapshot", "system", "ui_reply"]

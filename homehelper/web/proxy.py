@@ -6,8 +6,8 @@ needs the raw ASGI events to stream bodies both ways, to pass websocket
 subprotocols and close codes through, and to keep a proxied websocket message
 to one hop of work (the latency target is 1 ms).
 
-Where each app listens comes from a port cache fed by events at publish time
-(AppStateChanged/AppStarted/AppStopped), not from an ask per request. User
+Where each app listens, its type and state come from the registry's read model (`deps.view`,
+updated as events are published), read directly: no ask per request. User
 activity (proxied requests, client-to-app websocket messages; not Streamlit's
 own health and host-config polls or its heartbeats) sends a throttled
 KeepAlive to the app actor.
@@ -22,14 +22,15 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import attrs
 import httpx
 import trio
 import trio_websocket
 
 from ..actors import ActorError
+from ..actors.readmodel import AppRecord
 from ..errors import HomeHelperError
-from ..messages import AppChanged, AppRemoved, AppStarted, AppStateChanged, AppStopped, GetApp, KeepAlive, OpenUI
+from ..manifest import ID_RE
+from ..messages import KeepAlive, OpenUI
 from .auth import APP_COOKIE
 from .deps import dashboard_origin, identify, same_origin
 from .forwarding import _forward_headers, _strip_our_cookies
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 # httpx logs every request at INFO: a log line (a disk write on a Pi) per proxied request.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
-PATH_RE = re.compile(r"^/apps/(?P<app>[a-z0-9][a-z0-9-]{0,39})/ui(?P<rest>/.*)?$")
+PATH_RE = re.compile(rf"^/apps/(?P<app>{ID_RE.pattern})/ui(?P<rest>/.*)?$")
 NOT_ACTIVITY = ("/_stcore/health", "/_stcore/host-config", "/_stcore/script-health-check")
 HEARTBEAT = b"\x88\x01\x01"  # BackMsg{app_heartbeat: true}: the frontend's own ping, not a person
 MAX_WS_MESSAGE = 200 * 1024 * 1024  # Streamlit's server.maxMessageSize default (MB)
@@ -47,61 +48,12 @@ WS_QUEUE = 8  # messages buffered per direction; the rest waits (back-pressure),
 KEEPALIVE_EVERY = 1.0  # seconds between KeepAlives per app, however busy
 
 
-@attrs.define
-class _Entry:
-    type: str | None = None  # None until a snapshot said (events do not carry the type)
-    state: str = "stopped"
-    port: int | None = None
-    ui: str | None = None  # a service app's own UI path (manifest `ui`)
-
-
-class PortCache:
-    """app_id -> (type, state, port), updated synchronously as events are published."""
-
-    def __init__(self, deps: Any) -> None:
-        self.deps = deps
-        self.entries: dict[str, _Entry] = {}
-        # The filter runs inside publish: the cache is current before anyone hears the reply.
-        self.sub = deps.bus.subscribe(maxlen=1, accept=self._on_event)
-
-    def _on_event(self, ev: Any) -> bool:
-        match ev:
-            case AppStateChanged(app_id=app_id, state=state):
-                self.entries.setdefault(app_id, _Entry()).state = state
-            case AppStarted(app_id=app_id, port=port):
-                self.entries.setdefault(app_id, _Entry()).port = port
-            case AppStopped(app_id=app_id):
-                if app_id in self.entries:  # also when the actor itself went down (no state change then)
-                    self.entries[app_id].port, self.entries[app_id].state = None, "stopped"
-            case AppRemoved(app_id=app_id):
-                self.entries.pop(app_id, None)
-            case AppChanged(app_id=app_id):
-                if app_id in self.entries:  # its manifest changed: take type and ui afresh
-                    self.entries[app_id].type = None
-        return False
-
-    async def get(self, app_id: str) -> _Entry | None:
-        entry = self.entries.get(app_id)
-        if entry is not None and entry.type is not None:
-            return entry
-        try:  # first sight of this app: one snapshot for its type (and state, if we missed events)
-            snap = await self.deps.apps.ref(app_id).ask(GetApp(app_id), timeout=5)
-        except (ActorError, HomeHelperError):
-            return None
-        entry = self.entries.setdefault(app_id, _Entry())
-        entry.type, entry.ui = snap.get("type"), snap.get("ui")
-        if entry.port is None and snap.get("state") == "running":
-            entry.state, entry.port = "running", snap.get("port")
-        return entry
-
-
 class UIProxy:
     """ASGI middleware: /apps/<id>/ui/... goes to the app, everything else to `inner`."""
 
     def __init__(self, inner: Any, deps: Any) -> None:
         self.inner = inner
         self.deps = deps
-        self.cache = PortCache(deps)
         self.touched: dict[str, float] = {}
         self.client = httpx.AsyncClient(
             # no cookie jar shared between users: a jar that accepts nothing
@@ -126,7 +78,7 @@ class UIProxy:
                 await _simple(send, 401, page, [(b"content-type", b"text/html; charset=utf-8"),
                                                 (b"cache-control", b"no-store"), self.csp(scope)])
             return
-        entry = await self.cache.get(app_id)
+        entry = self.deps.view.get(app_id)
         if entry is not None and entry.type == "service" and entry.ui and kind == "http":
             await self.service_ui(app_id, entry, rest, scope, receive, send)
             return
@@ -191,7 +143,7 @@ class UIProxy:
         except (ActorError, HomeHelperError):
             pass  # a swamped or gone actor: the next request tries again
 
-    async def not_ready(self, app_id: str, entry: _Entry, rest: str, scope: dict[str, Any], send: Any) -> None:
+    async def not_ready(self, app_id: str, entry: AppRecord, rest: str, scope: dict[str, Any], send: Any) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1013})  # try again later
             return
@@ -205,7 +157,7 @@ class UIProxy:
                                                  (b"content-type", b"text/html; charset=utf-8"),
                                                  self.csp(scope)])
 
-    async def service_ui(self, app_id: str, entry: _Entry, rest: str, scope: dict[str, Any], receive: Any,
+    async def service_ui(self, app_id: str, entry: AppRecord, rest: str, scope: dict[str, Any], receive: Any,
                          send: Any) -> None:
         """A service app's own page: /apps/<id>/ui/<rest> -> <its ui path>/<rest>, no TTL involved."""
         if entry.state != "running" or entry.port is None:
@@ -332,7 +284,6 @@ class UIProxy:
             pass
 
     async def aclose(self) -> None:
-        self.cache.sub.close()
         await self.client.aclose()
 
 

@@ -22,7 +22,7 @@ from quart import g, websocket
 from quart_trio import QuartTrio
 
 from ..errors import BadRequest, PayloadTooLarge, TooManyRequests, Unavailable
-from ..messages import AppStateChanged
+from ..messages import Event
 from . import logs, ops
 from .deps import WebDeps
 from .errors import translate
@@ -43,8 +43,6 @@ PING_TIMEOUT = 60.0  # nothing heard for this long: the peer is gone
 TYPES = ("refresh", "action", "rescan", "logs.follow", "logs.unfollow", "ping", "pong")
 WHAT = ("all", "apps", "app", "system", "events")
 SHARED = ("all", "apps", "system")  # the refreshes that take no argument: one build serves all askers
-TRANSIENT = ("starting", "stopping", "installing")  # an action is complete when its app leaves these
-SETTLE_TIMEOUT = 120.0
 
 
 def _dumps(msg: dict[str, Any]) -> str:
@@ -102,30 +100,6 @@ class SharedRefresh:
             flight.done.set()
 
 
-class _StateTrack:
-    """The states an app went through during one action, in order, as its events arrive."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        self.changed = trio.Event()
-
-    def saw(self, state: str) -> None:
-        self.seen.append(state)
-        self.changed.set()
-
-    async def settled_after(self, current: str) -> None:
-        """Wait until, after the change into `current` (what the actor answered), a settled state comes.
-
-        States before that one (a start installs first: installing, then stopped) do not count."""
-        while True:
-            self.changed = trio.Event()
-            if current in self.seen:
-                later = self.seen[len(self.seen) - 1 - self.seen[::-1].index(current) + 1:]
-                if any(s not in TRANSIENT for s in later):
-                    return
-            await self.changed.wait()
-
-
 class Connection:
     """One websocket client: a receive loop, a sender, a pinger, and its requests' tasks."""
 
@@ -138,7 +112,6 @@ class Connection:
         self.in_flight = 0
         self.last_heard = trio.current_time()
         self.follow_scope: trio.CancelScope | None = None
-        self.settle_timeout = SETTLE_TIMEOUT
 
     async def run(self) -> None:
         async with trio.open_nursery() as n:
@@ -246,40 +219,27 @@ class Connection:
         return await ops.events(self.deps, limit)
 
     async def _action(self, req_id: Any, msg: dict[str, Any]) -> Any:
-        """Run the action; meanwhile forward the app's events (its progress) to this client only."""
+        """Act and settle (ops.act, as REST does); meanwhile forward the app's events (its progress)
+        to this client only."""
         app_id = ops.check_app_id(msg.get("app"))
-        action = msg.get("action")
-        if action not in ops.ACTIONS:
-            raise BadRequest(f"unknown action {action!r}; one of {', '.join(ops.ACTIONS)}")
         outcome: dict[str, Any] = {}
-        track = _StateTrack()
         # Subscribed before the ask, so no event of this action is missed.
-        with self.deps.bus.subscribe(maxlen=256, accept=lambda e: getattr(e, "app_id", None) == app_id) as sub:
+        accept = lambda e: isinstance(e, Event) and getattr(e, "app_id", None) == app_id  # noqa: E731
+        with self.deps.bus.subscribe(maxlen=256, accept=accept) as sub:
             async with trio.open_nursery() as n:
-                n.start_soon(self._progress, req_id, sub, track)
+                n.start_soon(self._progress, req_id, sub)
                 try:
-                    outcome["result"] = await ops.act(self.deps, app_id, action)
-                except Exception as exc:
+                    outcome["result"] = await ops.act(self.deps, app_id, msg.get("action"))
+                except Exception as exc:  # raised below, not as a group out of the nursery
                     outcome["error"] = exc
-                state = outcome.get("result", {}).get("state") if isinstance(outcome.get("result"), dict) else None
-                if state in TRANSIENT:
-                    # The actor answered mid-way (a start waits for health): the action completes when the
-                    # app settles, and this client hears of it then.
-                    with trio.move_on_after(self.settle_timeout):
-                        await track.settled_after(state)
-                    outcome["result"] = await ops.actor_snapshot(self.deps, app_id)  # how it settled
                 sub.close()  # no more events; the progress task sends what is queued, then ends
         if "error" in outcome:
             raise outcome["error"]
-        result = outcome["result"]
-        return {"app": await ops.after_action(self.deps, app_id, result),
-                "result": result if isinstance(result, (dict, list, str, int, float, bool, type(None))) else None}
+        return outcome["result"]
 
-    async def _progress(self, req_id: Any, sub: Any, track: _StateTrack) -> None:
+    async def _progress(self, req_id: Any, sub: Any) -> None:
         async for ev in sub:
             await self.send({"type": "progress", "id": req_id, "event": ev.to_json()})
-            if isinstance(ev, AppStateChanged):
-                track.saw(ev.state)
 
     async def _follow(self, req_id: Any, msg: dict[str, Any]) -> Any:
         app_id = ops.check_app_id(msg.get("app"))

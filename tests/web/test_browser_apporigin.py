@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from homehelper.web.proxy import _Entry
+from homehelper.actors.readmodel import AppRecord
 from tests.fixtures.browser import screenshot
 from tests.fixtures.streamlit import PASSWORD, make_tree  # noqa: F401 - the fixture
 
@@ -83,8 +83,8 @@ async def test_a_hostile_app_page_cannot_reach_the_dashboard(browser, make_tree)
     async with make_tree(web=True) as tree:
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), hostile_handler(tree.url))
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        tree.web.extensions["ui_proxy"].cache.entries["hostile"] = _Entry(
-            "service", "running", server.server_address[1], ui="/")
+        tree.web.extensions["homehelper"].view.records["hostile"] = AppRecord(
+            "hostile", "hostile", "service", "hostile", "", state="running", port=server.server_address[1], ui="/")
         auth = tree.web.extensions["homehelper"].auth
         tickets_before = len(auth.tickets)
 

@@ -19,10 +19,11 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from homehelper.actors import Broadcast, Supervisor
+from homehelper.actors.readmodel import AppRecord, AppsView
 from homehelper.config import Config
 from homehelper.messages import GetApp, StopApp
 from homehelper.web import WebDeps
-from homehelper.web.proxy import UIProxy, _Entry, _forward_headers, _sendable
+from homehelper.web.proxy import UIProxy, _forward_headers, _sendable
 from tests.fixtures.streamlit import PASSWORD, tree_factory
 
 HEARTBEAT = BackMsg(app_heartbeat=True).SerializeToString()
@@ -283,13 +284,14 @@ async def test_compressed_answers_are_never_inflated(state_root):
     thread.start()
     config = Config(root=state_root, apps_dir=state_root / "apps")
     deps = WebDeps(config=config, bus=Broadcast(), registry=None, apps=Supervisor("apps"),  # type: ignore[arg-type]
-                   scanner=None, auth=None)  # type: ignore[arg-type]
+                   scanner=None, view=AppsView(), auth=None)  # type: ignore[arg-type]
 
     async def inner(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("only /apps/<id>/ui/ is asked for")
 
     proxy = UIProxy(inner, deps)
-    proxy.cache.entries["gz"] = _Entry("streamlit", "running", server.server_address[1])
+    deps.view.records["gz"] = AppRecord("gz", "gz", "streamlit", "gz", "", state="running",
+                                        port=server.server_address[1])
     try:
         transport = httpx.ASGITransport(app=proxy)
         async with httpx.AsyncClient(transport=transport, base_url="http://hh.local") as c, \

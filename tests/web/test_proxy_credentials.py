@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from homehelper.web.proxy import _Entry
+from homehelper.actors.readmodel import AppRecord
 from tests.fixtures.streamlit import tree_factory
 from tests.web.test_proxy import enter_app, logged_in, open_app, rerun_until_text, ws_base, ws_connect, ws_headers
 
@@ -51,8 +51,8 @@ async def test_http_requests_reach_the_app_without_our_credentials(make_tree):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         async with make_tree(web=True) as tree:
-            proxy = tree.web.extensions["ui_proxy"]
-            proxy.cache.entries["echo"] = _Entry("service", "running", server.server_address[1], ui="/")
+            tree.web.extensions["homehelper"].view.records["echo"] = AppRecord(
+                "echo", "echo", "service", "echo", "", state="running", port=server.server_address[1], ui="/")
             token = tree.web.extensions["homehelper"].auth.create_token("script")["token"]
             client = await logged_in(tree)
             csrf = client.headers["X-CSRF-Token"]
