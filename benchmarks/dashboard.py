@@ -10,7 +10,9 @@ p50 / p99 of each, and the ratio of p99s.
 Back-to-back refreshes mostly find a system sample under 1 s old (ops.FRESH_ENOUGH); the
 "fresh clicks" scenarios space each client's clicks past that, as a person's are, so each click
 pays for a new sample. Concurrent refreshes share one build (web/ws.py SharedRefresh): the
-builds column says how many snapshots the server really made.
+builds column says how many snapshots the server really made. The clients send the digests of
+what they have, as the dashboard does (web/refreshparts.py): a refresh carries only the sections
+that changed, and the bytes column says what that came to.
 Targets: p99 refresh <= 5x p99 echo with 1 client; <= 2x with 20 (issue 17.2). Fresh clicks
 are reported without a verdict (a new sample costs what the machine's /proc costs).
 
@@ -127,10 +129,11 @@ async def client(url: str, cookie: str, rounds: int, refresh: list[float], echo:
     async with await WSClient.connect(base + "/ws", headers) as ws, \
             await WSClient.connect(base + "/bench-echo", headers) as eco:
         await trio.sleep(offset)
+        have: dict[str, str] = {}  # as the dashboard does: the digests of the sections it shows
         for i in range(rounds):
             if spacing is not None and i:
                 await trio.sleep(spacing)  # a person's next click, past the sample's freshness window
-            req = json.dumps({"type": "refresh", "id": i, "what": "all"})
+            req = json.dumps({"type": "refresh", "id": i, "what": "all", "have": have})
             t = time.perf_counter()
             await ws.send(req)
             reply = await ws.recv()
@@ -140,6 +143,7 @@ async def client(url: str, cookie: str, rounds: int, refresh: list[float], echo:
             # server the clients share a thread with (and the echo is never parsed)
             if '"fresh":true' in reply:
                 fresh.append(1)
+            have = json.loads(reply[reply.rindex(',"digests":') + 11:-1])  # the digests close the reply
             t = time.perf_counter()
             await eco.send(req)
             await eco.recv()
