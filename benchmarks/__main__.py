@@ -198,12 +198,13 @@ def print_summary(results: dict[str, Any]) -> None:
     for t in results.get("targets", []):
         verdict = {True: "PASS", False: "MISS", None: "n/a "}[t.get("pass")]
         print(f"{verdict} {t['name']}: {t.get('value')} {t.get('unit', '')} (target {t.get('target')})")
-    issue = issue_targets(results.get("targets", []))
+    issue = issue_targets(results.get("targets", []), results.get("scenarios"))
     if issue:
         print(f"\n== issue 17 (load average {results.get('load_average')}) ==")
         for t in issue:
             verdict = {True: "PASS", False: "MISS", None: "n/a "}[t.get("pass")]
-            print(f"{verdict} {t['name']}: {t.get('value')} {t.get('unit', '')} (target {t.get('target')})")
+            print(f"{verdict} {t['name']}: {t.get('value')} {t.get('unit', '')} (target {t.get('target')})"
+                  + (f" - {t['note']}" if t.get("value") is None else ""))
     prof = results.get("profile") or {}
     if prof.get("profile") != "none":
         print(f"profile: {prof.get('note')}")

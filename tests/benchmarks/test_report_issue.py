@@ -37,9 +37,21 @@ def _results() -> dict[str, Any]:
 
 
 def test_issue_targets_come_in_the_issues_order_without_the_others() -> None:
-    names = [t["name"].split(",")[0] for t in issue_targets(_results()["targets"])]
-    assert names == ["start to healthy", "dashboard refresh p99 vs echo p99",
+    names = [t["name"] for t in issue_targets(_results()["targets"])]
+    assert names == ["start to healthy, 1 app, vs bare",
+                     "dashboard refresh p99 vs echo p99, 20 clients, 40 apps, back-to-back",
                      "bus inbound cost of 20 msg/s (20 apps at 1 msg/s)", "actor ask vs a bare one-shot reply"]
+
+
+def test_a_figure_its_scenario_failed_to_measure_is_listed_as_not_measured() -> None:
+    results = _results()
+    scenarios = {**results["scenarios"], "startup": {"status": "error", "reason": "TooSlowError: \ntrace"}}
+    got = {t["name"]: t for t in issue_targets(results["targets"], scenarios)}
+    missing = got["start to healthy, 20 apps"]
+    assert missing["value"] is None and missing["pass"] is None
+    assert missing["note"] == "not measured: startup error: TooSlowError: "
+    assert "dashboard refresh p99 vs echo p99, 20 clients, 20 apps" not in got  # ran, at other app counts
+    assert not any(n.startswith("bus unloaded") for n in got)  # bus was not part of this run
 
 
 def test_markdown_and_html_show_the_issue_verdicts_the_load_and_the_scaling() -> None:
