@@ -1,15 +1,18 @@
 """Dashboard benchmark: the websocket refresh round trip beside a bare websocket echo.
 
 The real web app on serve's actor tree (auth gate, /ws, snapshots from the registry, event log and sensors)
-with 20 registered apps, served by Hypercorn on a real port in this process. Each client logs
-in, opens /ws and a bare echo websocket on the same server, then alternates: one full refresh
-("refresh all": apps, fresh system sample, events), one echo of a message the same size as the
-request. The clients run in a process of their own (as browsers on other machines would), one
-per block. Run with 1 and with 20 concurrent clients; p50 / p99 of each, and the ratio of p99s.
+with 20 registered apps (and 40; 1, 10, 20, 40 in a full run), served by Hypercorn on a real port
+in this process. Each client logs in, opens /ws and a bare echo websocket on the same server,
+then alternates: one full refresh ("refresh all": apps, fresh system sample, events), one echo
+of a message the same size as the request. The clients run in a process of their own (as
+browsers on other machines would), one per block. Run with 1 and with 20 concurrent clients;
+p50 / p99 of each, and the ratio of p99s.
 Back-to-back refreshes mostly find a system sample under 1 s old (ops.FRESH_ENOUGH); the
 "fresh clicks" scenarios space each client's clicks past that, as a person's are, so each click
 pays for a new sample. Concurrent refreshes share one build (web/ws.py SharedRefresh): the
-builds column says how many snapshots the server really made.
+builds column says how many snapshots the server really made. The clients send the digests of
+what they have, as the dashboard does (web/refreshparts.py): a refresh carries only the sections
+that changed, and the bytes column says what that came to.
 Targets: p99 refresh <= 5x p99 echo with 1 client; <= 2x with 20 (issue 17.2). Fresh clicks
 are reported without a verdict (a new sample costs what the machine's /proc costs).
 
@@ -53,6 +56,7 @@ BASELINE = ("a bare websocket echo on the same server (same auth gate, same Hype
             "the refresh request, timed alternately with the refreshes by the same clients (in a process of their "
             "own)")
 PASSWORD = "dashboard benchmark"
+CLIENT_PROCS = 4  # processes the clients of a block run in
 
 
 def make_apps(apps_dir: Path, n: int) -> None:
@@ -110,10 +114,11 @@ async def client(url: str, cookie: str, rounds: int, refresh: list[float], echo:
     async with await WSClient.connect(base + "/ws", headers) as ws, \
             await WSClient.connect(base + "/bench-echo", headers) as eco:
         await trio.sleep(offset)
+        have: dict[str, str] = {}  # as the dashboard does: the digests of the sections it shows
         for i in range(rounds):
             if spacing is not None and i:
                 await trio.sleep(spacing)  # a person's next click, past the sample's freshness window
-            req = json.dumps({"type": "refresh", "id": i, "what": "all"})
+            req = json.dumps({"type": "refresh", "id": i, "what": "all", "have": have})
             t = time.perf_counter()
             await ws.send(req)
             reply = await ws.recv()
@@ -123,6 +128,7 @@ async def client(url: str, cookie: str, rounds: int, refresh: list[float], echo:
             # server the clients share a thread with (and the echo is never parsed)
             if '"fresh":true' in reply:
                 fresh.append(1)
+            have = json.loads(reply[reply.rindex(',"digests":') + 11:-1])  # the digests close the reply
             t = time.perf_counter()
             await eco.send(req)
             await eco.recv()
@@ -142,6 +148,25 @@ async def run_clients(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+async def _client_processes(job: dict[str, Any], procs: int) -> dict[str, Any]:
+    """The clients of one block in `procs` processes of their own (at most one per client): twenty
+    replies that arrive together are not read one after another by one thread, as twenty browsers'
+    would not be."""
+    procs = max(1, min(procs, len(job["cookies"])))
+    outs: list[dict[str, Any]] = []
+
+    async def one(k: int) -> None:
+        part = {**job, "cookies": job["cookies"][k::procs], "offsets": job["offsets"][k::procs]}
+        proc = await trio.run_process([sys.executable, __file__, "--clients-child", json.dumps(part)],
+                                      capture_stdout=True, cwd=REPO)
+        outs.append(json.loads(proc.stdout))
+
+    async with trio.open_nursery() as n:
+        for k in range(procs):
+            n.start_soon(one, k)
+    return {key: [x for out in outs for x in out[key]] for key in ("refresh", "echo", "sizes", "fresh")}
+
+
 async def scenario(url: str, app: Any, cookies: list[str], clients: int, rounds: int, blocks: int,
                    spacing: float | None = None, target: float | None = None,
                    separate: bool = True) -> dict[str, Any]:
@@ -159,9 +184,7 @@ async def scenario(url: str, app: Any, cookies: list[str], clients: int, rounds:
         offsets = [rng.uniform(0, spacing) if spacing is not None and clients > 1 else 0.0 for _ in range(clients)]
         job = {"url": url, "cookies": cookies[:clients], "rounds": rounds, "spacing": spacing, "offsets": offsets}
         if separate:  # as browsers on other machines: the clients' own work is not the server's
-            proc = await trio.run_process([sys.executable, __file__, "--clients-child", json.dumps(job)],
-                                          capture_stdout=True, cwd=REPO)
-            got = json.loads(proc.stdout)
+            got = await _client_processes(job, CLIENT_PROCS)
         else:
             got = await run_clients(job)
         refresh, echo = got["refresh"], got["echo"]
@@ -183,7 +206,10 @@ async def scenario(url: str, app: Any, cookies: list[str], clients: int, rounds:
             "ratio_p99": round(ratio, 2), "target": target, "pass": None if target is None else ratio <= target}
 
 
-async def run(quick: bool) -> dict[str, Any]:
+async def run(quick: bool, apps: int = APPS, everything: bool = True) -> dict[str, Any]:
+    """Every scenario (`everything`), or the back-to-back ones alone (the scaling runs)."""
+    global APPS
+    APPS = apps  # what build() registers and waits for
     root = REPO / "state" / "bench" / f"dashboard-{uuid.uuid4().hex[:8]}"
     root.mkdir(parents=True)
     try:
@@ -194,12 +220,16 @@ async def run(quick: bool) -> dict[str, Any]:
             await scenario(url, app, cookies, 2, 10, 1, separate=False)
             spacing = FRESH_ENOUGH + 0.1
             clicks = 5 if quick else 15
-            out = {"apps": APPS, "quick": quick, "baseline": BASELINE, "scenarios": [
+            scenarios = [
                 await scenario(url, app, cookies, 1, 200 if quick else 600, 5, target=TARGET),
                 await scenario(url, app, cookies, 20, 10 if quick else 30, 5, target=TARGET_MANY),
-                await scenario(url, app, cookies, 1, clicks, 1, spacing),
-                await scenario(url, app, cookies, 20, clicks, 1, spacing),
-            ]}
+            ]
+            if everything:
+                scenarios += [await scenario(url, app, cookies, 1, clicks, 1, spacing),
+                              await scenario(url, app, cookies, 20, clicks, 1, spacing)]
+            for s in scenarios:
+                s["apps"] = apps
+            out = {"apps": apps, "quick": quick, "baseline": BASELINE, "scenarios": scenarios}
             n.cancel_scope.cancel()
         return out
     finally:
@@ -209,33 +239,44 @@ async def run(quick: bool) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer round trips (well under a minute)")
+    ap.add_argument("--apps", default=None,
+                    help=f"comma-separated registered app counts (default {APPS},40; a full run 1,10,{APPS},40); "
+                         f"every scenario runs at {APPS}, the back-to-back ones at the others")
     ap.add_argument("--clients-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.clients_child:  # the clients of one block, in a process of their own
         print(json.dumps(trio.run(run_clients, json.loads(args.clients_child))))
         return {}
-    results = trio.run(run, args.quick)
-    print(f"dashboard: websocket refresh round trip with {APPS} registered apps vs a bare echo, same server")
+    counts = [int(x) for x in (args.apps or (f"{APPS},40" if args.quick else f"1,10,{APPS},40")).split(",")]
+    primary = APPS if APPS in counts else counts[0]
+    results: dict[str, Any] = {"apps": primary, "quick": args.quick, "baseline": BASELINE, "scenarios": []}
+    for count in sorted(counts):
+        results["scenarios"] += trio.run(run, args.quick, count, count == primary)["scenarios"]
+    print(f"dashboard: websocket refresh round trip with {counts} registered apps vs a bare echo, same server")
     print(f"dashboard: baseline: {BASELINE}")
     print("  (a refresh shows system readings at most 1 s old: 'samples' = refreshes that took a new one;")
     print("   'builds' = snapshots the server made (concurrent refreshes share one);")
     print("   ratio p99 = median over 5 blocks of p99 refresh / p99 echo, measured alternately in the same run)")
-    print(f"{'kind':>13} {'clients':>7} {'trips':>6} {'samples':>7} {'builds':>6} {'bytes':>7} {'refresh p50':>12}"
-          f" {'p99':>8} {'echo p50':>9} {'p99':>8} {'ratio p99':>9}  target")
+    print(f"{'apps':>4} {'kind':>13} {'clients':>7} {'trips':>6} {'samples':>7} {'builds':>6} {'bytes':>7}"
+          f" {'refresh p50':>12} {'p99':>8} {'echo p50':>9} {'p99':>8} {'ratio p99':>9}  target")
     for s in results["scenarios"]:
         verdict = "n/a" if s["pass"] is None else f"<= {s['target']:g}x {'PASS' if s['pass'] else 'MISS'}"
-        print(f"{s['kind']:>13} {s['clients']:>7} {s['round_trips']:>6} {s['new_samples']:>7} {s['builds']:>6}"
-              f" {s['bytes_per_refresh']:>7} {s['refresh_p50_ms']:>10.2f}ms"
+        print(f"{s['apps']:>4} {s['kind']:>13} {s['clients']:>7} {s['round_trips']:>6} {s['new_samples']:>7}"
+              f" {s['builds']:>6} {s['bytes_per_refresh']:>7} {s['refresh_p50_ms']:>10.2f}ms"
               f" {s['refresh_p99_ms']:>6.2f}ms {s['echo_p50_ms']:>7.2f}ms {s['echo_p99_ms']:>6.2f}ms"
               f" {s['ratio_p99']:>8}x  {verdict}"
               f"   (blocks {s['ratio_p99_blocks']}, all trips {s['ratio_p99_overall']}x)")
     results["targets"] = [
         {"name": f"dashboard refresh p99 vs echo p99, {s['clients']} client{'s' if s['clients'] > 1 else ''}, "
-                 f"{s['kind']}", "value": s["ratio_p99"], "unit": "x",
+                 f"{s['apps']} apps, {s['kind']}", "value": s["ratio_p99"], "unit": "x",
+         **({"issue": 17} if s["target"] == TARGET_MANY and s["apps"] in (20, 40) else {}),
          "target": "-" if s["target"] is None else f"<= {s['target']:g}", "pass": s["pass"],
          "note": f"refresh p99 {s['refresh_p99_ms']} ms, echo p99 {s['echo_p99_ms']} ms, {s['builds']} builds for "
                  f"{s['round_trips']} refreshes, {s['bytes_per_refresh']} bytes each"}
         for s in results["scenarios"]]
+    b2b = [s for s in results["scenarios"] if s["kind"] == "back-to-back" and s["clients"] == 20]
+    results["scaling"] = {"apps": [s["apps"] for s in b2b], "refresh_p99_ms": [s["refresh_p99_ms"] for s in b2b],
+                          "echo_p99_ms": [s["echo_p99_ms"] for s in b2b], "clients": 20}
     results["pass"] = all(s["pass"] is not False for s in results["scenarios"])
     return results
 

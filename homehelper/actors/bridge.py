@@ -5,9 +5,9 @@ history stream and folded into the app's health hash (homehelper/bus/channels.py
 names them all). In: what apps publish on their channels enters the tree as
 events (BusMessage, AppStatusReported, AppHeartbeat), published on the Broadcast.
 
-redis-py is sync, so the bridge keeps it in worker threads under its own
-capacity limiter: a publisher that sends whatever is queued as one pipeline and
-a subscriber that hands trio whole batches. Without Redis HomeHelper runs on its
+redis-py is sync, so the bridge sends in worker threads under its own capacity
+limiter (a publisher that sends whatever is queued as one pipeline); what apps
+publish, trio reads itself from the subscribed socket (bus/_inbound.py). Without Redis HomeHelper runs on its
 in-process bus alone. With Redis configured but down, events wait in the bounded
 subscription ring (oldest dropped first, counted) and go out in order once the
 bridge reconnects, with backoff. Redis failing never crashes this actor.
@@ -25,7 +25,8 @@ from typing import Any
 import trio
 
 from ..bus._codec import Rejects
-from ..bus._threads import CONNECTION_ERRORS, Handoff, Publisher, connect, run_subscriber
+from ..bus._inbound import ProtocolError, Subscriber
+from ..bus._threads import CONNECTION_ERRORS, Publisher, connect
 from ..bus.acl import AppIdentities, configured, redact, shared_note
 from ..bus.channels import Channels
 from ..errors import BadRequest, Unavailable
@@ -45,7 +46,8 @@ from . import Actor, ActorRef, Broadcast
 
 log = logging.getLogger(__name__)
 
-BATCH = 512  # events per pipeline, messages per hop into trio
+BATCH = 512  # events per pipeline
+INBOUND_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, ProtocolError)
 
 
 def _describe(exc: BaseException) -> str:
@@ -79,7 +81,7 @@ class RedisBridge(Actor):
         self.rejects = Rejects()
         self._publisher: Publisher | None = None
         self._retry: list[Event] = []  # a batch whose send failed: it goes first, in order
-        self.handoff: Handoff | None = None  # the subscriber's way into trio (counts its hops)
+        self.inbound: Subscriber | None = None  # the current session's reader (counts its wake-ups)
         self._url_changed = trio.Event()
         self._down_reported = False
 
@@ -293,21 +295,16 @@ class RedisBridge(Actor):
     # --- inbound -----------------------------------------------------------
     async def _subscribe_loop(self, url: str, control: str, done: threading.Event, scope: trio.CancelScope) -> None:
         try:
-            # abandon_on_cancel: the thread blocks in a socket read; `_close` wakes it up
-            await trio.to_thread.run_sync(
-                run_subscriber, url, self.ch, control, lambda: self._report_up(url), self._deliver, self.batch,
-                self.rejects, done, self._set_handoff, limiter=self.limiter, abandon_on_cancel=True)
-        except CONNECTION_ERRORS as exc:
+            self.inbound = Subscriber(self.ch, control, self._deliver, self.rejects)
+            await self.inbound.run(url, lambda: self._report_up(url), self.limiter)
+        except INBOUND_ERRORS as exc:
             self.last_error = _describe(exc)
         finally:
+            done.set()  # the subscription's socket is closed: nobody to wake with a stop message
             scope.cancel()
 
-    def _set_handoff(self, handoff: Handoff) -> None:
-        self.handoff = handoff
-
     def _deliver(self, batch: list[Event]) -> None:
-        # One hop per batch (all that came while trio was busy): runs in trio, so the events go up
-        # like any other.
+        # Everything one read brought (all that came while trio was busy), on the trio thread.
         self.received += len(batch)
         for event in batch:
             self.emit(event)

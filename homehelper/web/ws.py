@@ -7,7 +7,8 @@ so a socket whose peer vanished (a phone that left the Wi-Fi) is closed instead 
 Client -> server: {"type": "refresh"|"action"|"rescan"|"logs.follow"|"logs.unfollow"|"ping"|"pong", "id": n, ...}
 Server -> client: {"type": "reply", "id", "ok": true, "data"} | {"type": "error", "id", "ok": false, "status",
 "error", "message"} | {"type": "progress", "id", "event"} | {"type": "log", "id", "app", "lines"} |
-{"type": "ping"} | {"type": "pong", "id"}.
+{"type": "ping"} | {"type": "pong", "id"}. A refresh of "all" with "have": {section: digest} is answered
+with the sections that changed and "digests" (refreshparts.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..messages import Event
 from . import logs, ops
 from .deps import WebDeps
 from .errors import translate
+from .refreshparts import Parts
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ class _Flight:
 
     def __init__(self) -> None:
         self.done = trio.Event()
-        self.text: str | None = None
+        self.text: Parts | None = None
         self.error: Exception | None = None
 
 
@@ -72,7 +74,7 @@ class SharedRefresh:
         self.joined = 0  # refreshes that shared another's build
         self.last_bytes = 0  # the size of the last snapshot sent (what a refresh costs on the wire)
 
-    async def text(self, what: str, build: Any) -> str:
+    async def text(self, what: str, build: Any) -> Parts:
         while True:
             flight = self._flights.get(what)
             if flight is None:
@@ -85,12 +87,12 @@ class SharedRefresh:
                 raise flight.error
             # its builder's client went away mid-build (cancelled): build again
 
-    async def _build(self, what: str, build: Any) -> str:
+    async def _build(self, what: str, build: Any) -> Parts:
         flight = self._flights[what] = _Flight()
         try:
-            flight.text = _dumps(await build())
+            flight.text = Parts(await build())
             self.builds += 1
-            self.last_bytes = len(flight.text)
+            self.last_bytes = len(flight.text.whole)
             return flight.text
         except Exception as exc:
             flight.error = exc
@@ -183,9 +185,9 @@ class Connection:
     async def _request(self, req_id: Any, kind: str, msg: dict[str, Any]) -> None:
         try:
             if kind == "refresh" and msg.get("what", "all") in SHARED:
-                # serialised once for every client asking at once: only the id differs
-                text = await self.shared.text(msg.get("what", "all"), lambda: self._refresh(msg))
-                await self.out_send.send(f'{{"type":"reply","id":{_dumps(req_id)},"ok":true,"data":{text}}}')
+                # serialised once for every client asking at once: each gets its id and what it lacks
+                parts = await self.shared.text(msg.get("what", "all"), lambda: self._refresh(msg))
+                await self.out_send.send(parts.reply(req_id, msg.get("have")))
                 return
             if kind == "refresh":
                 data = await self._refresh(msg)

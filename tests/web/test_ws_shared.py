@@ -76,3 +76,22 @@ async def test_a_failed_shared_build_is_an_error_for_every_asker_and_the_next_on
     monkeypatch.undo()
     async with await WSClient.connect(live.ws_url, headers(live, cookie)) as ws:
         assert (await call(ws, {"type": "refresh", "id": 9, "what": "all"}))["ok"]
+
+
+async def test_a_refresh_with_the_digests_it_has_gets_only_what_changed(live: Live) -> None:
+    cookie = await session_cookie(live)
+    async with await WSClient.connect(live.ws_url, headers(live, cookie)) as ws:
+        first = await call(ws, {"type": "refresh", "id": 1, "what": "all", "have": {}})
+        assert set(first["data"]) == set(first["digests"]) >= {"apps", "system", "events"}
+        assert [a["id"] for a in first["data"]["apps"]] == live.tree.app_ids
+        again = await call(ws, {"type": "refresh", "id": 2, "what": "all", "have": first["digests"]})
+        assert "apps" not in again["data"]  # unchanged: the client keeps the one it has
+        assert again["digests"]["apps"] == first["digests"]["apps"]
+        stale = await call(ws, {"type": "refresh", "id": 3, "what": "all",
+                                "have": {**first["digests"], "apps": "not this one"}})
+        assert [a["id"] for a in stale["data"]["apps"]] == live.tree.app_ids
+        old = await call(ws, {"type": "refresh", "id": 4, "what": "all"})  # a client that sends no digests
+        assert "digests" not in old and {"apps", "system", "events"} <= set(old["data"])
+        for have in ([1, 2], "x", {str(i): "d" for i in range(100)}):  # not a dashboard's: everything, as before
+            reply = await call(ws, {"type": "refresh", "id": 5, "what": "all", "have": have})
+            assert reply["ok"] and "apps" in reply["data"]

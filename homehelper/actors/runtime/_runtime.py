@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import trio
+from trio.lowlevel import current_task, wait_task_rescheduled
 
+from ._ask import _PARKED, _SENT, _Ask, keeper
 from ._errors import ActorCrashed, ActorTimeout, MailboxClosed, MailboxFull
 from ._events import CommandFailed
 
@@ -22,28 +24,6 @@ M = TypeVar("M")
 
 DEFAULT_MAILBOX = 256
 DEFAULT_ASK_TIMEOUT = 10.0
-
-
-class _Ask:
-    """A request waiting for one reply; cheaper than a channel per ask."""
-
-    __slots__ = ("error", "event", "msg", "value")
-
-    def __init__(self, msg: object) -> None:
-        self.msg = msg
-        self.event = trio.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
-
-    def reply(self, value: object) -> None:
-        if not self.event.is_set():
-            self.value = value
-            self.event.set()
-
-    def fail(self, error: BaseException) -> None:
-        if not self.event.is_set():
-            self.error = error
-            self.event.set()
 
 
 class ActorRef(Generic[M]):
@@ -76,21 +56,27 @@ class ActorRef(Generic[M]):
 
     async def ask(self, msg: M, timeout: float = DEFAULT_ASK_TIMEOUT) -> Any:
         """Send and wait for the reply; the actor's error is raised here."""
-        req = _Ask(msg)
-        # The hot path of every snapshot: a scope with an absolute deadline (cheaper than move_on_after),
-        # and a mailbox with room takes the request at once, without a trip through the scheduler.
+        # The hot path of every snapshot: a mailbox with room takes the request at once, and the wait
+        # needs no cancel scope of its own (_ask.py: one deadline keeper for all pending asks).
         await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller sends nothing
-        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+        deadline = trio.current_time() + timeout
+        req = _Ask(msg, self.name, timeout, deadline)
+        try:
             try:
-                try:
-                    self._send.send_nowait(req)
-                except trio.WouldBlock:  # full: wait for room (back-pressure), within the timeout
+                self._send.send_nowait(req)
+            except trio.WouldBlock:  # full: wait for room (back-pressure), within the timeout
+                with trio.CancelScope(deadline=deadline) as scope:
                     await self._send.send(req)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                raise MailboxClosed(self.name) from None
-            await req.event.wait()
-        if scope.cancelled_caught:
-            raise ActorTimeout(self.name, msg, timeout)
+                if scope.cancelled_caught:
+                    raise ActorTimeout(self.name, msg, timeout) from None
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise MailboxClosed(self.name) from None
+        if req.state == _SENT:  # not answered while a full mailbox made us wait
+            if deadline < math.inf:
+                keeper().add(req)
+            req.task = current_task()
+            req.state = _PARKED
+            await wait_task_rescheduled(req.abort)
         if req.error is not None:
             raise req.error
         return req.value

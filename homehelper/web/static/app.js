@@ -27,15 +27,15 @@
     if (msg.type === "progress") { if (p && p.progress) p.progress(msg.event); return; }
     if (msg.type === "log") { appendLog(msg.lines); return; }
     if (!p) return;
-    if (msg.type === "reply") { pending.delete(msg.id); p.resolve(msg.data); }
+    if (msg.type === "reply") { pending.delete(msg.id); p.resolve(p.whole ? msg : msg.data); }
     else if (msg.type === "error") { pending.delete(msg.id); p.reject(new Error(msg.message || msg.error)); }
   }
 
-  function request(type, body = {}, progress = null) {
+  function request(type, body = {}, progress = null, whole = false) {
     return new Promise((resolve, reject) => {
       if (!ws || ws.readyState !== WebSocket.OPEN) { reject(new Error("not connected")); return; }
       const id = nextId++;
-      pending.set(id, { resolve, reject, progress });
+      pending.set(id, { resolve, reject, progress, whole });
       ws.send(JSON.stringify({ ...body, type, id }));
     });
   }
@@ -52,11 +52,15 @@
   function setStatus(text, cls = "") { const s = $("#status"); s.textContent = text; s.className = "status " + cls; }
 
   // --- refresh ----------------------------------------------------------------
+  let shown = { snap: {}, digests: {} }; // the last snapshot rendered, and its sections' digests
   async function refresh() {
     const btn = $("#refresh");
     btn.disabled = true;
     try {
-      const snap = await request("refresh", { what: "all" });
+      // only the sections that changed since the last refresh come back; the rest are the ones we have
+      const msg = await request("refresh", { what: "all", have: shown.digests }, null, true);
+      const snap = { ...shown.snap, ...msg.data };
+      shown = { snap, digests: msg.digests || {} };
       renderApps(snap.apps); renderSystem(snap.system); renderEvents(snap.events); renderBus(snap.bus);
       setStatus("updated " + new Date().toLocaleTimeString(), "ok");
     } catch (e) { setStatus(e.message, "bad"); }
