@@ -18,6 +18,7 @@ import trio
 
 from .actors import Broadcast, ChildSpec, Supervisor
 from .actors.app import AppActor, AppContext
+from .actors.backup import BackupActor
 from .actors.bridge import RedisBridge
 from .actors.eventlog import EventLog
 from .actors.notifier import Notifier
@@ -137,6 +138,7 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
         identities=identities))))
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish,
                                                                     follow=bus)))
+    backup = root.start_child(ChildSpec("backup", lambda: BackupActor(config, bus.publish, apps, installer)))
 
     async def follow(old: Config, new: Config) -> None:
         ctx.config = new  # app actors and the UI manager read streamlit.* (and redis_url at a start) here
@@ -147,7 +149,7 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
 
     settings.follow(follow)
     refs = dict(backend=backend, ui=ui, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
-                sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref)
+                sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref, backup=backup)
     return Runtime(config, bus, root, apps, refs, ctx, settings, instances)
 
 
@@ -179,7 +181,7 @@ async def _serve(config: Config, notices: Sequence[Event], task_status: trio.Tas
         deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
                        scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
                        event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
-                       notifier=rt.refs["notifier"])
+                       notifier=rt.refs["notifier"], backup=rt.refs["backup"])
         settings_ref = rt.refs["settings"]
 
         async def set_config(changes: dict[str, Any]) -> Config:

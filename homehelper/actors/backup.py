@@ -22,7 +22,7 @@ from ..backends.installer import Installer
 from ..backup.archive import backup_folder, unique_path, write_archive
 from ..backup.crypto import read_passphrase
 from ..backup.restore import restore_app_data
-from ..backup.schedule import ARCHIVE_RE, parse_schedule, rotate
+from ..backup.schedule import ARCHIVE_RE, age_key, parse_schedule, rotate
 from ..config import Config
 from ..errors import ArchiveRefused, BackupError, HomeHelperError
 from ..manifest import Manifest
@@ -90,7 +90,7 @@ class BackupActor(Actor):
             folder = backup_folder(self.config)
             path = folder / "(not started)"
             try:
-                path = await trio.to_thread.run_sync(self._prepare, folder)
+                path = await trio.to_thread.run_sync(self._prepare, folder, self.wall())
                 self.emit(BackupStarted(str(path), reason))
                 if passphrase is None and self.config.backup.passphrase_file:
                     passphrase = await trio.to_thread.run_sync(read_passphrase, self.config.backup.passphrase_file)
@@ -111,12 +111,12 @@ class BackupActor(Actor):
                                       reason, tuple(summary["removed"])))
             return summary
 
-    def _prepare(self, folder: Path) -> Path:
+    def _prepare(self, folder: Path, now: float) -> Path:
         if not self.config.backup.dir:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # our own folder under the state root
         elif not folder.is_dir():  # a USB disk or network mount: never made on the SD card below it
             raise BackupError(f"the backup folder {folder} does not exist (is the disk mounted?)")
-        return unique_path(folder, self.config.node_id)
+        return unique_path(folder, self.config.node_id, now)
 
     def _manifests(self) -> dict[str, Manifest]:
         found, _invalid = scan_folder(self.config.apps_dir)
@@ -218,4 +218,4 @@ def list_archives(folder: Path) -> list[dict[str, Any]]:
         if ARCHIVE_RE.match(p.name) and p.is_file() and not p.is_symlink():
             st = p.stat()
             out.append({"name": p.name, "size": st.st_size, "mtime": st.st_mtime})
-    return sorted(out, key=lambda a: a["name"], reverse=True)
+    return sorted(out, key=lambda a: age_key(Path(a["name"])), reverse=True)

@@ -54,9 +54,9 @@ def archive_name(node_id: str, now: float | None = None) -> str:
     return f"homehelper-{node_id}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}.tar.gz"
 
 
-def unique_path(folder: Path, node_id: str) -> Path:
+def unique_path(folder: Path, node_id: str, now: float | None = None) -> Path:
     """A new archive's path in `folder`: two backups within one second get two names."""
-    name = archive_name(node_id)
+    name = archive_name(node_id, now)
     path, n = folder / name, 1
     while path.exists():
         path, n = folder / name.replace(".tar.gz", f"-{n}.tar.gz"), n + 1

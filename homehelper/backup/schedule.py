@@ -22,7 +22,13 @@ _EVERY = re.compile(r"every\s+(\d{1,5})\s*([mhd])")
 _DAILY = re.compile(r"daily\s+(\d{1,2}):(\d{2})")
 _WEEKLY = re.compile(r"weekly\s+(mon|tue|wed|thu|fri|sat|sun)\s+(\d{1,2}):(\d{2})")
 # What archive_name() makes: only these are ever rotated away (never a file a person put there).
-ARCHIVE_RE = re.compile(r"^homehelper-[A-Za-z0-9._-]{1,40}-\d{8}T\d{6}Z(-\d+)?\.tar\.gz$")
+ARCHIVE_RE = re.compile(r"^homehelper-[A-Za-z0-9._-]{1,40}-(\d{8}T\d{6}Z)(?:-(\d+))?\.tar\.gz$")
+
+
+def age_key(path: Path) -> tuple[str, int]:
+    """Oldest first: names carry their UTC time, and `-N` orders backups written within one second."""
+    m = ARCHIVE_RE.match(path.name)
+    return (m[1], int(m[2] or 0)) if m else ("", 0)
 
 
 @attrs.frozen
@@ -69,8 +75,8 @@ def parse_schedule(text: str) -> Schedule | None:
 
 def rotate(folder: Path, keep: int) -> list[Path]:
     """Delete all but the newest `keep` archives HomeHelper wrote in `folder`; the paths removed."""
-    ours = sorted(p for p in folder.iterdir() if ARCHIVE_RE.match(p.name) and p.is_file() and not p.is_symlink())
-    # Names carry their UTC time, so the name order is the age order (a clock set back aside).
+    ours = sorted((p for p in folder.iterdir() if ARCHIVE_RE.match(p.name) and p.is_file() and not p.is_symlink()),
+                  key=age_key)
     old = ours[: max(0, len(ours) - keep)]
     for p in old:
         p.unlink(missing_ok=True)
