@@ -16,11 +16,11 @@ from quart_trio import QuartTrio
 from ..actors.backup import list_archives
 from ..backup.archive import backup_folder
 from ..backup.schedule import ARCHIVE_RE
-from ..errors import BadRequest, NotFound, Unavailable
+from ..errors import BadRequest, Conflict, NotFound
 from ..messages import RestoreAppData, RunBackup
 from .api import json_body
 from .deps import WebDeps
-from .ops import check_app_id
+from .ops import get_app
 
 BACKUP_TIMEOUT = 3600.0  # a large data folder on a slow USB stick
 MAX_PASSPHRASE = 1024
@@ -28,8 +28,8 @@ MAX_PASSPHRASE = 1024
 
 def register_backup(app: QuartTrio, deps: WebDeps) -> None:
     def actor() -> Any:
-        if deps.backup is None:
-            raise Unavailable("backups are not available on this server")
+        if deps.backup is None:  # a state of this server (a bare web app), not a failure of it
+            raise Conflict("backups are not available on this server")
         return deps.backup
 
     @app.post("/api/backups")
@@ -77,5 +77,6 @@ def register_backup(app: QuartTrio, deps: WebDeps) -> None:
         if not isinstance(archive, str) or not archive or len(archive) > 4096:
             raise BadRequest("send {\"archive\": \"<the backup's name>\"}")
         ref = actor()
-        result = await ref.ask(RestoreAppData(check_app_id(app_id), archive), timeout=BACKUP_TIMEOUT)
+        await get_app(deps, app_id)  # 404 for an app this server does not know
+        result = await ref.ask(RestoreAppData(app_id, archive), timeout=BACKUP_TIMEOUT)
         return {"restored": result}

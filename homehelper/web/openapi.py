@@ -63,7 +63,7 @@ def spec() -> dict[str, Any]:
             "/api/backups": {
                 "get": _op("the backups in the backup folder, newest first", _ok(OBJ)),
                 "post": _op("write a backup now (waits for it); {\"passphrase\": ...} seals the secrets in it",
-                            {**_ok(OBJ), **_err(400, 403, 413)}, requestBody={"required": False, "content": {
+                            {**_ok(OBJ), **_err(400, 403, 409, 413)}, requestBody={"required": False, "content": {
                                 "application/json": {"schema": {"type": "object", "properties": {
                                     "passphrase": {"type": "string", "minLength": 8}}}}}})},
             "/api/backups/{name}": {"get": _op("download a backup", {"200": {
