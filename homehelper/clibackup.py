@@ -114,17 +114,19 @@ def backup(config: Config, to: Path | None, passphrase: str | None) -> dict[str,
         return _backup_online(config, to, passphrase)
     try:
         from .actors.scanner import scan_folder
-        from .backup.archive import backup_folder, unique_path, write_archive
+        from .backup.archive import backup_folder, remove_leftovers, unique_path, write_archive
         from .backup.schedule import rotate
 
         folder = backup_folder(config)
         if to is None and not config.backup.dir:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         dest = to.resolve() if to is not None else unique_path(folder, config.node_id)
+        if folder.is_dir():
+            remove_leftovers(folder)
         found, _ = scan_folder(config.apps_dir)
         result = write_archive(config, dest, {m.id: m for m in found}, passphrase=passphrase)
         if to is None:
-            result["removed"] = [p.name for p in rotate(folder, config.backup.keep)]
+            result["removed"] = [p.name for p in rotate(folder, config.backup.keep, config.node_id)]
         return result
     finally:
         lock.release()

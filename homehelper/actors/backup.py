@@ -11,6 +11,7 @@ is `BackupFailed` (which notifies, notify_rules.KINDS) and an error to whoever a
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import trio
 
 from ..backends.installer import Installer
-from ..backup.archive import backup_folder, unique_path, write_archive
+from ..backup.archive import backup_folder, remove_leftovers, unique_path, write_archive
 from ..backup.crypto import read_passphrase
 from ..backup.restore import restore_app_data
 from ..backup.schedule import ARCHIVE_RE, age_key, parse_schedule, rotate
@@ -96,9 +97,17 @@ class BackupActor(Actor):
                     passphrase = await trio.to_thread.run_sync(read_passphrase, self.config.backup.passphrase_file)
                 manifests = await trio.to_thread.run_sync(self._manifests)
                 hook = _Hook(self, manifests)
-                summary: dict[str, Any] = await trio.to_thread.run_sync(
-                    lambda: write_archive(self.config, path, manifests, passphrase=passphrase, hook=hook.call))
-                removed = await trio.to_thread.run_sync(rotate, folder, self.config.backup.keep)
+                cancel = threading.Event()
+                try:
+                    # Abandoned on cancel (the server stops within its grace): the thread sees `cancel`
+                    # at its next file and removes its partial archive.
+                    summary: dict[str, Any] = await trio.to_thread.run_sync(lambda: write_archive(
+                        self.config, path, manifests, passphrase=passphrase, hook=hook.call, cancel=cancel),
+                        abandon_on_cancel=True)
+                except trio.Cancelled:
+                    cancel.set()
+                    raise
+                removed = await trio.to_thread.run_sync(rotate, folder, self.config.backup.keep, self.config.node_id)
             except Exception as exc:  # anything at all: said, notified, and the actor carries on
                 error = exc.message if isinstance(exc, HomeHelperError) else f"{type(exc).__name__}: {exc}"
                 log.warning("backup failed: %s", error)
@@ -116,6 +125,7 @@ class BackupActor(Actor):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # our own folder under the state root
         elif not folder.is_dir():  # a USB disk or network mount: never made on the SD card below it
             raise BackupError(f"the backup folder {folder} does not exist (is the disk mounted?)")
+        remove_leftovers(folder)
         return unique_path(folder, self.config.node_id, now)
 
     def _manifests(self) -> dict[str, Manifest]:

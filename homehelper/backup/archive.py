@@ -22,6 +22,7 @@ import sqlite3
 import stat
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,9 @@ SIDECARS = ("-wal", "-shm", "-journal")  # a snapshot holds what they held
 SKIP_IN_APP_FOLDER = ("__pycache__", ".venv", "venv")  # rebuilt, never backed up
 STATE_FILES = ("config", "registry", "options")  # folders of small state files, copied whole
 MAX_SKIPPED_NAMED = 100
+PARTIAL = ".partial"  # an archive being written: `.<name>.<random>.partial`
+STAGING = ".staging-"  # SQLite snapshots on their way into an archive
+LEFTOVER_AGE = 6 * 3600.0  # older partial files are a killed run's (another node's run may share the folder)
 
 Hook = Callable[[str, str], None]  # (app id, "before" | "after"): called around each app's data
 
@@ -85,8 +89,8 @@ class _Hashing:
 class Writer:
     """One archive being written: files added with their checksums, then `backup.json`."""
 
-    def __init__(self, tar: tarfile.TarFile, staging: Path) -> None:
-        self.tar, self.staging = tar, staging
+    def __init__(self, tar: tarfile.TarFile, staging: Path, cancel: threading.Event | None = None) -> None:
+        self.tar, self.staging, self.cancel = tar, staging, cancel
         self.files: dict[str, dict[str, Any]] = {}
         self.skipped: list[str] = []
         self.sqlite: list[str] = []
@@ -98,6 +102,8 @@ class Writer:
         self.files[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
     def add_file(self, src: Path, name: str) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise BackupError("the backup was cancelled (HomeHelper is stopping)")
         try:
             fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:  # a symlink (O_NOFOLLOW), or gone since the listing
@@ -188,17 +194,18 @@ def data_apps(config: Config) -> list[str]:
 
 
 def write_archive(config: Config, dest: Path, manifests: dict[str, Manifest], *, passphrase: str | None = None,
-                  hook: Hook | None = None) -> dict[str, Any]:
-    """Write the archive to `dest` (atomically: a partial file until it is complete); a summary."""
+                  hook: Hook | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
+    """Write the archive to `dest` (atomically: a partial file until it is complete); a summary.
+    Setting `cancel` stops it at the next file (BackupError), its partial file removed."""
     if not dest.parent.is_dir():
         raise BackupError(f"the backup folder {dest.parent} does not exist (is the disk mounted?)")
     started = time.monotonic()
-    partial = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.partial")
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest.parent))
+    partial = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}{PARTIAL}")
+    staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=dest.parent))
     try:
         with open(partial, "xb") as out:
             with tarfile.open(fileobj=out, mode="w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
-                w = Writer(tar, staging)
+                w = Writer(tar, staging, cancel)
                 summary = _fill(w, config, manifests, passphrase, hook)
                 w.add_bytes(MANIFEST, json.dumps(summary, indent=1, sort_keys=True).encode())
             out.flush()
@@ -255,6 +262,21 @@ def _add_secrets(w: Writer, folder: Path, passphrase: str | None) -> str:
     plain = json.dumps({p.name: base64.b64encode(p.read_bytes()).decode() for p in files}).encode()
     w.add_bytes("secrets.enc", seal(plain, passphrase))
     return "sealed"
+
+
+def remove_leftovers(folder: Path, now: float | None = None) -> list[Path]:
+    """Remove what a killed backup left in `folder` (partial archives, staging folders) hours ago."""
+    now = time.time() if now is None else now
+    removed = []
+    for p in folder.iterdir():
+        ours = (p.name.startswith(".homehelper-") and p.name.endswith(PARTIAL)) or p.name.startswith(STAGING)
+        try:
+            if ours and not p.is_symlink() and now - p.lstat().st_mtime > LEFTOVER_AGE:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+                removed.append(p)
+        except OSError:
+            continue
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -10,6 +10,7 @@ and when a member or the whole is larger than the limits. Blocking: run it on a 
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import json
@@ -159,12 +160,14 @@ def _has_files(path: Path) -> bool:
 def restore_root(archive: Path, root: Path, *, passphrase: str | None = None, without_secrets: bool = False,
                  force: bool = False) -> dict[str, Any]:
     """Restore a whole state root from `archive` (no HomeHelper may run on it); a summary."""
+    made = [p for p in (root, root / "run") if not p.exists()]  # removed again when the restore is refused
     root.mkdir(parents=True, exist_ok=True)
     try:
         lock = lock_root(root)
     except Conflict as exc:
         raise Conflict(f"cannot restore into {root}: {exc.message}; nothing was changed") from None
     tmp = root / f".restore-{secrets.token_hex(6)}"
+    done = False
     try:
         used = [t for t in TOPS if _has_files(root / t)]
         if used and not force:
@@ -197,12 +200,18 @@ def restore_root(archive: Path, root: Path, *, passphrase: str | None = None, wi
                 kept.append(folder.name)  # this machine's copy of the app's code is kept
                 continue
             shutil.move(str(folder), target)
+        done = True
         return {"root": str(root), "apps": manifest.get("apps", []), "data": manifest.get("data", []),
                 "apps_dir": str(apps_dir), "kept_app_folders": kept, "secrets": secrets_state,
                 "moved_aside": str(aside) if aside else None, "created": manifest.get("created")}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         lock.release()
+        if not done and made:  # refused: the folders this call made go too (the lock file first)
+            (root / "run" / "lock").unlink(missing_ok=True)
+            for p in reversed(made):
+                with contextlib.suppress(OSError):
+                    p.rmdir()
 
 
 def _restore_secrets(archive: Path, tmp: Path, passphrase: str | None, without: bool) -> str:

@@ -73,9 +73,14 @@ def parse_schedule(text: str) -> Schedule | None:
     return Schedule(hour=hour, minute=minute, weekday=weekday)
 
 
-def rotate(folder: Path, keep: int) -> list[Path]:
-    """Delete all but the newest `keep` archives HomeHelper wrote in `folder`; the paths removed."""
-    ours = sorted((p for p in folder.iterdir() if ARCHIVE_RE.match(p.name) and p.is_file() and not p.is_symlink()),
+def rotate(folder: Path, keep: int, node_id: str) -> list[Path]:
+    """Delete all but the newest `keep` archives this node wrote in `folder`; the paths removed.
+
+    Only this node's: two HomeHelpers sharing one network folder never rotate each other's away."""
+    prefix = f"homehelper-{node_id}-"
+    # the time right after the prefix: node "main" never takes node "main-2"'s archives for its own
+    ours = sorted((p for p in folder.iterdir() if ARCHIVE_RE.match(p.name) and p.name.startswith(prefix)
+                   and p.name[len(prefix):len(prefix) + 8].isdigit() and p.is_file() and not p.is_symlink()),
                   key=age_key)
     old = ours[: max(0, len(ours) - keep)]
     for p in old:
