@@ -24,6 +24,7 @@ from homehelper.messages import (
     BackupCompleted,
     BackupFailed,
     GetApp,
+    RestoreAppData,
     RunBackup,
     StartApp,
 )
@@ -128,3 +129,34 @@ async def test_a_failing_pre_command_fails_the_backup_and_starts_the_app_again(
     assert (await tree.apps.ref(app).ask(GetApp(app)))["state"] == "running"
     assert list_archives(backup_folder(tree.config)) == []  # no partial archive left behind
     assert not any(p.name.endswith(".partial") for p in backup_folder(tree.config).iterdir())
+
+
+async def test_the_archive_is_written_and_read_off_the_trio_thread(
+        nursery: trio.Nursery, state_root: Path, monkeypatch: Any) -> None:
+    import threading
+
+    from homehelper.backup import archive, restore
+
+    threads: list[threading.Thread] = []
+    real_add, real_read = archive.Writer.add_file, restore.read_archive
+
+    def add_file(self: Any, src: Path, name: str) -> None:
+        threads.append(threading.current_thread())
+        real_add(self, src, name)
+
+    def read_archive(*args: Any, **kw: Any) -> Any:
+        threads.append(threading.current_thread())
+        return real_read(*args, **kw)
+
+    monkeypatch.setattr(archive.Writer, "add_file", add_file)
+    monkeypatch.setattr(restore, "read_archive", read_archive)
+    tree = await build_tree(nursery, state_root, 1, sensors=False)
+    (tree.config.data_dir("app-00")).mkdir(parents=True, exist_ok=True)
+    (tree.config.data_dir("app-00") / "a.txt").write_text("a")
+    sup = Supervisor("backups", emit=tree.bus.publish)
+    await nursery.start(sup.run)
+    ref = sup.start_child(ChildSpec("backup", lambda: BackupActor(tree.config, tree.bus.publish, tree.apps)))
+    summary = await ref.ask(RunBackup(), timeout=60)
+    await ref.ask(RestoreAppData("app-00", summary["name"]), timeout=60)
+    loop = threading.current_thread()
+    assert len(threads) >= 3 and loop not in threads
