@@ -165,7 +165,8 @@ def _backup_online(config: Config, to: Path | None, passphrase: str | None) -> d
         target = to.resolve()
         partial = target.with_name(f".{target.name}.partial")
         with httpx.stream("GET", f"{server.base}/api/backups/{result['name']}", headers=server.headers,
-                          timeout=600) as r, open(partial, "wb") as out:
+                          timeout=600) as r, os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                                                               0o600), "wb") as out:
             if r.status_code != 200:
                 raise Conflict(f"the server wrote {result['name']} but did not hand it over (HTTP {r.status_code})")
             for chunk in r.iter_bytes():

@@ -89,7 +89,7 @@ class BackupActor(Actor):
     async def backup(self, reason: str, passphrase: str | None = None) -> dict[str, Any]:
         async with self.lock:
             folder = backup_folder(self.config)
-            path = folder / "(not started)"
+            path = folder  # until the archive has its name
             try:
                 path = await trio.to_thread.run_sync(self._prepare, folder, self.wall())
                 self.emit(BackupStarted(str(path), reason))

@@ -203,7 +203,8 @@ def write_archive(config: Config, dest: Path, manifests: dict[str, Manifest], *,
     partial = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}{PARTIAL}")
     staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=dest.parent))
     try:
-        with open(partial, "xb") as out:
+        # 0600: it holds the password's hash and every app's data, whatever the umask says
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
             with tarfile.open(fileobj=out, mode="w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
                 w = Writer(tar, staging, cancel)
                 summary = _fill(w, config, manifests, passphrase, hook)

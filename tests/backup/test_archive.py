@@ -29,6 +29,7 @@ def test_a_backup_restored_into_a_fresh_root_gives_the_same_state(src: Path, sta
     (state_root / "out").mkdir()
     archive = state_root / "out" / "b.tar.gz"
     summary = write_archive(config, archive, manifests(config))
+    assert archive.stat().st_mode & 0o777 == 0o600  # it holds the password's hash
     assert summary["apps"] == ["meter", "notes"] and summary["data"] == ["meter", "notes"]
     assert summary["sqlite"] == ["state/data/meter/readings.db"]
     assert "state/data/notes/link" in summary["skipped"]  # a symlink is never followed nor stored
