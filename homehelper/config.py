@@ -197,6 +197,8 @@ def _check_string(key: str, value: str) -> str | None:
                           key=key)
     if key == "host" and (not value or len(value) > 255 or any(c.isspace() for c in value)):
         raise ConfigError(f"config key 'host' must be a host name or address, got {value[:80]!r}", key=key)
+    if key in ("backup.dir", "backup.passphrase_file") and value and not value.startswith(("/", "~/")):
+        raise ConfigError(f"config key {key!r} must be an absolute path, got {value[:80]!r}", key=key)
     if key == "backup.schedule":
         from .backup.schedule import parse_schedule  # pure, imports nothing of HomeHelper
 

@@ -33,6 +33,8 @@ def test_a_bad_schedule_stops_the_start_naming_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"backup\.schedule") as caught:
         load_config(tmp_path, environ={"HOMEHELPER_BACKUP__SCHEDULE": "at noon"})
     assert caught.value.detail["key"] == "backup.schedule"
+    with pytest.raises(ConfigError, match="must be an absolute path"):
+        load_config(tmp_path, environ={"HOMEHELPER_BACKUP__DIR": "usb/backups"})
     config = load_config(tmp_path, environ={"HOMEHELPER_BACKUP__SCHEDULE": "daily 03:00",
                                             "HOMEHELPER_BACKUP__KEEP": "3"})
     assert config.backup.schedule == "daily 03:00" and config.backup.keep == 3
