@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 from .. import __version__
 from ..config import Config
@@ -104,6 +105,9 @@ class Writer:
     def add_file(self, src: Path, name: str) -> None:
         if self.cancel is not None and self.cancel.is_set():
             raise BackupError("the backup was cancelled (HomeHelper is stopping)")
+        if not _storable(name):  # a restore would refuse the whole archive for it: left out, and said
+            self.skip(name.encode("unicode_escape").decode("ascii"))  # shown escaped: \n, \udcff
+            return
         try:
             fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:  # a symlink (O_NOFOLLOW), or gone since the listing
@@ -128,7 +132,7 @@ class Writer:
         """A consistent copy of a live SQLite database (its WAL included), through the backup API."""
         snap = self.staging / f"snap-{secrets.token_hex(6)}.sqlite"
         try:
-            source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
+            source = sqlite3.connect(f"file:{quote(str(src))}?mode=ro", uri=True, timeout=30)
             try:
                 target = sqlite3.connect(snap)
                 try:
@@ -153,12 +157,28 @@ class Writer:
     def add_tree(self, folder: Path, prefix: str, exclude: tuple[str, ...] = (),
                  skip_dirs: tuple[str, ...] = ()) -> None:
         for path, rel in _walk(folder, skip_dirs):
-            if any(fnmatch.fnmatchcase(rel, g) for g in exclude) or _is_sidecar(path):
+            if _excluded(rel, exclude) or _is_sidecar(path):
                 continue
             self.add_file(path, f"{prefix}/{rel}")
 
     def skip(self, name: str) -> None:
         self.skipped.append(name)
+
+
+def _storable(name: str) -> bool:
+    """Names a restore accepts: UTF-8, no control characters (a newline in a name could split a log line)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8, kept by the file system as surrogates
+        return False
+    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
+
+
+def _excluded(rel: str, globs: tuple[str, ...]) -> bool:
+    """`rel` or a folder it is in matches a glob (`cache` leaves out all of cache/, as `cache/*` does)."""
+    parts = rel.split("/")
+    paths = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return any(fnmatch.fnmatchcase(p, g) for g in globs for p in paths)
 
 
 def _walk(folder: Path, skip_dirs: tuple[str, ...]) -> Iterator[tuple[Path, str]]:

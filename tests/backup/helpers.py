@@ -20,7 +20,7 @@ NOTES_MAIN = "import time\nwhile True: time.sleep(1)\n"
 def make_root(root: Path) -> Config:
     """config, auth, registry, two apps with data (one SQLite with a WAL, one with an excluded cache)."""
     config = Config(root=root, apps_dir=root / "apps")
-    for app_id, backup in (("notes", {"exclude": ["cache/*"]}), ("meter", {})):
+    for app_id, backup in (("notes", {"exclude": ["cache/*", "logs"]}), ("meter", {})):
         folder = config.apps_dir / app_id
         folder.mkdir(parents=True)
         (folder / "homehelper.json").write_text(json.dumps({"id": app_id, "type": "service", "backup": backup}))
@@ -37,6 +37,9 @@ def make_root(root: Path) -> Config:
     (notes / "cache" / "big.bin").write_bytes(b"x" * 1000)
     (notes / "notes.txt").write_text("milk\n")
     (notes / "link").symlink_to("/etc/passwd")
+    (notes / "bad\nname.txt").write_text("a newline in a name")
+    (notes / "logs").mkdir()
+    (notes / "logs" / "old.log").write_text("left out by a folder's name")
     meter = config.data_dir("meter")
     meter.mkdir(parents=True)
     db = sqlite3.connect(meter / "readings.db")

@@ -35,6 +35,8 @@ def test_a_backup_restored_into_a_fresh_root_gives_the_same_state(src: Path, sta
     assert "state/data/notes/link" in summary["skipped"]  # a symlink is never followed nor stored
     names = {info.name for info, _ in members(archive)}
     assert "state/data/notes/cache/big.bin" not in names  # backup.exclude
+    assert "state/data/notes/logs/old.log" not in names  # a glob naming a folder
+    assert "state/data/notes/bad\\nname.txt" in summary["skipped"]  # a restore would refuse its name
     assert not any("__pycache__" in n for n in names)
     assert not any(n.endswith(("-wal", "-shm")) for n in names)  # the snapshot holds the WAL's rows
 
