@@ -144,3 +144,18 @@ def test_a_missing_backup_folder_is_an_error_naming_it(src: Path, state_root: Pa
     config = make_root(src)
     with pytest.raises(BackupError, match="does not exist"):
         write_archive(config, state_root / "unmounted" / "b.tar.gz", manifests(config))
+
+
+def test_a_database_whose_name_holds_uri_characters_is_still_snapshotted(src: Path, state_root: Path) -> None:
+    config = make_root(src)
+    odd = config.data_dir("meter") / "a?b#c%20.db"
+    db = sqlite3.connect(odd)
+    db.execute("CREATE TABLE t (x)")
+    db.execute("INSERT INTO t VALUES (42)")
+    db.commit()
+    db.close()
+    summary = write_archive(config, state_root / "b.tar.gz", manifests(config))
+    assert "state/data/meter/a?b#c%20.db" in summary["sqlite"]
+    restore_root(state_root / "b.tar.gz", state_root / "new")
+    copy = sqlite3.connect(state_root / "new" / "data" / "meter" / "a?b#c%20.db")
+    assert copy.execute("SELECT x FROM t").fetchall() == [(42,)]
