@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +50,24 @@ def add_commands(sub: Any, root: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
+    from .clictl import _progress
+
     try:
         passphrase = _passphrase(config, args.passphrase_file)
-        if args.command == "backup":
-            result = backup(config, args.to, passphrase)
-        elif args.app:
-            result = restore_app(config, args.archive, args.app)
-        else:
-            from .backup.restore import restore_root
+        # a spinner with what is being done, in a terminal only: quiet when piped or with --json
+        with _progress(enabled=not args.json and sys.stderr.isatty()) as show:
+            if args.command == "backup":
+                show("backing up")
+                result = backup(config, args.to, passphrase, show)
+            elif args.app:
+                show(f"restoring the data of {args.app}")
+                result = restore_app(config, args.archive, args.app)
+            else:
+                from .backup.restore import restore_root
 
-            result = restore_root(args.archive.resolve(), config.root, passphrase=passphrase,
-                                  without_secrets=args.without_secrets, force=args.force)
+                show(f"checking and unpacking {args.archive.name}")
+                result = restore_root(args.archive.resolve(), config.root, passphrase=passphrase,
+                                      without_secrets=args.without_secrets, force=args.force)
     except HomeHelperError as exc:
         print(f"homehelper {args.command}: {exc.message}", file=sys.stderr)
         return FAILED
@@ -108,9 +116,11 @@ def _lock_or_none(config: Config) -> Any:
         return None
 
 
-def backup(config: Config, to: Path | None, passphrase: str | None) -> dict[str, Any]:
+def backup(config: Config, to: Path | None, passphrase: str | None,
+           show: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     lock = _lock_or_none(config)
     if lock is None:
+        show("the running server is backing up")
         return _backup_online(config, to, passphrase)
     try:
         from .actors.scanner import scan_folder
@@ -124,7 +134,8 @@ def backup(config: Config, to: Path | None, passphrase: str | None) -> dict[str,
         if folder.is_dir():
             remove_leftovers(folder)
         found, _ = scan_folder(config.apps_dir)
-        result = write_archive(config, dest, {m.id: m for m in found}, passphrase=passphrase)
+        result = write_archive(config, dest, {m.id: m for m in found}, passphrase=passphrase,
+                               hook=lambda app_id, when: show(f"copying the data of {app_id}"))
         if to is None:
             result["removed"] = [p.name for p in rotate(folder, config.backup.keep, config.node_id)]
         return result

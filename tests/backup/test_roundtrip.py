@@ -156,7 +156,8 @@ def test_a_damaged_archive_is_refused_by_the_command_and_changes_nothing(state_r
     (src / "config").mkdir()
     (src / "config" / "config.json").write_text("{}")
     good = state_root / "good.tar.gz"
-    run("backup", "--to", str(good), root=src)  # no server: written directly, the root locked meanwhile
+    out = run("backup", "--to", str(good), root=src)  # no server: written directly, the root locked meanwhile
+    assert out.stderr == "" and out.stdout.startswith(f"backup written: {good}")  # piped: no spinner
     bad = state_root / "bad.tar.gz"
     data = bytearray(good.read_bytes())
     data[len(data) // 2] ^= 0x55
