@@ -90,13 +90,18 @@ def read_archive(archive: Path, dest: Path | None, want: Callable[[str], bool] =
                     manifest_bytes = src.read()
                     continue
                 target = dest / name if dest is not None and want(name) else None
-                hashed[name] = (member.size, _copy(src, target, member.mode))
+                try:
+                    hashed[name] = (member.size, _copy(src, target, member.mode))
+                except OSError as exc:
+                    if exc.errno is None:  # gzip's: the stream, not the disk
+                        raise
+                    raise refuse(archive, f"cannot unpack {name!r}: {exc.strerror or exc}") from None
             while gz.read(1 << 20):  # to the end: a damaged stream is found here, not taken as the end
                 pass
     except ArchiveRefused:
         raise
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        if isinstance(exc, OSError) and not isinstance(exc, (EOFError,)) and exc.errno is not None:
+        if isinstance(exc, OSError) and exc.errno is not None:
             raise refuse(archive, f"cannot read it: {exc.strerror or exc}") from None
         raise refuse(archive, f"it is damaged (not a complete gzip'd tar: {exc})") from None
     if manifest_bytes is None:
@@ -109,7 +114,8 @@ def _copy(src: Any, target: Path | None, mode: int) -> str:
     out = None
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, (mode & 0o777) | 0o600)
+        # never group- or world-writable, whatever the archive says
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, (mode & 0o755) | 0o600)
     try:
         while chunk := src.read(1 << 20):
             sha.update(chunk)

@@ -75,11 +75,13 @@ def members(archive: Path) -> list[tuple[tarfile.TarInfo, bytes]]:
         return [(m, tar.extractfile(m).read() if m.isfile() else b"") for m in tar.getmembers()]  # type: ignore[union-attr]
 
 
-def rewrite(archive: Path, out: Path, items: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
+def rewrite(archive: Path, out: Path, items: list[tuple[tarfile.TarInfo, bytes]], keep_mode: bool = False) -> Path:
     """A well-formed gzip'd tar of `items` (tampering that keeps the container intact)."""
     with tarfile.open(out, "w:gz") as tar:
-        for info, data in items:
-            info = tarfile.TarInfo(info.name) if info.isfile() else info
+        for old, data in items:
+            info = tarfile.TarInfo(old.name) if old.isfile() else old
+            if keep_mode:
+                info.mode = old.mode
             if not info.issym() and not info.islnk() and not info.isdir() and info.type in (tarfile.REGTYPE,
                                                                                          tarfile.AREGTYPE):
                 info.size = len(data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -126,3 +127,25 @@ def test_a_damaged_archive_is_refused_and_changes_nothing(damage: str, good: Pat
         restore_app_data(bad, src, "notes")
     assert listing(src) == before
     assert not (state_root / "escape.txt").exists()
+
+
+def test_a_file_where_a_folder_must_go_is_refused_by_name(good: Path, state_root: Path) -> None:
+    items = add_listed(add_listed(members(good), "state/data/notes/x", b"a file"), "state/data/notes/x/y", b"under it")
+    bad = rewrite(good, state_root / "bad.tar.gz", items)
+    with pytest.raises(ArchiveRefused, match="cannot unpack 'state/data/notes/x/y'"):
+        restore_root(bad, state_root / "target")
+    assert not (state_root / "target").exists()
+
+
+def test_unpacked_files_are_never_group_or_world_writable(good: Path, state_root: Path) -> None:
+    items = [(info, data) for info, data in members(good)]
+    for info, _ in items:
+        info.mode = 0o777
+    loose = rewrite(good, state_root / "loose.tar.gz", items, keep_mode=True)
+    umask = os.umask(0)  # the archive's word alone, not the umask's, decides
+    try:
+        restore_root(loose, state_root / "target")
+    finally:
+        os.umask(umask)
+    modes = {p.stat().st_mode & 0o777 for p in (state_root / "target").rglob("*") if p.is_file()}
+    assert modes and all(m & 0o022 == 0 for m in modes), modes
