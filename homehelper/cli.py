@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     from .clictl import add_commands
 
     add_commands(sub, root)
+    from .clibackup import add_commands as add_backup_commands
+
+    add_backup_commands(sub, root)
     return p
 
 
@@ -104,6 +107,10 @@ def _main(argv: list[str]) -> int:
         from . import clictl
 
         return clictl.run(config, args)
+    if args.command in ("backup", "restore"):
+        from . import clibackup
+
+        return clibackup.run(config, args)
     if args.command == "install":
         from . import selfinstall
 

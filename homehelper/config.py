@@ -69,6 +69,16 @@ class NotifyConfig:
 
 
 @attrs.frozen
+class BackupConfig:
+    """Backups (docs/operations.md); read at start."""
+
+    dir: str = ""  # where archives go; "" = <root>/backups (a USB disk or network mount: an absolute path)
+    schedule: str = ""  # "" = none; "every 6h", "daily 03:00", "weekly sun 03:00" (homehelper/backup/schedule.py)
+    keep: int = 7  # archives kept in `dir`; older ones HomeHelper wrote are removed
+    passphrase_file: str = ""  # when set, secrets are included, encrypted with this file's passphrase
+
+
+@attrs.frozen
 class Config:
     root: Path
     apps_dir: Path
@@ -89,6 +99,7 @@ class Config:
     monitor: MonitorConfig = MonitorConfig()
     auth: AuthConfig = AuthConfig()
     notify: NotifyConfig = NotifyConfig()
+    backup: BackupConfig = BackupConfig()
 
     # --- layout ---
     @property
@@ -135,6 +146,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "monitor.cpu": _PERCENT, "monitor.memory": _PERCENT, "monitor.swap": _PERCENT, "monitor.disk": _PERCENT,
     "monitor.temperature": (0.0, 150.0), "monitor.hysteresis": _PERCENT, "monitor.min_free_disk_mb": (0, 1 << 30),
     "auth.session_hours": (0.01, 24 * 366),
+    "backup.keep": (1, 1000),
     "notify.dedup_window": (0, 7 * 86400), "notify.rate_limit": (1, 1000), "notify.rate_window": (1, 86400),
 }
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -185,6 +197,15 @@ def _check_string(key: str, value: str) -> str | None:
                           key=key)
     if key == "host" and (not value or len(value) > 255 or any(c.isspace() for c in value)):
         raise ConfigError(f"config key 'host' must be a host name or address, got {value[:80]!r}", key=key)
+    if key in ("backup.dir", "backup.passphrase_file") and value and not value.startswith(("/", "~/")):
+        raise ConfigError(f"config key {key!r} must be an absolute path, got {value[:80]!r}", key=key)
+    if key == "backup.schedule":
+        from .backup.schedule import parse_schedule  # pure, imports nothing of HomeHelper
+
+        try:
+            parse_schedule(value)
+        except ValueError as exc:
+            raise ConfigError(f"config key 'backup.schedule': {exc}", key=key) from None
     return value
 
 

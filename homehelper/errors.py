@@ -124,3 +124,15 @@ class DiskFull(Unavailable):
     """Free disk is below `monitor.min_free_disk_mb`: installs are refused before they start."""
 
     code = "disk_full"
+
+
+class ArchiveRefused(BadRequest):
+    """A backup archive that is damaged, tampered with or unsafe to unpack; nothing was changed."""
+
+    code = "archive_refused"
+
+
+class BackupError(HomeHelperError):
+    """A backup could not be written (the folder is missing or full, an app's pre command failed...)."""
+
+    code = "backup_failed"

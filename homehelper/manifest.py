@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .backupspec import BackupSpec, parse_backup
 from .errors import ManifestError
 
 MANIFEST_NAME = "homehelper.json"
@@ -89,6 +90,7 @@ class Manifest:
     permissions: tuple[str, ...] = ()  # from PERMISSIONS, sorted, no repeats
     devices: tuple[str, ...] = ()  # /dev paths or /dev/serial/by-id/ globs, as written
     digest: str = ""  # sha256 of the manifest bytes, to notice changes
+    backup: BackupSpec = attrs.field(factory=BackupSpec)  # what a backup leaves out, and how it is taken
 
     @property
     def grants(self) -> tuple[str, ...]:
@@ -154,7 +156,7 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 
 _TOP = {"id", "name", "version", "description", "type", "entry", "requirements", "setup", "env", "health",
-        "resources", "restart", "ttl", "ui", "autostart", "permissions", "devices"}
+        "resources", "restart", "ttl", "ui", "autostart", "permissions", "devices", "backup"}
 
 
 def _inside(folder: Path, rel: str) -> bool:
@@ -263,6 +265,7 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
             c.err("devices", f"{json.dumps(d)[:60]} must be a path under /dev/ (globs only under /dev/serial/by-id/)")
         elif any(ch in d for ch in "*?") and not d.startswith("/dev/serial/by-id/"):
             c.err("devices", f"{d!r}: globs are allowed only under /dev/serial/by-id/")
+    backup = parse_backup(raw, c.err)
     version = c.get(raw, "version", str, "0.0.0")
     description = c.get(raw, "description", str, "")
     for field, text in (("name", name), ("description", description)):
@@ -291,6 +294,7 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         permissions=tuple(sorted(set(permissions))),
         devices=tuple(dict.fromkeys(devices)),
         digest=hashlib.sha256(data).hexdigest(),
+        backup=backup,
     )
 
 

@@ -18,6 +18,7 @@ import trio
 
 from .actors import Actor, Broadcast, ChildSpec, RestartPolicy, Supervisor
 from .actors.app import AppActor, AppContext
+from .actors.backup import BackupActor
 from .actors.bridge import RedisBridge
 from .actors.eventlog import EventLog
 from .actors.notifier import Notifier
@@ -166,6 +167,7 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(
         config.apps_dir, registry, bus.publish, follow=bus if o.scanner_follows else None,
         watch=o.watch))) if o.scan else None
+    backup = root.start_child(ChildSpec("backup", lambda: BackupActor(config, bus.publish, apps, installer)))
 
     async def follow(old: Config, new: Config) -> None:
         ctx.config = new  # app actors and the UI manager read streamlit.* (and redis_url at a start) here
@@ -176,7 +178,8 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
 
     settings.follow(follow)
     refs = dict(backend=backend, ui=ui, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
-                sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref, view=view)
+                sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref, view=view,
+                backup=backup)
     return Runtime(config, bus, root, apps, refs, ctx, settings, instances)
 
 
@@ -188,7 +191,8 @@ def web_deps(rt: Runtime, auth: Auth | None) -> WebDeps:
     deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
                    scanner=rt.refs["scanner"], view=rt.refs["view"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
                    event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
-                   notifier=rt.refs["notifier"], logs=log_sources(rt.refs["backend"]))
+                   notifier=rt.refs["notifier"], logs=log_sources(rt.refs["backend"]),
+                   backup=rt.refs["backup"])
     settings_ref = rt.refs["settings"]
 
     async def set_config(changes: dict[str, Any]) -> Config:

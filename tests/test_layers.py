@@ -34,12 +34,16 @@ LAYERS: dict[str, int] = {
     "homehelper.backends.logsearch": 2,
     "homehelper.backends.journal": 2,
     "homehelper.stateroot": 2,
+    "homehelper.backup": 2,  # writing and reading archives (blocking; run on worker threads)
+    "homehelper.backup.schedule": 0,  # pure: config.py checks backup.schedule with it
+    "homehelper.backupspec": 0,  # a manifest's `backup` section
     "homehelper.actors": 3,  # the domain actors, and the package re-exporting the runtime
     "homehelper.ui": 3,
     "homehelper.web": 4,
     "homehelper.serve": 5,
     "homehelper.cli": 5,
     "homehelper.clictl": 5,  # the commands that control the running server (uses backends.logsearch)
+    "homehelper.clibackup": 5,
     "homehelper.__main__": 5,
     "homehelper.selfinstall": 5,
     "homehelper.sdk": 5,  # what apps import; nothing in homehelper imports it

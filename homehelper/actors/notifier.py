@@ -130,7 +130,10 @@ class Notifier(Actor):
     async def _follow(self, sub: Subscription) -> None:
         with sub:
             while True:
-                batch = await sub.receive_batch()
+                try:
+                    batch = await sub.receive_batch()
+                except trio.EndOfChannel:  # on_stop closed it: the actor is stopping, not broken
+                    return
                 now = trio.current_time()
                 for event in batch:
                     try:

@@ -192,6 +192,14 @@ class Installer:
         progress("done", f"{cost} bytes")
         return cost
 
+    async def run_command(self, manifest: Manifest, command: str, what: str) -> None:
+        """One of the app's own commands (a backup's pre/post) run as its setup commands are: in its
+        folder, in its sandbox, with its environment; InstallFailed names the step when it fails."""
+        env = self.setup_env(manifest)
+        await self._run(manifest, self._setup_cmd(manifest, command, env), deque(maxlen=TAIL_LINES), what,
+                        env=env if self.sandbox is None else self.sandbox.environ,
+                        unit=self.setup_unit(manifest.id) if self.sandbox is not None else None)
+
     def _layer(self, venv: Path) -> None:
         """Put HomeHelper's packages after the venv's own, through a .pth file."""
         v = sys.version_info

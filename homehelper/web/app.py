@@ -15,6 +15,7 @@ from ..errors import Forbidden, HomeHelperError, NotFound, Unauthorized
 from ..manifest import ID_RE
 from .api import register_api
 from .auth import SESSION_COOKIE, Auth, open_auth
+from .backup import register_backup
 from .deps import MAX_BODY, WebDeps, apps_origin, identify, same_origin
 from .errors import translate
 from .guard import HostGuard, own_names
@@ -183,6 +184,7 @@ def create_app(deps: WebDeps) -> QuartTrio:
         return resp
 
     register_api(app, deps)
+    register_backup(app, deps)
     register_ws(app, deps)
     register_proxy(app, deps)
     names, suffixes = own_names(deps.config.host, deps.config.allowed_hosts)

@@ -63,6 +63,21 @@ def spec() -> dict[str, Any]:
             "/api/apps/{app_id}/install": _action("install (again)"),
             "/api/apps/{app_id}/enable": _action("enable (start at boot; service apps, installed first)"),
             "/api/apps/{app_id}/disable": _action("disable (no start at boot)"),
+            "/api/backups": {
+                "get": _op("the backups in the backup folder, newest first", _ok(OBJ)),
+                "post": _op("write a backup now (waits for it); {\"passphrase\": ...} seals the secrets in it",
+                            {**_ok(OBJ), **_err(400, 403, 409, 413)}, requestBody={"required": False, "content": {
+                                "application/json": {"schema": {"type": "object", "properties": {
+                                    "passphrase": {"type": "string", "minLength": 8}}}}}})},
+            "/api/backups/{name}": {"get": _op("download a backup", {"200": {
+                "description": "the archive", "content": {"application/gzip": {"schema": {
+                    "type": "string", "format": "binary"}}}}, **_err(404)}, parameters=[
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}])},
+            "/api/apps/{app_id}/restore": {"post": _op(
+                "replace the app's data with its copy in a backup (stopped meanwhile, started again)",
+                {**_ok(OBJ), **_err(400, 403, 404, 409, 413)}, parameters=[APP_ID], requestBody={
+                    "required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["archive"], "properties": {"archive": {"type": "string"}}}}}})},
             "/api/apps/{app_id}/approve": {"post": _op(
                 "approve the permissions and devices the app asks for; an app waiting for it (awaiting_approval) "
                 "that was wanted running starts", {**_ok(ACTION), **_err(400, 403, 404, 409, 413, 502)},

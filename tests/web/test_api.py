@@ -189,7 +189,8 @@ async def test_openapi_lists_every_api_route(client, tree: Tree) -> None:
     served = set()
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/"):
-            path = rule.rule.replace("<app_id>", "{app_id}").replace("<token_id>", "{token_id}")
+            path = rule.rule.replace("<app_id>", "{app_id}").replace("<token_id>", "{token_id}").replace(
+                "<name>", "{name}")
             for m in rule.methods - {"HEAD", "OPTIONS"}:
                 if "<action>" in path:
                     served |= {(path.replace("<action>", a), m) for a in ACTIONS}  # every action, documented
