@@ -20,6 +20,7 @@ from .actors import Broadcast, ChildSpec, Supervisor
 from .actors.app import AppActor, AppContext
 from .actors.bridge import RedisBridge
 from .actors.eventlog import EventLog
+from .actors.history import HistoryActor
 from .actors.notifier import Notifier
 from .actors.ports import PortAllocator
 from .actors.registry import Registry
@@ -135,6 +136,9 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
     bridge = root.start_child(ChildSpec("bridge", _remembered(instances, "bridge", lambda: RedisBridge(
         bus, live().redis_url, config.node_id, history=config.event_history, apps=registry,
         identities=identities))))
+    # Keeps the sensors' samples and Redis's figures in <root>/history.sqlite (batched writes).
+    history = root.start_child(ChildSpec("history", _remembered(instances, "history", lambda: HistoryActor(
+        live(), bus.publish, bus, bridge))))
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(config.apps_dir, registry, bus.publish,
                                                                     follow=bus)))
 
@@ -144,10 +148,11 @@ async def build_tree(config: Config, nursery: trio.Nursery) -> Runtime:
         logging.getLogger().setLevel(new.log_level)
         if new.monitor != old.monitor:
             await sensors.tell(SetMonitorConfig(new.monitor))
+            await history.tell(SetMonitorConfig(new.monitor))  # the Redis alert levels
 
     settings.follow(follow)
     refs = dict(backend=backend, ui=ui, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
-                sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref)
+                sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref, history=history)
     return Runtime(config, bus, root, apps, refs, ctx, settings, instances)
 
 
@@ -179,7 +184,7 @@ async def _serve(config: Config, notices: Sequence[Event], task_status: trio.Tas
         deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
                        scanner=rt.refs["scanner"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
                        event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
-                       notifier=rt.refs["notifier"])
+                       notifier=rt.refs["notifier"], history=rt.refs["history"])
         settings_ref = rt.refs["settings"]
 
         async def set_config(changes: dict[str, Any]) -> Config:

@@ -27,12 +27,16 @@ LAYERS: dict[str, int] = {
     "homehelper.actors.runtime": 0,
     "homehelper.messages": 1,
     "homehelper.monitor": 2,
+    "homehelper.monitor.history": 2,  # the history file (SQLite), blocking: run in a worker thread
+    "homehelper.monitor.redisstats": 2,
     "homehelper.bus": 2,
     "homehelper.backends": 2,
     "homehelper.stateroot": 2,
     "homehelper.actors": 3,  # the domain actors, and the package re-exporting the runtime
+    "homehelper.actors.history": 3,
     "homehelper.ui": 3,
     "homehelper.web": 4,
+    "homehelper.web.history": 4,
     "homehelper.serve": 5,
     "homehelper.cli": 5,
     "homehelper.__main__": 5,
