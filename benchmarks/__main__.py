@@ -37,6 +37,7 @@ SCENARIOS: dict[str, tuple[str, list[str]]] = {
     "streamlit_ui": ("streamlit_ui", []),
     "dashboard": ("dashboard", []),
     "monitor": ("monitor", []),
+    "diskwrites": ("diskwrites", []),
     "discovery": ("load", ["--only", "discovery"]),
     "load": ("load", ["--only", "load"]),
 }
