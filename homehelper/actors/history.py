@@ -200,7 +200,7 @@ class HistoryActor(Actor):
                 size = await self._in_thread(self.store.size)
             except Exception as exc:
                 log.warning("history: listing the series failed: %s", exc)
-        return {"series": sorted(series), "size": size, "enabled": self.hc.enabled,
+        return {"available": True, "series": sorted(series), "size": size, "enabled": self.hc.enabled,
                 "file": str(self.config.history_file) if self.store else None,
                 "pending": len(self.pending), "flushes": self.flushes, "failures": self.failures, "lost": self.lost,
                 "last_error": self.last_error, "step": self.hc.step, "coarse_step": self.hc.coarse_step,

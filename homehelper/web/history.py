@@ -22,9 +22,11 @@ def register(app: QuartTrio, deps: WebDeps) -> None:
     @app.get("/api/history")
     async def history() -> Any:
         """One series over a time range; without `series`, what the history holds and where."""
-        if deps.history is None:
-            raise Conflict("no metrics history runs on this server")
         series = request.args.get("series")
+        if deps.history is None:
+            if series is None:  # the page asks this first: a plain answer, not an error in its console
+                return {"available": False}
+            raise Conflict("no metrics history runs on this server")
         if series is None:
             return await deps.history.ask(GetHistoryState(), timeout=10)
         raw = request.args.get("points", "360")
@@ -35,9 +37,11 @@ def register(app: QuartTrio, deps: WebDeps) -> None:
     @app.get("/api/redis")
     async def redis() -> Any:
         """Redis's figures and the bridge's, read now (a page is looking), with their alerts."""
-        if deps.history is None:
-            raise Conflict("no metrics history runs on this server")
-        return await deps.history.ask(GetRedisStats(), timeout=20)
+        if deps.history is not None:  # it keeps the alert levels
+            return await deps.history.ask(GetRedisStats(), timeout=20)
+        if deps.bridge is not None:
+            return await deps.bridge.ask(GetRedisStats(), timeout=20)
+        return {"enabled": False}
 
 
 _ERR = {"$ref": "#/components/schemas/Error"}

@@ -58,6 +58,7 @@
     try {
       const snap = await request("refresh", { what: "all" });
       renderApps(snap.apps); renderSystem(snap.system); renderEvents(snap.events); renderBus(snap.bus);
+      document.dispatchEvent(new CustomEvent("hh:refreshed", { detail: snap }));  // static/history.js
       setStatus("updated " + new Date().toLocaleTimeString(), "ok");
     } catch (e) { setStatus(e.message, "bad"); }
     finally { btn.disabled = false; }
