@@ -57,6 +57,7 @@ class HistoryActor(Actor):
         self.pending: list[Row] = []
         self.redis = RedisHealth(config.monitor)
         self.redis_last: dict[str, Any] | None = None
+        self._redis_step: int | None = None  # the history step Redis was last read for
         self.limiter = trio.CapacityLimiter(1)  # the one thread that touches the file
         self._lock = trio.Lock()
         self._wake = trio.Event()
@@ -110,9 +111,12 @@ class HistoryActor(Actor):
     async def take(self, sample: dict[str, Any]) -> None:
         at = float(sample.get("at") or time.time())
         rows = sample_rows(sample)
-        stats = await self.redis_stats() if self.bridge is not None else None
-        if stats is not None and stats.get("enabled"):
-            rows.append(("redis", history_row(stats)))
+        step = int(at) - int(at) % self.hc.step
+        if self.bridge is not None and step != self._redis_step:  # Redis at most once per history point
+            self._redis_step = step
+            stats = await self.redis_stats()
+            if stats is not None and stats.get("enabled"):
+                rows.append(("redis", history_row(stats)))
         self.pending.extend(self.bucketer.add(at, rows))
         self._trim()
         if self.pending:

@@ -156,3 +156,25 @@ def test_latency_and_drops_levels_follow_the_config() -> None:
     stats["bridge"] = {"connected": True, "publish_p99_ms": 1.0, "dropped": 3}  # no new drops: it clears
     assert [e.kind for e in health.update(stats, now=3.0)] == ["alert_cleared"]
     assert history_row(stats)["dropped"] == 3 and not math.isnan(history_row(stats)["p99"])
+
+
+async def test_redis_is_read_once_per_history_point_however_often_the_sensors_sample(redis: Any, tmp_path: Any) -> None:
+    cfg = Config(root=tmp_path / "state", apps_dir=tmp_path / "apps", history=HistoryConfig(enabled=False, step=30))
+    async with bridge_tree(redis.url) as tree:
+        await next_event(tree.events, lambda e: isinstance(e, BusConnected))
+        made: list[HistoryActor] = []
+        history = tree.root.start_child(ChildSpec("history", lambda: made.append(HistoryActor(
+            cfg, tree.bus.publish, tree.bus, tree.bridge)) or made[-1]))
+        await history.ask(GetHistoryState())
+        client = redis_py.Redis.from_url(redis.url)
+        try:
+            def info_calls() -> int:
+                return int(client.info("commandstats").get("cmdstat_info", {}).get("calls", 0))
+
+            before = await trio.to_thread.run_sync(info_calls)
+            t0 = 1_800_000_000 - 1_800_000_000 % 30
+            for i in range(12):  # a sample every 5 s for a minute: two history points
+                await made[-1].take(sample(t0 + 5 * i))
+            assert await trio.to_thread.run_sync(info_calls) - before - 1 == 2  # the first count was an INFO too
+        finally:
+            client.close()
