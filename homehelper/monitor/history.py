@@ -82,10 +82,16 @@ class HistoryStore:
 
     # --- opening -------------------------------------------------------------
     def open(self) -> None:
-        """Open the file, or start a new one when it is not ours or damaged (set aside first)."""
+        """Open the file, or start a new one when it is not ours or damaged (set aside first).
+
+        A file that cannot be opened at all (permissions, an I/O error, a full disk) raises: that is
+        no reason to set it aside."""
         try:
             self.db = self._connect()
-        except (sqlite3.DatabaseError, HistoryDamaged, OSError) as exc:
+        except sqlite3.OperationalError:
+            self.close()
+            raise
+        except (sqlite3.DatabaseError, HistoryDamaged) as exc:
             self.close()
             self.damage = str(exc) or type(exc).__name__
             self.set_aside_as = self._set_aside()
@@ -101,7 +107,7 @@ class HistoryStore:
             st = None
         if st is not None and not stat.S_ISREG(st.st_mode):
             raise HistoryDamaged("not a regular file")  # a FIFO would hang SQLite's first read
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=1.0, check_same_thread=False, isolation_level=None)
         try:
             db.execute(f"PRAGMA journal_mode={self.journal}")
             db.execute("PRAGMA synchronous=" + ("NORMAL" if self.journal == "wal" else "FULL"))

@@ -164,3 +164,27 @@ def test_a_sample_becomes_a_machine_row_and_one_row_per_measured_app() -> None:
     assert out["app:a"] == {"cpu": 3.0, "memory": 1000}
     assert "app:b" not in out
     assert FINE == 0
+
+
+def test_a_folder_in_its_place_is_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite"
+    (path / "inside").mkdir(parents=True)
+    s = store(path)
+    assert s.set_aside_as is not None and (s.set_aside_as / "inside").is_dir()
+    assert path.is_file()
+
+
+def test_a_file_another_process_holds_locked_is_not_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite"
+    store(path).close()
+    holder = sqlite3.connect(path, timeout=0)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            HistoryStore(path).open()  # busy, not damaged: the caller keeps its history in memory
+        assert [p.name for p in tmp_path.iterdir() if "corrupt" in p.name] == []
+    finally:
+        holder.rollback()
+        holder.close()
+    assert len(store(path).read("machine", 0)) == 0
