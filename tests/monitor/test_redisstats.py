@@ -131,6 +131,10 @@ async def test_a_drop_alert_fires_when_the_bridge_buffer_overflows(redis: Any, t
         stats = await history.ask(GetRedisStats())
         assert stats["redis"] is None and stats["bridge"]["dropped"] >= 30
         assert stats["bridge"]["buffered"] <= 5 + 5  # the ring, and the batch (one ring at most) on its way
+        redis.start()  # back: the bridge reconnects and says so in its figures
+        await next_event(tree.events, lambda e: isinstance(e, BusConnected))
+        back = await history.ask(GetRedisStats())
+        assert back["bridge"]["reconnects"] == 1 and back["redis"] is not None
 
 
 def test_percentiles_cover_the_recent_window_only() -> None:
@@ -178,3 +182,22 @@ async def test_redis_is_read_once_per_history_point_however_often_the_sensors_sa
             assert await trio.to_thread.run_sync(info_calls) - before - 1 == 2  # the first count was an INFO too
         finally:
             client.close()
+
+
+async def test_latency_spikes_reach_the_figures(redis: Any) -> None:
+    client = redis_py.Redis.from_url(redis.url)
+    try:
+        client.config_set("latency-monitor-threshold", "10")
+        client.latency_reset()
+        async with bridge_tree(redis.url) as tree:
+            await next_event(tree.events, lambda e: isinstance(e, BusConnected))
+            # a script that keeps Redis busy for a while: a real slow command, as Redis sees it
+            await trio.to_thread.run_sync(client.eval, "local i = 0 while i < 20000000 do i = i + 1 end return i", 0)
+            stats = await tree.bridge.ask(GetRedisStats())
+            events = {e["event"]: e for e in stats["redis"]["latency"]}
+            assert "command" in events and events["command"]["max_ms"] >= 10
+            assert stats["redis"]["latency_max_ms"] >= 10
+    finally:
+        client.config_set("latency-monitor-threshold", "0")
+        client.latency_reset()
+        client.close()
