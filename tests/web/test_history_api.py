@@ -50,3 +50,16 @@ async def test_series_are_served_and_bad_queries_refused_by_name(tree: Tree) -> 
         assert param in (await r.get_json())["message"], query
     r = await client.get("/api/redis")
     assert r.status_code == 200 and (await r.get_json()) == {"enabled": False}  # no bridge in this tree
+
+
+async def test_the_system_panel_still_answers_when_the_history_does_not(tree: Tree) -> None:
+    tree.deps.history = tree.root.start_child(ChildSpec("history", lambda: HistoryActor(
+        tree.config, tree.bus.publish, tree.bus)))
+    client = create_app(tree.deps).test_client()
+    await login(client)
+    assert (await client.get("/api/history")).status_code == 200
+    await tree.root.stop_child("history")  # gone (crashed for good, say): its mailbox is closed
+    r = await client.get("/api/system")
+    assert r.status_code == 200 and (await r.get_json())["available"] is True  # this run's ring instead
+    r = await client.get("/api/history", query_string={"series": "machine"})
+    assert r.status_code == 503
