@@ -46,6 +46,7 @@ SCENARIOS: dict[str, tuple[str, list[str]]] = {
     "streamlit_ui": ("streamlit_ui", []),
     "dashboard": ("dashboard", []),
     "monitor": ("monitor", []),
+    "diskwrites": ("diskwrites", []),
     "discovery": ("load", ["--only", "discovery"]),
     "load": ("load", ["--only", "load"]),
 }

@@ -48,6 +48,9 @@ class MonitorConfig:
     temperature: tuple[float, float, float] = (45.0, 65.0, 80.0)
     hysteresis: float = 5.0  # points below a threshold before its alert clears
     min_free_disk_mb: int = 2048  # installs are refused below this
+    redis_memory: tuple[float, float, float] = (70.0, 85.0, 95.0)  # % of Redis's maxmemory
+    redis_latency_ms: tuple[float, float, float] = (50.0, 200.0, 1000.0)  # the bridge's publish p99
+    redis_drops: tuple[float, float, float] = (1.0, 1.0, 1000.0)  # events the bridge dropped since the last sample
 
 
 @attrs.frozen
@@ -79,6 +82,18 @@ class BackupConfig:
 
 
 @attrs.frozen
+class HistoryConfig:
+    """Metrics history on disk (`<root>/history.sqlite`); read at start. See docs/operations.md."""
+
+    enabled: bool = True  # false: charts cover this run only, nothing is written
+    step: int = 30  # seconds per point of the fine history
+    keep_hours: float = 24.0  # of the fine history
+    coarse_step: int = 600  # seconds per point of the long history
+    keep_days: float = 30.0  # of the long history
+    flush_every: float = 300.0  # seconds between batch writes (and at a clean stop)
+
+
+@attrs.frozen
 class Config:
     root: Path
     apps_dir: Path
@@ -100,6 +115,7 @@ class Config:
     auth: AuthConfig = AuthConfig()
     notify: NotifyConfig = NotifyConfig()
     backup: BackupConfig = BackupConfig()
+    history: HistoryConfig = HistoryConfig()
 
     # --- layout ---
     @property
@@ -109,6 +125,10 @@ class Config:
     @property
     def registry_dir(self) -> Path:
         return self.root / "registry"
+
+    @property
+    def history_file(self) -> Path:
+        return self.root / "history.sqlite"
 
     @property
     def run_dir(self) -> Path:
@@ -147,6 +167,9 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "monitor.temperature": (0.0, 150.0), "monitor.hysteresis": _PERCENT, "monitor.min_free_disk_mb": (0, 1 << 30),
     "auth.session_hours": (0.01, 24 * 366),
     "backup.keep": (1, 1000),
+    "monitor.redis_memory": _PERCENT, "monitor.redis_latency_ms": (0, 600_000), "monitor.redis_drops": (0, 1e9),
+    "history.step": (1, 3600), "history.keep_hours": (1, 24 * 31), "history.coarse_step": (60, 86400),
+    "history.keep_days": (1, 3660), "history.flush_every": (1, 3600),
     "notify.dedup_window": (0, 7 * 86400), "notify.rate_limit": (1, 1000), "notify.rate_window": (1, 86400),
 }
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")

@@ -21,6 +21,7 @@ from .actors.app import AppActor, AppContext
 from .actors.backup import BackupActor
 from .actors.bridge import RedisBridge
 from .actors.eventlog import EventLog
+from .actors.history import HistoryActor
 from .actors.notifier import Notifier
 from .actors.ports import PortAllocator
 from .actors.readmodel import AppsView
@@ -164,6 +165,9 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
     bridge = root.start_child(ChildSpec("bridge", _remembered(instances, "bridge", lambda: RedisBridge(
         bus, live().redis_url, config.node_id, history=config.event_history, apps=registry,
         identities=identities))))
+    # Keeps the sensors' samples and Redis's figures in <root>/history.sqlite (batched writes).
+    history = root.start_child(ChildSpec("history", _remembered(instances, "history", lambda: HistoryActor(
+        live(), bus.publish, bus, bridge))))
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(
         config.apps_dir, registry, bus.publish, follow=bus if o.scanner_follows else None,
         watch=o.watch))) if o.scan else None
@@ -175,11 +179,12 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
         logging.getLogger().setLevel(new.log_level)
         if new.monitor != old.monitor and sensors is not None:
             await sensors.tell(SetMonitorConfig(new.monitor))
+            await history.tell(SetMonitorConfig(new.monitor))  # the Redis alert levels
 
     settings.follow(follow)
     refs = dict(backend=backend, ui=ui, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
                 sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref, view=view,
-                backup=backup)
+                backup=backup, history=history)
     return Runtime(config, bus, root, apps, refs, ctx, settings, instances)
 
 
@@ -192,7 +197,7 @@ def web_deps(rt: Runtime, auth: Auth | None) -> WebDeps:
                    scanner=rt.refs["scanner"], view=rt.refs["view"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
                    event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
                    notifier=rt.refs["notifier"], logs=log_sources(rt.refs["backend"]),
-                   backup=rt.refs["backup"])
+                   backup=rt.refs["backup"], history=rt.refs["history"])
     settings_ref = rt.refs["settings"]
 
     async def set_config(changes: dict[str, Any]) -> Config:

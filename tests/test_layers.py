@@ -27,6 +27,8 @@ LAYERS: dict[str, int] = {
     "homehelper.actors.runtime": 0,
     "homehelper.messages": 1,
     "homehelper.monitor": 2,
+    "homehelper.monitor.history": 2,  # the history file (SQLite), blocking: run in a worker thread
+    "homehelper.monitor.redisstats": 2,
     "homehelper.bus": 2,
     "homehelper.backends": 2,
     "homehelper.backends.stamp": 2,  # run by path as its own process; imports nothing from homehelper
@@ -38,8 +40,10 @@ LAYERS: dict[str, int] = {
     "homehelper.backup.schedule": 0,  # pure: config.py checks backup.schedule with it
     "homehelper.backupspec": 0,  # a manifest's `backup` section
     "homehelper.actors": 3,  # the domain actors, and the package re-exporting the runtime
+    "homehelper.actors.history": 3,
     "homehelper.ui": 3,
     "homehelper.web": 4,
+    "homehelper.web.history": 4,
     "homehelper.serve": 5,
     "homehelper.cli": 5,
     "homehelper.clictl": 5,  # the commands that control the running server (uses backends.logsearch)

@@ -12,7 +12,7 @@ import trio
 from homehelper.actors.settings import dotted as _dotted
 from homehelper.config import EDITABLE, Config, load_config
 from homehelper.errors import DiskFull
-from homehelper.messages import GetHistory
+from homehelper.messages import GetHistory, GetHistoryState
 from homehelper.serve import Runtime, serve
 from tests.fixtures.redis import free_port
 
@@ -58,6 +58,8 @@ CHANGES: list[dict] = [
     {"monitor": {"cpu": [60, 70, 80]}}, {"monitor": {"memory": [51, 71, 91]}}, {"monitor": {"swap": [52, 72, 92]}},
     {"monitor": {"disk": [53, 73, 93]}}, {"monitor": {"temperature": [46, 66, 81]}},
     {"monitor": {"hysteresis": 4}}, {"monitor": {"min_free_disk_mb": 1024}},
+    {"monitor": {"redis_memory": [71, 86, 96]}}, {"monitor": {"redis_latency_ms": [40, 150, 900]}},
+    {"monitor": {"redis_drops": [2, 3, 500]}},
     {"auth": {"session_hours": 13}},
 ]
 
@@ -110,6 +112,7 @@ async def test_twenty_concurrent_changes_are_all_applied_saved_and_seen_after_a_
 async def _settled(rt: Runtime) -> None:
     """The sensor actor has handled what it was told (its mailbox is first in, first out)."""
     await rt.refs["sensors"].ask(GetHistory(), timeout=10)
+    await rt.refs["history"].ask(GetHistoryState(), timeout=10)
 
 
 def observe(rt: Runtime, key: str) -> list[object]:
@@ -126,6 +129,8 @@ def observe(rt: Runtime, key: str) -> list[object]:
         seen = [getattr(sensors.monitor, name), getattr(sensors.health.config, name)]
         if name == "min_free_disk_mb":
             seen.append(rt.ctx.installer.config.monitor.min_free_disk_mb)
+        if name.startswith("redis_"):  # the history actor's Redis alert levels
+            seen.append(getattr(rt.instances["history"].redis.config, name))
         return [list(v) if isinstance(v, tuple) else v for v in seen]
     if key == "auth.session_hours":
         assert rt.deps is not None and rt.deps.auth is not None

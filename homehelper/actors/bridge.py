@@ -40,8 +40,10 @@ from ..messages import (
     Event,
     GetBusState,
     GetEventHistory,
+    GetRedisStats,
     ListApps,
 )
+from ..monitor.redisstats import LatencyWindow, read_redis
 from . import Actor, ActorRef, Broadcast
 
 log = logging.getLogger(__name__)
@@ -78,12 +80,15 @@ class RedisBridge(Actor):
         self.published = 0
         self.received = 0
         self.attempts = 0  # connection attempts since start
+        self.reconnects = 0  # connections made after the first one
+        self.latency = LatencyWindow()  # publish round trips, for GetRedisStats
         self.rejects = Rejects()
         self._publisher: Publisher | None = None
         self._retry: list[Event] = []  # a batch whose send failed: it goes first, in order
         self.inbound: Subscriber | None = None  # the current session's reader (counts its wake-ups)
         self._url_changed = trio.Event()
         self._down_reported = False
+        self._ups = 0
 
     # --- the actor ---------------------------------------------------------
     async def on_start(self, nursery: trio.Nursery) -> None:
@@ -102,6 +107,8 @@ class RedisBridge(Actor):
                 return self.state()
             case GetEventHistory(count, app_id, kind):
                 return await self.history_range(count, app_id, kind)
+            case GetRedisStats():
+                return await self.redis_stats()
             case _:
                 raise BadRequest(f"bridge: unknown message {type(msg).__name__}")
 
@@ -122,6 +129,22 @@ class RedisBridge(Actor):
         if self.url is None:
             return {"identity": "none", "identity_note": ""}
         return {"identity": "shared", "identity_note": shared_note("no per-app users on this bridge")}
+
+    async def redis_stats(self) -> dict[str, Any]:
+        """Redis's figures (None when not connected) and the bridge's own, taken now."""
+        p50, p99 = self.latency.percentiles()
+        own = {"connected": self.connected if self.url is not None else None, "buffered": self.buffered,
+               "buffer_size": self.buffer, "dropped": self.sub.dropped, "published": self.published,
+               "reconnects": self.reconnects, "publish_p50_ms": p50, "publish_p99_ms": p99,
+               "publishes": self.latency.count}
+        publisher, figures, error = self._publisher, None, None
+        if publisher is not None:
+            try:
+                figures = await trio.to_thread.run_sync(read_redis, publisher.client, self.ch.stream,
+                                                        limiter=self.limiter, abandon_on_cancel=True)
+            except Exception as exc:  # a slow or vanished Redis: say so, the bridge's figures still count
+                error = _describe(exc)
+        return {"at": time.time(), "enabled": self.url is not None, "bridge": own, "redis": figures, "error": error}
 
     @property
     def buffered(self) -> int:
@@ -237,6 +260,8 @@ class RedisBridge(Actor):
         scope.cancel()
 
     def _report_up(self, url: str) -> None:
+        self.reconnects += 1 if self._ups else 0
+        self._ups += 1
         self.connected, self.since, self.last_error, self._down_reported = True, time.time(), None, False
         log.info("bus: connected to Redis at %s (node %s, %d events buffered)", redact(url), self.ch.node,
                  self.buffered)
@@ -271,7 +296,9 @@ class RedisBridge(Actor):
                 try:
                     # abandon_on_cancel: a Redis that hangs must not hold up a shutdown (the
                     # batch counts as unsent; at worst it goes out twice)
+                    began = time.perf_counter()
                     await trio.to_thread.run_sync(publisher.send, batch, limiter=self.limiter, abandon_on_cancel=True)
+                    self.latency.add(time.perf_counter() - began)
                 except BaseException:
                     self._retry = batch  # sent again first after the reconnect: order holds
                     raise

@@ -39,6 +39,7 @@ class WebDeps:
     ttl: ActorRef[Any] | None = None  # the TTL clock: how long an opened UI has left
     notifier: ActorRef[Any] | None = None  # answers SendTestNotification (POST /api/notify/test)
     backup: ActorRef[Any] | None = None  # the backup actor: RunBackup, RestoreAppData (web/backup.py)
+    history: ActorRef[Any] | None = None  # the metrics history (GetMetricHistory) and Redis figures
     set_config: Callable[[dict[str, Any]], Any] | None = None  # changes -> new Config (may be async)
     auth: Auth | None = None  # built from config.root when None
     dashboard_port: int | None = None  # the ports really bound (serve_app sets them; port 0 in tests)

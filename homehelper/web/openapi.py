@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .history import PATHS as HISTORY_PATHS
+
 APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"},
           "description": "the app's id (its manifest `id`)"}
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -136,6 +138,7 @@ def spec() -> dict[str, Any]:
                             "url": {"type": "string", "description": "the URL without its secrets"},
                             "ok": {"type": "boolean"}, "error": {"type": "string", "nullable": True}}}}}}),
                     **_err(403, 409, 429)})},
+            **HISTORY_PATHS,
             "/api/tokens": {
                 "get": _op("API tokens (without their secrets)", _ok({"type": "array", "items": {
                     "$ref": "#/components/schemas/Token"}})),

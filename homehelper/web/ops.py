@@ -28,6 +28,7 @@ from ..messages import (
     GetBusState,
     GetEventHistory,
     GetHistory,
+    GetMetricHistory,
     GetSystemSnapshot,
     InstallApp,
     KeepAlive,
@@ -101,7 +102,14 @@ async def system(deps: WebDeps, history: bool = True) -> dict[str, Any]:
     now = await deps.sensors.ask(GetSystemSnapshot(fresh=False), timeout=10)
     if not isinstance(now, dict) or not isinstance(now.get("age_s"), (int, float)) or now["age_s"] > FRESH_ENOUGH:
         now = await deps.sensors.ask(GetSystemSnapshot(fresh=True), timeout=10)
-    hist = await deps.sensors.ask(GetHistory(), timeout=10) if history else []
+    hist: Any = None
+    if history and deps.history is not None:  # the history on disk: the charts outlive a restart
+        try:
+            hist = await deps.history.ask(GetMetricHistory("machine", "1h", 120), timeout=10)
+        except (HomeHelperError, ActorError):  # a stalled card: this run's ring instead, not a failed refresh
+            hist = None
+    if hist is None:
+        hist = await deps.sensors.ask(GetHistory(), timeout=10) if history else []
     points = hist.get("points", []) if isinstance(hist, dict) else list(hist)
     return {"available": True, "now": now, "history": points[-120:]}
 

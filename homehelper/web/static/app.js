@@ -62,6 +62,7 @@
       const snap = { ...shown.snap, ...msg.data };
       shown = { snap, digests: msg.digests || {} };
       renderApps(snap.apps); renderSystem(snap.system); renderEvents(snap.events); renderBus(snap.bus);
+      document.dispatchEvent(new CustomEvent("hh:refreshed", { detail: snap }));  // static/history.js
       setStatus("updated " + new Date().toLocaleTimeString(), "ok");
     } catch (e) { setStatus(e.message, "bad"); }
     finally { btn.disabled = false; }
