@@ -49,6 +49,11 @@ class AppSpec:
     notify: bool = False
     watchdog_sec: float | None = None
     start_timeout: float | None = None
+    # Typed options (backends/delivery.py): the JSON file HH_OPTIONS_FILE names, bound read-only into
+    # the sandbox; `credentials`: the app's secrets, one 0600 file each in `credentials_dir`.
+    options_file: Path | None = None
+    credentials_dir: Path | None = None
+    credentials: tuple[str, ...] = ()
 
     @property
     def log_file(self) -> Path:

@@ -24,6 +24,7 @@ from ..errors import BackendError, DeviceMissing
 from ..storage import atomic_write_text
 from . import netwall
 from .base import AppSpec, UnitStatus, env_file_text, probe_delays, wait_pid_exit, writable_dir, write_secrets
+from .delivery import credentials_wall
 from .sandbox import Node, resolve_devices, walled
 from .units import UNIT_PREFIX, render_unit, unit_name
 
@@ -313,7 +314,8 @@ class SystemdBackend:
         return render_unit(netwall.wrapped(spec, http), user=self.run_as, nodes=nodes,
                            secrets_file=self.secrets_dir / f"{spec.app_id}.env",
                            wanted_by="multi-user.target" if self.scope == "system" else "default.target",
-                           extra=(netwall.unit_lines(spec, self.prefix), netwall.service_lines(spec, bus, http)))
+                           extra=(netwall.unit_lines(spec, self.prefix), [*netwall.service_lines(spec, bus, http),
+                                                                          *credentials_wall(self.scope, self.environ)]))
 
     async def daemon_reload(self) -> None:
         """One reload for every unit file written before it began: twenty apps prepared together

@@ -18,6 +18,7 @@ from .auth import SESSION_COOKIE, Auth, open_auth
 from .deps import MAX_BODY, WebDeps, apps_origin, identify, same_origin
 from .errors import translate
 from .guard import HostGuard, own_names
+from .options import register_options
 from .proxy import register_proxy
 from .ws import register_ws
 
@@ -183,6 +184,7 @@ def create_app(deps: WebDeps) -> QuartTrio:
         return resp
 
     register_api(app, deps)
+    register_options(app, deps)
     register_ws(app, deps)
     register_proxy(app, deps)
     names, suffixes = own_names(deps.config.host, deps.config.allowed_hosts)
