@@ -22,7 +22,7 @@ class SetOptions(Command):
     All are checked first: one bad value changes nothing. A running app restarts to read them."""
 
     app_id: str
-    changes: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    changes: dict[str, Any] = attrs.field(factory=dict, hash=False, repr=False)  # may hold secrets: never logged
 
 
 @attrs.frozen
