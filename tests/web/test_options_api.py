@@ -42,7 +42,7 @@ async def test_a_change_restarts_the_app_which_reads_it_and_a_bad_one_changes_no
                                                 "api_key: must be a string"]
         r = await client.put("/api/apps/weather/options", json={"colour": "red"}, headers=h)
         assert r.status_code == 400 and "colour: unknown option" in r.json()["message"]
-        for body in ("[1]", '"x"', "{"):
+        for body in ("[1]", '"x"', "{", '{"interval": ' + "9" * 5000 + "}", "[" * 30000 + "]" * 30000):
             r = await client.put("/api/apps/weather/options", content=body,
                                  headers={**h, "Content-Type": "application/json"})
             assert r.status_code == 400
