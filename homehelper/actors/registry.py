@@ -87,6 +87,7 @@ class AppRecord:
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self, filter=lambda a, v: a.name != "manifest")
         data["has_ui"] = self.type == "streamlit" or self.ui is not None
+        data["has_options"] = bool(self.manifest is not None and self.manifest.options)  # the card's Settings
         return data
 
     def persisted(self) -> dict[str, Any]:

@@ -55,6 +55,7 @@ async def test_the_settings_form_changes_an_option_and_restarts_the_app(browser,
                 card.locator('[data-action="start"]').click()
                 expect(card.locator(".state")).to_have_text("running", timeout=60_000)
                 first = wait_seen(lambda s: s["options"].get("interval") == 5)
+                assert not page.locator('.card[data-app="app-00"] [data-do="settings"]').is_visible()  # no options
                 card.locator('[data-do="settings"]').click()
                 dialog = page.locator("#options-dialog")
                 expect(dialog).to_be_visible()
