@@ -293,9 +293,10 @@ def secrets_path(root: Path, app_id: str) -> Path:
     return root / "secrets" / f"{app_id}.json"
 
 
-def read_values(path: Path) -> dict[str, Any]:
+def read_values(path: Path, damaged: list[tuple[Path, Path | None]] | None = None) -> dict[str, Any]:
     """A values file as a dict; a damaged one (not JSON, not an object, too big) is set aside and
-    reads as empty, so the app runs on its defaults and the user sets the values again."""
+    reads as empty, so the app runs on its defaults and the user sets the values again. `damaged`
+    gets (path, where it was set aside or None), for the caller to say so."""
     try:
         if path.stat().st_size > MAX_FILE:
             raise ValueError("too big")
@@ -307,9 +308,11 @@ def read_values(path: Path) -> dict[str, Any]:
         return {}
     except (OSError, ValueError, UnicodeDecodeError):
         try:
-            set_aside(path)
+            aside: Path | None = set_aside(path)
         except OSError:
-            pass
+            aside = None
+        if damaged is not None:
+            damaged.append((path, aside))
         return {}
 
 

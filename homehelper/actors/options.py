@@ -14,30 +14,31 @@ import trio
 
 from .. import options as opts
 from ..manifest import Manifest
-from ..messages import AppOptionsChanged, GetOptions, SetOptions
+from ..messages import AppOptionsChanged, GetOptions, SetOptions, StateFileDamaged
 
 if TYPE_CHECKING:
     from .app import AppActor
 
 RUNNING = ("starting", "running", "backoff")
+Damaged = list[tuple[Path, Path | None]]  # (a values file found damaged, where it was set aside)
 
 
-def view(root: Path, manifest: Manifest) -> dict[str, Any]:
+def view(root: Path, manifest: Manifest, damaged: Damaged | None = None) -> dict[str, Any]:
     """What the dashboard, API and CLI show: the schema, the values the app gets, and for each
     password only whether it is set. Blocking (reads two small files)."""
     schema = manifest.options
-    values = opts.effective(schema, opts.read_values(opts.values_path(root, manifest.id)))
+    values = opts.effective(schema, opts.read_values(opts.values_path(root, manifest.id), damaged))
     secret_names = [o.name for o in schema if o.secret]
-    stored = opts.read_values(opts.secrets_path(root, manifest.id)) if secret_names else {}
+    stored = opts.read_values(opts.secrets_path(root, manifest.id), damaged) if secret_names else {}
     return {"app": manifest.id, "options": [o.to_json() for o in schema], "values": values,
             "secrets": {n: "set" if isinstance(stored.get(n), str) else "not set" for n in secret_names}}
 
 
-def _merge(path: Path, changes: dict[str, Any], secret: bool) -> None:
+def _merge(path: Path, changes: dict[str, Any], secret: bool, damaged: Damaged | None) -> None:
     """Apply `changes` (None removes a key) to one values file; written only if it changed."""
     if not changes:
         return
-    current = opts.read_values(path)
+    current = opts.read_values(path, damaged)
     new = dict(current)
     for name, value in changes.items():
         if value is None:
@@ -48,23 +49,34 @@ def _merge(path: Path, changes: dict[str, Any], secret: bool) -> None:
         opts.write_values(path, new, secret=secret)
 
 
-def save(root: Path, manifest: Manifest, checked: dict[str, Any]) -> None:
+def save(root: Path, manifest: Manifest, checked: dict[str, Any], damaged: Damaged | None = None) -> None:
     """Blocking: write the checked changes, secrets apart from the rest."""
     secret_names = {o.name for o in manifest.options if o.secret}
-    _merge(opts.values_path(root, manifest.id), {k: v for k, v in checked.items() if k not in secret_names}, False)
-    _merge(opts.secrets_path(root, manifest.id), {k: v for k, v in checked.items() if k in secret_names}, True)
+    plain = {k: v for k, v in checked.items() if k not in secret_names}
+    _merge(opts.values_path(root, manifest.id), plain, False, damaged)
+    _merge(opts.secrets_path(root, manifest.id), {k: v for k, v in checked.items() if k in secret_names}, True, damaged)
 
 
 async def handle_options(actor: AppActor, msg: GetOptions | SetOptions) -> dict[str, Any]:
     root = actor.ctx.config.root
+    damaged: Damaged = []
+    restarted = False
     if isinstance(msg, SetOptions):
         checked = opts.validate(actor.manifest.options, msg.changes)  # raises, naming each bad option
-        restarted = False
         if checked:
-            await trio.to_thread.run_sync(save, root, actor.manifest, checked)
+            await trio.to_thread.run_sync(save, root, actor.manifest, checked, damaged)
+            _say_damaged(actor, damaged)
             if actor.state in RUNNING:
                 await actor.restart("options changed")
                 restarted = True
             actor.ctx.emit(AppOptionsChanged(actor.app_id, tuple(sorted(checked)), restarted))
-        return {**await trio.to_thread.run_sync(view, root, actor.manifest), "restarted": restarted}
-    return await trio.to_thread.run_sync(view, root, actor.manifest)
+    shown = await trio.to_thread.run_sync(view, root, actor.manifest, damaged)
+    _say_damaged(actor, damaged)
+    return {**shown, "restarted": restarted} if isinstance(msg, SetOptions) else shown
+
+
+def _say_damaged(actor: AppActor, damaged: Damaged) -> None:
+    for path, aside in damaged:
+        actor.ctx.emit(StateFileDamaged(str(path), str(aside) if aside else None,
+                                        f"{actor.app_id}'s options are back to their defaults: set them again"))
+    damaged.clear()

@@ -16,6 +16,7 @@ worker thread.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -29,6 +30,8 @@ from ..config import Config
 from ..manifest import Manifest
 from ..storage import atomic_write_bytes
 from .base import AppSpec
+
+log = logging.getLogger(__name__)
 
 
 def options_dir(config: Config, app_id: str) -> Path:
@@ -59,7 +62,8 @@ def prepare_files(config: Config, manifest: Manifest) -> tuple[Path | None, tupl
     schema = manifest.options
     secret_names = {o.name for o in schema if o.secret}
     creds = credentials_dir(config, app_id)
-    stored = opts.read_values(opts.secrets_path(config.root, app_id)) if secret_names else {}
+    damaged: list[tuple[Path, Path | None]] = []
+    stored = opts.read_values(opts.secrets_path(config.root, app_id), damaged) if secret_names else {}
     have = {k: v for k, v in stored.items() if k in secret_names and isinstance(v, str)}
     if have or creds.exists():
         _private_dir(creds)
@@ -70,7 +74,9 @@ def prepare_files(config: Config, manifest: Manifest) -> tuple[Path | None, tupl
                 stale.unlink(missing_ok=True)
     if not schema:
         return None, ()
-    values = opts.effective(schema, opts.read_values(opts.values_path(config.root, app_id)))
+    values = opts.effective(schema, opts.read_values(opts.values_path(config.root, app_id), damaged))
+    for path, aside in damaged:  # the app's actor emits state_file_damaged when it finds one itself
+        log.warning("%s: %s was damaged, set aside as %s: its options are back to their defaults", app_id, path, aside)
     folder = options_dir(config, app_id)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "options.json"

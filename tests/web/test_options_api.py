@@ -65,4 +65,13 @@ async def test_a_change_restarts_the_app_which_reads_it_and_a_bad_one_changes_no
         r = await client.put("/api/apps/weather/options", json={"interval": None}, headers=h)
         assert r.json()["values"] == {"interval": 5}
         assert (await client.get("/api/apps/ghost/options")).status_code == 404
+
+        # A damaged values file: set aside, said as an event, the defaults shown; a secret stays apart.
+        values = live.tree.config.root / "options" / "weather.json"
+        values.write_text("{garbage")
+        r = await client.get("/api/apps/weather/options")
+        assert r.status_code == 200 and r.json()["values"] == {"interval": 5}
+        assert list(values.parent.glob("weather.json.corrupt-*"))
+        events = (await client.get("/api/events")).json()
+        assert any(e["kind"] == "state_file_damaged" and e["path"] == str(values) for e in events)
         await client.post("/api/apps/weather/stop", headers=h)
