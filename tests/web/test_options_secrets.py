@@ -109,5 +109,16 @@ async def test_a_secret_reaches_only_its_app(any_backend: SystemdBackend | Proce
                   *config.run_dir.joinpath("options").rglob("*.json")]:
             if f.is_file():
                 assert SECRET not in f.read_text(errors="replace"), f
+
+        # While it runs: a bad value changes nothing; a good one restarts it with the new value.
+        r = await client.put("/api/apps/victim/options", json={"interval": 0}, headers=h)
+        assert r.status_code == 400 and r.json()["detail"]["errors"] == ["interval: must be from 1 to 3600, got 0"]
+        assert (await client.get("/api/apps/victim")).json()["state"] == "running"
+        assert _seen(config.data_dir("victim"))["pid"] == seen["pid"]
+        r = await client.put("/api/apps/victim/options", json={"interval": 11, "api_key": SECRET + "-2"}, headers=h)
+        assert r.status_code == 200 and r.json()["restarted"] is True
+        again = await wait_until(lambda: (s := _seen(config.data_dir("victim"))) and s["pid"] != seen["pid"] and s,
+                                 timeout=60)
+        assert again["options"] == {"interval": 11} and again["secret"] == SECRET + "-2"
         for app in ("victim", "spy", "app-00"):
             await client.post(f"/api/apps/{app}/stop", headers=h)
