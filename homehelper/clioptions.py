@@ -15,6 +15,8 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
+import attrs
+
 from .clictl import FAILED, NOT_RUNNING, OK, USAGE, Failed, NotRunning, Server, message, safe
 from .config import Config
 from .errors import ValidationError
@@ -44,7 +46,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
         if not args.pairs:
             _show(current, args.json)
             return OK
-        schema = tuple(Option(**{**o, "choices": tuple(o.get("choices") or ())}) for o in current["options"])
+        known = attrs.fields_dict(Option)
+        schema = tuple(Option(**{k: v for k, v in o.items() if k in known} | {"choices": tuple(o.get("choices") or ())})
+                       for o in current["options"])
         try:
             changes = parse_cli(schema, args.pairs)
         except ValidationError as exc:

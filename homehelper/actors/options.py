@@ -66,10 +66,11 @@ async def handle_options(actor: AppActor, msg: GetOptions | SetOptions) -> dict[
         if checked:
             await trio.to_thread.run_sync(save, root, actor.manifest, checked, damaged)
             _say_damaged(actor, damaged)
-            if actor.state in RUNNING:
-                await actor.restart("options changed")
-                restarted = True
+            restarted = actor.state in RUNNING
+            # Said before the restart: the values are saved even if the new run then fails to start.
             actor.ctx.emit(AppOptionsChanged(actor.app_id, tuple(sorted(checked)), restarted))
+            if restarted:
+                await actor.restart("options changed")
     shown = await trio.to_thread.run_sync(view, root, actor.manifest, damaged)
     _say_damaged(actor, damaged)
     return {**shown, "restarted": restarted} if isinstance(msg, SetOptions) else shown
