@@ -55,11 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--dry-run", action="store_true", help="print the unit, change nothing")
     i.add_argument("--no-start", action="store_true", help="enable the unit for the next boot, do not start it now")
     from .clictl import add_commands
+    from .clioptions import add_commands as add_options_commands
 
     add_commands(sub, root)
     from .clibackup import add_commands as add_backup_commands
 
     add_backup_commands(sub, root)
+    add_options_commands(sub, root)
     return p
 
 
@@ -111,6 +113,10 @@ def _main(argv: list[str]) -> int:
         from . import clibackup
 
         return clibackup.run(config, args)
+    if args.command == "config":
+        from . import clioptions
+
+        return clioptions.run(config, args)
     if args.command == "install":
         from . import selfinstall
 

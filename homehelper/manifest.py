@@ -19,6 +19,7 @@ import attrs
 
 from .backupspec import BackupSpec, parse_backup
 from .errors import ManifestError
+from .options import Option, parse_schema
 
 MANIFEST_NAME = "homehelper.json"
 MAX_MANIFEST_BYTES = 64 * 1024
@@ -89,6 +90,7 @@ class Manifest:
     autostart: bool = False  # services: start with HomeHelper
     permissions: tuple[str, ...] = ()  # from PERMISSIONS, sorted, no repeats
     devices: tuple[str, ...] = ()  # /dev paths or /dev/serial/by-id/ globs, as written
+    options: tuple[Option, ...] = ()  # what the user may set (homehelper.options), in the manifest's order
     digest: str = ""  # sha256 of the manifest bytes, to notice changes
     backup: BackupSpec = attrs.field(factory=BackupSpec)  # what a backup leaves out, and how it is taken
 
@@ -156,7 +158,7 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 
 _TOP = {"id", "name", "version", "description", "type", "entry", "requirements", "setup", "env", "health",
-        "resources", "restart", "ttl", "ui", "autostart", "permissions", "devices", "backup"}
+        "resources", "restart", "ttl", "ui", "autostart", "permissions", "devices", "backup", "options"}
 
 
 def _inside(folder: Path, rel: str) -> bool:
@@ -266,6 +268,7 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         elif any(ch in d for ch in "*?") and not d.startswith("/dev/serial/by-id/"):
             c.err("devices", f"{d!r}: globs are allowed only under /dev/serial/by-id/")
     backup = parse_backup(raw, c.err)
+    options = parse_schema(raw.get("options"), c.err)
     version = c.get(raw, "version", str, "0.0.0")
     description = c.get(raw, "description", str, "")
     for field, text in (("name", name), ("description", description)):
@@ -293,6 +296,7 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         autostart=autostart,
         permissions=tuple(sorted(set(permissions))),
         devices=tuple(dict.fromkeys(devices)),
+        options=options,
         digest=hashlib.sha256(data).hexdigest(),
         backup=backup,
     )

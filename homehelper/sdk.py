@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from .bus.channels import APP_RE, Channels, check_app, check_name, check_topic
+from .sdkoptions import options, secret  # noqa: F401 - an app's options and secrets (sdkoptions.py)
 
 log = logging.getLogger("homehelper.sdk")
 

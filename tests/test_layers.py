@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "homehelper.manifest": 0,
     "homehelper.config": 0,
     "homehelper.approvals": 0,
+    "homehelper.options": 0,  # the options schema and values files (actors/options.py writes them)
     "homehelper.actors.runtime": 0,
     "homehelper.messages": 1,
     "homehelper.monitor": 2,
@@ -51,6 +52,8 @@ LAYERS: dict[str, int] = {
     "homehelper.__main__": 5,
     "homehelper.selfinstall": 5,
     "homehelper.sdk": 5,  # what apps import; nothing in homehelper imports it
+    "homehelper.sdkoptions": 5,  # sdk.options() and sdk.secret(name)
+    "homehelper.clioptions": 5,  # homehelper config APP key=value
 }
 
 

@@ -35,14 +35,17 @@ from ..messages import (
     ApproveApp,
     AppStateChanged,
     GetApp,
+    GetOptions,
     InstallApp,
     KeepAlive,
     OpenUI,
     RestartApp,
+    SetOptions,
     StartApp,
     StopApp,
 )
 from . import Actor, ActorRef, Supervisor
+from .options import handle_options
 
 STATES = ("stopped", "installing", "install_failed", "starting", "running", "stopping",
           "backoff", "quarantined", "config_error", "awaiting_approval")
@@ -195,6 +198,8 @@ class AppActor(Actor):
                 return await self.keep_alive()
             case ApproveApp(_, grants):
                 return await self.approve(grants)
+            case GetOptions() | SetOptions():
+                return await handle_options(self, msg)
             case _:
                 return await self.handle_other(msg)
 

@@ -82,6 +82,7 @@ class AppRecord:
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self, filter=lambda a, v: a.name not in ("manifest", "idle_due", "life_due"))
         data["has_ui"] = self.type == "streamlit" or self.ui is not None
+        data["has_options"] = bool(self.manifest is not None and self.manifest.options)  # the card's Settings
         if self.type == "streamlit":  # seconds before an idle stop and before the max-lifetime stop
             data["ttl_left"], data["max_lifetime_left"] = self.time_left()
         else:

@@ -22,6 +22,7 @@ import trio
 
 from ..backends import logs
 from ..backends.base import Backend, UnitStatus, app_spec, env_port, env_value, log_file
+from ..backends.delivery import with_options
 from ..backends.health import RestartTracker, judge_end
 from ..backends.installer import Installer
 from ..backends.journal import run_output
@@ -229,8 +230,9 @@ class ServiceApp(AppActor):
                 await self._install(force=False)  # at boot systemd starts it without asking us
             if self.port is None:
                 await self.allocate_port()
-            await self.backend.prepare(app_spec(self.manifest, self.ctx.config, self.port or 0,
-                                                secrets=await self._secrets()))
+            await self.backend.prepare(await with_options(app_spec(self.manifest, self.ctx.config, self.port or 0,
+                                                                   secrets=await self._secrets()),
+                                                          self.manifest, self.ctx.config))
             await self.backend.enable(self.app_id, enabled)
             await self._refresh_status()
             return self.snapshot()
@@ -282,7 +284,8 @@ class ServiceApp(AppActor):
             return self._config_error(f"entry point {self.manifest.entry} is missing", "")
         await self.allocate_port()
         assert self.port is not None
-        spec = app_spec(self.manifest, config, self.port, secrets=await self._secrets())
+        spec = await with_options(app_spec(self.manifest, config, self.port, secrets=await self._secrets()),
+                                  self.manifest, config)
         try:
             await self.backend.prepare(spec)
         except BackendError as exc:  # a folder it cannot write: the error names it and the fix

@@ -28,6 +28,7 @@ import trio
 
 from ..backends import logs
 from ..backends.base import Backend, UnitStatus, env_value, log_file
+from ..backends.delivery import with_options
 from ..backends.installer import Installer
 from ..bus.acl import app_secrets
 from ..errors import BackendError, Conflict, DiskFull, HomeHelperError, InstallFailed
@@ -293,7 +294,8 @@ class StreamlitApp(AppActor):
         for _ in range(PORT_ATTEMPTS):
             port = await self.allocate_port(tuple(tried))
             secrets = await app_secrets(self.ctx.identities, self.ctx.config.redis_url, self.app_id)
-            spec = launcher.streamlit_spec(self.ctx.config, self.manifest, port, secrets)
+            spec = await with_options(launcher.streamlit_spec(self.ctx.config, self.manifest, port, secrets),
+                                      self.manifest, self.ctx.config)
             await self.backend.prepare(spec)
             self.measure_exposure(self.nursery)  # the unit's score, once per unit change
             await trio.to_thread.run_sync(logs.rotate_if_needed, self.log_path)

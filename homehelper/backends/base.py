@@ -52,6 +52,11 @@ class AppSpec:
     # Output to journald where it runs (systemd backend): service apps. Streamlit apps keep their file,
     # which their launcher reads for Streamlit's own start-up errors.
     journal: bool = False
+    # Typed options (backends/delivery.py): the JSON file HH_OPTIONS_FILE names, bound read-only into
+    # the sandbox; `credentials`: the app's secrets, one 0600 file each in `credentials_dir`.
+    options_file: Path | None = None
+    credentials_dir: Path | None = None
+    credentials: tuple[str, ...] = ()
 
     @property
     def log_file(self) -> Path:

@@ -257,6 +257,8 @@ class ProcessBackend:
         env.update(spec.env)
         env.update(spec.secrets)  # in the child's environment only: nothing on disk
         env[proctree.TOKEN_VAR] = token
+        if spec.credentials_dir and spec.credentials:  # as systemd sets it for LoadCredential= (delivery.py)
+            env["CREDENTIALS_DIRECTORY"] = str(spec.credentials_dir)
         if spec.notify:  # as systemd sets them for Type=notify with WatchdogSec=
             env["NOTIFY_SOCKET"] = self._listen().address
             if spec.watchdog_sec:

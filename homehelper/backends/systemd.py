@@ -25,6 +25,7 @@ from ..storage import atomic_write_text
 from . import netwall
 from .base import AppSpec, UnitStatus, env_file_text, probe_delays, wait_pid_exit, writable_dir, write_secrets
 from .journal import Journal
+from .delivery import credentials_wall
 from .sandbox import Node, resolve_devices, walled
 from .units import UNIT_PREFIX, render_unit, unit_name
 
@@ -322,7 +323,8 @@ class SystemdBackend:
         return render_unit(netwall.wrapped(spec, http), user=self.run_as, nodes=nodes,
                            secrets_file=self.secrets_dir / f"{spec.app_id}.env",
                            wanted_by="multi-user.target" if self.scope == "system" else "default.target",
-                           extra=(netwall.unit_lines(spec, self.prefix), netwall.service_lines(spec, bus, http)),
+                           extra=(netwall.unit_lines(spec, self.prefix), [*netwall.service_lines(spec, bus, http),
+                                                                          *credentials_wall(self.scope, self.environ)]),
                            journal=self.unit(spec.app_id).removesuffix(".service")
                            if self._journaled.get(spec.app_id) else None)
 

@@ -131,6 +131,7 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         *(_escape_env(k, v) for k, v in spec.env),
         # Secrets by file, read by the manager: `systemctl show` prints Environment=, not this file.
         *([f"EnvironmentFile={str(secrets_file).replace('%', '%%')}"] if secrets_file and spec.secrets else []),
+        *_credentials(spec),
         "Restart=no",
         "TimeoutStopSec=10",
         "KillMode=control-group",
@@ -147,6 +148,18 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         "",
     ]
     return "\n".join(lines)
+
+
+def _credentials(spec: AppSpec) -> list[str]:
+    """The options file bound back through the walls, and each secret loaded as a credential: the
+    manager reads the file and the app finds it in $CREDENTIALS_DIRECTORY; only the path is in the unit."""
+    lines = [f"BindReadOnlyPaths={_qpath(spec.options_file, 'options file')}"] if spec.options_file else []
+    folder = spec.credentials_dir
+    for name in spec.credentials:
+        if folder is None or not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
+            raise UnsafeUnitValue(f"credential name {name!r} is not valid", field="credentials")
+        lines.append(f"LoadCredential={name}:{_path(folder / name, 'credential')}")
+    return lines
 
 
 def _devices(nodes: Sequence[Node]) -> list[str]:

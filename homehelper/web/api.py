@@ -44,6 +44,8 @@ async def json_body(required: bool = True) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+    except (ValueError, RecursionError):  # an integer of 5000 digits, 30000 nested lists: within 64 KiB
+        raise BadRequest("JSON too deeply nested or with a number too long") from None
 
 
 def register_api(app: QuartTrio, deps: WebDeps) -> None:

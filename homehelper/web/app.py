@@ -20,6 +20,7 @@ from .deps import MAX_BODY, WebDeps, apps_origin, identify, same_origin
 from .errors import translate
 from .guard import HostGuard, own_names
 from .history import register as register_history
+from .options import register_options
 from .proxy import register_proxy
 from .ws import register_ws
 
@@ -187,6 +188,7 @@ def create_app(deps: WebDeps) -> QuartTrio:
     register_api(app, deps)
     register_backup(app, deps)
     register_history(app, deps)
+    register_options(app, deps)
     register_ws(app, deps)
     register_proxy(app, deps)
     names, suffixes = own_names(deps.config.host, deps.config.allowed_hosts)

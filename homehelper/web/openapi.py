@@ -28,6 +28,10 @@ def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]
 
 
 OBJ: dict[str, Any] = {"type": "object"}
+OPTIONS = {"type": "object", "required": ["app", "options", "values", "secrets"], "properties": {
+    "app": {"type": "string"}, "options": {"type": "array", "items": OBJ}, "values": OBJ,
+    "secrets": {"type": "object", "additionalProperties": {"type": "string", "enum": ["set", "not set"]}},
+    "restarted": {"type": "boolean"}}}
 ACTION = {"type": "object", "required": ["app"], "properties": {"app": {"$ref": "#/components/schemas/App"}}}
 # open and keepalive: the app's state and the seconds before its idle and max-lifetime stops (null: none)
 UI_LEFT: dict[str, Any] = {"state": {"type": "string"}, "ttl_left": {"type": "number", "nullable": True},
@@ -113,6 +117,14 @@ def spec() -> dict[str, Any]:
             "/api/apps/{app_id}/logs/download": {"get": _op("the app's logs as a text file", {
                 "200": {"description": "text", "content": {"text/plain": {"schema": {"type": "string"}}}},
                 **_err(404)}, parameters=[APP_ID])},
+            "/api/apps/{app_id}/options": {  # homehelper/web/options.py; docs/options.md
+                "get": _op("the app's options: schema, values, and for each password only 'set' or 'not set'",
+                           {**_ok(OPTIONS), **_err(404, 409)}, parameters=[APP_ID]),
+                "put": _op("change options (null: back to the default, or forget a password); a bad value is a "
+                           "400 naming the option and changes nothing; a running app restarts",
+                           {**_ok(OPTIONS), **_err(400, 403, 404, 409, 413, 502)}, parameters=[APP_ID],
+                           requestBody={"required": True, "content": {"application/json": {"schema": {
+                               "type": "object", "example": {"interval": 10, "api_key": "s3cret"}}}}})},
             "/api/rescan": {"post": _op("scan apps/ again", {**_ok({"type": "object", "required": ["summary"],
                                                                      "properties": {"summary": OBJ}}), **_err(403)})},
             "/api/events": {"get": _op("recent events, newest last: from this process (local) or the Redis stream",

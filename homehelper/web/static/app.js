@@ -102,6 +102,7 @@
       ? `${fmt(r.cpu_percent, "%")} / ${fmt(r.memory == null ? null : r.memory / 1048576, " MB")}` : "—";
     $(".last-error", el).textContent = a.errors ? a.errors.join("; ") : (a.last_error || "");
     $('[data-do="open"]', el).hidden = !a.has_ui;
+    $('[data-do="settings"]', el).hidden = !a.has_options;  // static/options.js
     fillSandbox(el, a);
     const running = ["running", "starting", "backoff"].includes(a.state);
     $('[data-action="start"]', el).disabled = running || a.state === "invalid";
