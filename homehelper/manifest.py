@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .calendar import JobSpec, job_fields
 from .errors import ManifestError
 
 MANIFEST_NAME = "homehelper.json"
@@ -29,7 +30,7 @@ ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 
-AppType = Literal["service", "streamlit"]
+AppType = Literal["service", "streamlit", "job"]
 HealthType = Literal["http", "process", "watchdog"]
 
 # What an app may ask for beyond the default sandbox; each needs the user's approval.
@@ -89,6 +90,7 @@ class Manifest:
     permissions: tuple[str, ...] = ()  # from PERMISSIONS, sorted, no repeats
     devices: tuple[str, ...] = ()  # /dev paths or /dev/serial/by-id/ globs, as written
     digest: str = ""  # sha256 of the manifest bytes, to notice changes
+    job: JobSpec | None = None  # type job: its schedule and timeout (homehelper.calendar)
 
     @property
     def grants(self) -> tuple[str, ...]:
@@ -154,7 +156,7 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 
 _TOP = {"id", "name", "version", "description", "type", "entry", "requirements", "setup", "env", "health",
-        "resources", "restart", "ttl", "ui", "autostart", "permissions", "devices"}
+        "resources", "restart", "ttl", "ui", "autostart", "permissions", "devices", "schedule", "timeout"}
 
 
 def _inside(folder: Path, rel: str) -> bool:
@@ -200,9 +202,9 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         app_id = None
     app_type = c.get(raw, "type", str, None)
     if "type" not in raw:
-        c.err("type", "is required ('service' or 'streamlit')")
-    elif app_type is not None and app_type not in ("service", "streamlit"):
-        c.err("type", f"must be 'service' or 'streamlit', got {app_type!r}")
+        c.err("type", "is required ('service', 'streamlit' or 'job')")
+    elif app_type is not None and app_type not in ("service", "streamlit", "job"):
+        c.err("type", f"must be 'service', 'streamlit' or 'job', got {app_type!r}")
         app_type = None
     name = c.get(raw, "name", str, app_id or "")
     entry = c.get(raw, "entry", str, "app.py" if app_type == "streamlit" else "main.py")
@@ -263,6 +265,7 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
             c.err("devices", f"{json.dumps(d)[:60]} must be a path under /dev/ (globs only under /dev/serial/by-id/)")
         elif any(ch in d for ch in "*?") and not d.startswith("/dev/serial/by-id/"):
             c.err("devices", f"{d!r}: globs are allowed only under /dev/serial/by-id/")
+    job = job_fields(raw, app_type, c.err)
     version = c.get(raw, "version", str, "0.0.0")
     description = c.get(raw, "description", str, "")
     for field, text in (("name", name), ("description", description)):
@@ -291,6 +294,7 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         permissions=tuple(sorted(set(permissions))),
         devices=tuple(dict.fromkeys(devices)),
         digest=hashlib.sha256(data).hexdigest(),
+        job=job,
     )
 
 
