@@ -20,6 +20,7 @@ from .actors import Broadcast, ChildSpec, Supervisor
 from .actors.app import AppActor, AppContext
 from .actors.bridge import RedisBridge
 from .actors.eventlog import EventLog
+from .actors.job import JobApp
 from .actors.notifier import Notifier
 from .actors.ports import PortAllocator
 from .actors.registry import Registry
@@ -75,6 +76,8 @@ def app_factory(ctx: AppContext) -> Callable[[Manifest], AppActor]:
     def make(manifest: Manifest) -> AppActor:
         if manifest.type == "streamlit":
             return StreamlitApp(manifest, ctx)
+        if manifest.type == "job":
+            return JobApp(manifest, ctx)
         return ServiceApp(manifest, ctx)
 
     return make

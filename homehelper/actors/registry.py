@@ -36,6 +36,7 @@ from ..messages import (
     AppStateChanged,
     AppStopped,
     GetApp,
+    JobScheduled,
     ListApps,
     PortAssigned,
     ScanApplied,
@@ -54,7 +55,8 @@ _PERSISTED = ("name", "type", "folder", "digest", "desired", "port", "user_stopp
 _BY_USER = ("user", "api")
 # What the read model follows: an app's bus traffic (readings, heartbeats) never wakes the registry.
 _FOLLOWED = (AppStateChanged, AppStarted, AppStopped, AppHealthChanged, PortAssigned, AppInstalled, AppCrashed,
-             AppConfigError, AppInstallFailed, AppQuarantined, AppAwaitingApproval, AppApproved, AppExposureMeasured)
+             AppConfigError, AppInstallFailed, AppQuarantined, AppAwaitingApproval, AppApproved, AppExposureMeasured,
+             JobScheduled)
 
 
 @attrs.define
@@ -82,6 +84,7 @@ class AppRecord:
     sandbox: str = "unsandboxed"  # sandboxed: walled in by its systemd unit
     exposure: float | None = None  # systemd-analyze security of its unit, 0 (walled) to 10
     exposure_level: str | None = None
+    job: dict[str, Any] | None = None  # a job's schedule, timeout, next run (wall clock) and last run
     manifest: Manifest | None = attrs.field(default=None, repr=False, eq=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -99,8 +102,8 @@ def _saved_entry(app_id: str, rec: Any) -> str | None:
     for key in ("name", "folder", "digest"):
         if not isinstance(rec.get(key), str):
             return f"{key} must be a string"
-    if rec.get("type") not in ("service", "streamlit"):
-        return "type must be 'service' or 'streamlit'"
+    if rec.get("type") not in ("service", "streamlit", "job"):
+        return "type must be 'service', 'streamlit' or 'job'"
     if rec.get("desired") not in ("running", "stopped"):
         return "desired must be 'running' or 'stopped'"
     if rec.get("port") is not None and not is_port(rec["port"]):
@@ -190,7 +193,7 @@ class Registry(Actor):
                 else:
                     self.apps.start_child(ChildSpec(app_id, self._maker(app_id)))
                 autostart = self.first_scan and m.autostart and not rec.user_stopped
-                if m.type == "service" and (rec.desired == "running" or autostart):
+                if m.type in ("service", "job") and (rec.desired == "running" or autostart):  # job: armed
                     boot.append(app_id)
             elif rec.digest != m.digest or rec.manifest != m:
                 self._fill(rec, m)
@@ -221,6 +224,7 @@ class Registry(Actor):
         rec.version, rec.description, rec.ui = m.version, m.description, m.ui
         rec.ttl = m.ttl if m.type == "streamlit" else None
         rec.permissions, rec.devices = m.permissions, m.devices
+        rec.job = {**(rec.job or {}), "schedule": m.job.schedule, "timeout": m.job.timeout} if m.job else None
         rec.approved = not m.grants or (self.approvals is not None and self.approvals.is_approved(m.id, m.grants))
 
     async def _remove(self, app_id: str) -> None:
@@ -294,7 +298,9 @@ class Registry(Actor):
                     rec.last_error = None
             case AppExposureMeasured(exposure=exposure, level=level):
                 rec.exposure, rec.exposure_level = exposure, level
-        if rec.type == "service" and rec.persisted() != before:
+            case JobScheduled(next_run=next_run, last_run=last_run):
+                rec.job = {**(rec.job or {}), "next_run": next_run, "last_run": last_run}
+        if rec.type in ("service", "job") and rec.persisted() != before:
             self._save()
 
     def _save(self) -> None:

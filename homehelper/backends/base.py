@@ -49,6 +49,7 @@ class AppSpec:
     notify: bool = False
     watchdog_sec: float | None = None
     start_timeout: float | None = None
+    run_timeout: float | None = None  # a job (homehelper.backends.jobs): one run, Type=oneshot, ended after this
 
     @property
     def log_file(self) -> Path:

@@ -60,6 +60,7 @@ def spec() -> dict[str, Any]:
             "/api/apps/{app_id}/install": _action("install (again)"),
             "/api/apps/{app_id}/enable": _action("enable (start at boot; service apps, installed first)"),
             "/api/apps/{app_id}/disable": _action("disable (no start at boot)"),
+            "/api/apps/{app_id}/run": _action("run (a job: run it now)"),
             "/api/apps/{app_id}/approve": {"post": _op(
                 "approve the permissions and devices the app asks for; an app waiting for it (awaiting_approval) "
                 "that was wanted running starts", {**_ok(ACTION), **_err(400, 403, 404, 409, 413, 502)},

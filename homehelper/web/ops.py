@@ -33,6 +33,7 @@ from ..messages import (
     OpenUI,
     Rescan,
     RestartApp,
+    RunJob,
     StartApp,
     StopApp,
 )
@@ -45,9 +46,10 @@ ACTIONS: dict[str, Callable[[str], Any]] = {
     "keepalive": KeepAlive,
     "enable": lambda app_id: EnableApp(app_id, True),  # a service app starts at boot; it installs first
     "disable": lambda app_id: EnableApp(app_id, False),
+    "run": RunJob,  # a job: run it now ("run now" on its card)
 }
 # A start may install first (pip on a Pi is slow); the websocket reports progress meanwhile.
-ACTION_TIMEOUT = {"install": 900.0, "start": 300.0, "restart": 300.0, "open": 120.0, "enable": 900.0}
+ACTION_TIMEOUT = {"install": 900.0, "start": 300.0, "restart": 300.0, "open": 120.0, "enable": 900.0, "run": 900.0}
 MAX_EVENTS = 1000
 FRESH_ENOUGH = 1.0  # seconds: how old a system sample a refresh may show
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
