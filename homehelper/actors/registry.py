@@ -36,6 +36,8 @@ from ..messages import (
     AppStateChanged,
     AppStopped,
     GetApp,
+    JobFailed,
+    JobFinished,
     JobScheduled,
     ListApps,
     PortAssigned,
@@ -56,7 +58,7 @@ _BY_USER = ("user", "api")
 # What the read model follows: an app's bus traffic (readings, heartbeats) never wakes the registry.
 _FOLLOWED = (AppStateChanged, AppStarted, AppStopped, AppHealthChanged, PortAssigned, AppInstalled, AppCrashed,
              AppConfigError, AppInstallFailed, AppQuarantined, AppAwaitingApproval, AppApproved, AppExposureMeasured,
-             JobScheduled)
+             JobScheduled, JobFailed, JobFinished)
 
 
 @attrs.define
@@ -286,7 +288,8 @@ class Registry(Actor):
                 rec.disk_bytes = disk
             case AppCrashed(exit_status=status, log_tail=tail):
                 rec.last_error = f"exited with status {status}" + (f": {tail.splitlines()[-1]}" if tail else "")
-            case AppConfigError(error=error) | AppInstallFailed(error=error) | AppQuarantined(error=error):
+            case (AppConfigError(error=error) | AppInstallFailed(error=error) | AppQuarantined(error=error)
+                  | JobFailed(error=error)):
                 rec.last_error = error
             case AppAwaitingApproval(reason=reason, message=message):
                 rec.approved, rec.last_error = False, message
@@ -300,6 +303,8 @@ class Registry(Actor):
                 rec.exposure, rec.exposure_level = exposure, level
             case JobScheduled(next_run=next_run, last_run=last_run):
                 rec.job = {**(rec.job or {}), "next_run": next_run, "last_run": last_run}
+            case JobFinished():
+                rec.last_error = None
         if rec.type in ("service", "job") and rec.persisted() != before:
             self._save()
 

@@ -190,7 +190,7 @@ async def after_action(deps: WebDeps, app_id: str, result: Any) -> dict[str, Any
     registry learns of the change from events a moment later, the actor knows it now."""
     app = await get_app(deps, app_id)
     if isinstance(result, dict):
-        app.update({k: result[k] for k in ("state", "port", "last_error", "healthy", "approved") if k in result})
+        app.update({k: result[k] for k in ("state", "port", "last_error", "healthy", "approved", "job") if k in result})
     return app
 
 
