@@ -27,11 +27,14 @@ LAYERS: dict[str, int] = {
     "homehelper.approvals": 0,
     "homehelper.actors.runtime": 0,
     "homehelper.messages": 1,
+    "homehelper.messages._jobs": 1,
     "homehelper.monitor": 2,
     "homehelper.bus": 2,
     "homehelper.backends": 2,
+    "homehelper.backends.jobs": 2,  # a job's timer and runs
     "homehelper.stateroot": 2,
     "homehelper.actors": 3,  # the domain actors, and the package re-exporting the runtime
+    "homehelper.actors.job": 3,
     "homehelper.ui": 3,
     "homehelper.web": 4,
     "homehelper.serve": 5,

@@ -39,6 +39,7 @@ from homehelper.messages import (
     StopApp,
 )
 from tests.backends.apps import make_config, wait_until
+from tests.fixtures.common import example_app
 
 # Appends when it ran to its data folder; FAIL=n exits with n; SLEEP=s sleeps first.
 JOB = """
@@ -197,3 +198,13 @@ async def test_on_a_mock_clock_the_deadline_is_the_next_elapse_and_a_run_past_it
         snap = await ref.ask(GetApp("slow"), timeout=math.inf)
         assert snap["state"] == "scheduled" and snap["job"]["last_run"]["result"] == "timeout"
         await ref.ask(StopApp("slow"), timeout=math.inf)
+
+
+async def test_the_example_job_runs(config: Config) -> None:
+    manifest = example_app("example-job", config.apps_dir)
+    assert manifest.type == "job" and manifest.job is not None and manifest.job.schedule == "*:0/15"
+    async with harness(config, ProcessBackend(config.run_dir / "procs")) as h:
+        ref = h.add(manifest)
+        await ref.ask(RunJob("example-job"), timeout=120)
+        await h.until(JobFinished, "example-job")
+        assert (config.data_dir("example-job") / "load.csv").read_text().count("\n") == 1
