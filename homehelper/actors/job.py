@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,9 @@ from .statefile import check_mapping, read_state
 
 log = logging.getLogger(__name__)
 _LAST = ("result", "exit_status", "started", "duration", "error")
+# The longest the TTL clock sleeps for a job before the actor looks at the wall clock again: a Pi has no
+# real-time clock, so its wall clock can jump (NTP after boot) while trio's monotonic clock does not.
+MAX_WAIT = 3600.0
 
 
 def _check_record(value: Any) -> tuple[dict[str, Any], list[str]]:
@@ -122,7 +125,21 @@ class JobApp(AppActor):
         last = record.get("last")
         if isinstance(last, dict) and set(last) <= set(_LAST):
             self.last = last
+        await self._runs_while_away()
         self._announce()
+
+    async def _runs_while_away(self) -> None:
+        """Under systemd the timer runs the job while HomeHelper is down: the last such run is shown,
+        and a failed one alerts as if HomeHelper had seen it."""
+        try:
+            seen = await self.runner.last()
+            self._mark = await self.runner.mark()
+        except BackendError as exc:
+            log.warning("%s: cannot read its last run: %s", self.app_id, exc)
+            return
+        known = self.last.get("started") if self.last else None
+        if seen is not None and (not isinstance(known, (int, float)) or seen.started > known + 1):
+            await self._finished(seen, "")
 
     async def on_stop(self) -> None:
         self._cancel_deadline()
@@ -177,6 +194,9 @@ class JobApp(AppActor):
             if reason == "schedule":
                 if not self.armed:
                     return self.snapshot()  # a deadline left over from before a stop
+                if self._due is not None and self.wall() < self._due - timedelta(seconds=1):
+                    self._schedule()  # woken before its time: a capped wait, or the wall clock moved
+                    return self.snapshot()
                 self._schedule(after_due=True)
             if self.running:
                 return self.snapshot()  # never two runs of one job at once
@@ -268,7 +288,7 @@ class JobApp(AppActor):
         self._announce()
         if due is None or self.ctx.ttl is None:
             return
-        delay = max(0.0, (due - now).total_seconds())
+        delay = min(max(0.0, (due - now).total_seconds()), MAX_WAIT)
         self._tell_nowait(self.ctx.ttl, ScheduleDeadline(self._key, delay, self.me(), RunJob(self.app_id, "schedule")))
 
     def _cancel_deadline(self) -> None:

@@ -88,6 +88,9 @@ class JobRunner(Protocol):
     async def finish(self, timeout: float, started: float) -> RunResult: ...
     async def stop(self) -> None: ...
     async def remove(self) -> None: ...
+    async def last(self) -> RunResult | None:
+        """The last run the backend knows of that is over (systemd: runs while HomeHelper was down)."""
+        ...
 
 
 def runner_for(backend: Backend, app_id: str) -> JobRunner:
@@ -142,6 +145,9 @@ class ProcessJobs:
     async def remove(self) -> None:
         await self.backend.remove(self.app_id)
 
+    async def last(self) -> RunResult | None:
+        return None  # runs happen only while HomeHelper runs: the actor saw each one
+
 
 class SystemdJobs:
     """A oneshot service and its timer; runs are read back with `systemctl show`."""
@@ -161,7 +167,8 @@ class SystemdJobs:
 
     async def arm(self, armed: bool) -> None:
         # enable: the timer comes back with the machine even without HomeHelper; --now: from now on.
-        await self.backend.systemctl("enable" if armed else "disable", "--now", self.timer)
+        # Disarming a timer never written (a job removed before its first start) is no error.
+        await self.backend.systemctl("enable" if armed else "disable", "--now", self.timer, check=armed)
 
     async def _show(self) -> dict[str, str]:
         proc = await self.backend.systemctl("show", "-p", ",".join(TIMER_PROPS), self.service, check=False)
@@ -209,6 +216,13 @@ class SystemdJobs:
         result = props.get("Result", "success")
         error = "ran longer than its timeout and was ended" if result == "timeout" else ""
         return RunResult(result, status, started, duration, error)
+
+    async def last(self) -> RunResult | None:
+        props = await self._show()
+        if int(props.get("ExecMainStartTimestampMonotonic") or 0) == 0 or props.get("ActiveState") in (
+                "activating", "deactivating"):
+            return None
+        return self._result(props, time.time())
 
     async def stop(self) -> None:
         await self.backend.stop(self.app_id)

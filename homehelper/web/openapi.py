@@ -138,7 +138,7 @@ def spec() -> dict[str, Any]:
                                          "detail": OBJ}},
                 "App": {"type": "object", "required": ["id", "state"], "properties": {
                     "id": {"type": "string"}, "name": {"type": "string"},
-                    "type": {"type": "string", "nullable": True, "enum": ["service", "streamlit", None]},
+                    "type": {"type": "string", "nullable": True, "enum": ["service", "streamlit", "job", None]},
                     "state": {"type": "string"}, "port": {"type": "integer", "nullable": True},
                     "healthy": {"type": "boolean", "nullable": True},
                     "last_error": {"type": "string", "nullable": True},
@@ -155,7 +155,9 @@ def spec() -> dict[str, Any]:
                     "resources": {"type": "object", "nullable": True,
                                   "description": "CPU / memory from the sensor actor, when it measures this app"},
                     "errors": {"type": "array", "items": {"type": "string"},
-                               "description": "manifest errors (state 'invalid')"}}},
+                               "description": "manifest errors (state 'invalid')"},
+                    "job": {"type": "object", "nullable": True, "description": "a job: schedule, timeout, "
+                            "next_run and last_run {started, duration, result, exit_status, error} (docs/jobs.md)"}}},
                 "Token": {"type": "object", "required": ["id", "name", "created"], "properties": {
                     "id": {"type": "string"}, "name": {"type": "string"}, "created": {"type": "integer"}}},
             },

@@ -19,7 +19,7 @@ import trio.testing
 
 from homehelper.actors import Broadcast, ChildSpec, Supervisor
 from homehelper.actors.app import AppContext
-from homehelper.actors.job import JobApp
+from homehelper.actors.job import MAX_WAIT, JobApp
 from homehelper.actors.notifier import Notifier
 from homehelper.actors.ports import PortAllocator
 from homehelper.actors.ttl import TTLClock
@@ -38,7 +38,7 @@ from homehelper.messages import (
     StartApp,
     StopApp,
 )
-from tests.backends.apps import make_config, wait_until
+from tests.backends.apps import make_config
 from tests.fixtures.common import example_app
 
 # Appends when it ran to its data folder; FAIL=n exits with n; SLEEP=s sleeps first.
@@ -67,6 +67,8 @@ class Harness:
     def __init__(self, sup: Supervisor, ctx: AppContext) -> None:
         self.sup, self.ctx = sup, ctx
         self.events: list[Any] = []
+        self.timed: list[tuple[float, Any]] = []  # (trio's clock, event)
+        self.changed = trio.Event()
 
     def add(self, manifest: Manifest, cls: type[JobApp] = JobApp) -> Any:
         # Named by app id, as the registry names app actors: a job addresses itself by it.
@@ -76,7 +78,11 @@ class Harness:
         return [e for e in self.events if isinstance(e, kind) and e.app_id == app_id]
 
     async def until(self, kind: type, app_id: str, count: int = 1, timeout: float = 30) -> list[Any]:
-        return await wait_until(lambda: len(self.of(kind, app_id)) >= count and self.of(kind, app_id), timeout)
+        """Wait for the events themselves (no polling: a mock clock may have hours to go)."""
+        with trio.fail_after(timeout):
+            while len(self.of(kind, app_id)) < count:
+                await self.changed.wait()
+        return self.of(kind, app_id)
 
 
 @asynccontextmanager
@@ -100,6 +106,9 @@ async def harness(config: Config, backend: Any, notify: NotifyConfig | None = No
             with bus.subscribe() as sub:
                 async for event in sub:
                     h.events.append(event)
+                    h.timed.append((trio.current_time(), event))
+                    h.changed.set()
+                    h.changed = trio.Event()
 
         nursery.start_soon(collect)
         await trio.lowlevel.checkpoint()
@@ -208,3 +217,28 @@ async def test_the_example_job_runs(config: Config) -> None:
         await ref.ask(RunJob("example-job"), timeout=120)
         await h.until(JobFinished, "example-job")
         assert (config.data_dir("example-job") / "load.csv").read_text().count("\n") == 1
+
+
+@pytest.fixture
+def installed_daily(config: Config) -> Manifest:
+    manifest = write_job(config.apps_dir, "nightly", "daily")
+    trio.run(Installer(config).install, manifest, lambda e: None)
+    return manifest
+
+
+async def test_a_far_run_is_reached_in_capped_waits_that_look_at_the_wall_clock_again(
+        config: Config, installed_daily: Manifest, autojump_clock: trio.testing.MockClock) -> None:
+    backend = ProcessBackend(config.run_dir / "procs")
+    async with harness(config, backend) as h:
+        ref = h.add(installed_daily, MockWallJob)
+        await ref.ask(StartApp("nightly", reason="boot"), timeout=math.inf)
+        assert (await h.ctx.ttl.ask(GetDeadlines(), timeout=math.inf))["job:nightly"] == MAX_WAIT  # type: ignore
+        await h.until(JobStarted, "nightly", timeout=10**6)
+        # 11:59:55 to midnight: twelve capped waits that ran nothing, then the run at 00:00:00.
+        midnight = BASE + timedelta(seconds=5, hours=12)
+        (when,) = [t for t, e in h.timed if isinstance(e, JobStarted)]
+        assert abs(when - midnight.timestamp() + BASE.timestamp()) < 1, when
+        before = [e.next_run for t, e in h.timed if isinstance(e, JobScheduled) and t < when and e.next_run]
+        assert before and set(before) == {midnight.timestamp()}
+        assert h.of(JobStarted, "nightly")[0].reason == "schedule"
+        await ref.ask(StopApp("nightly"), timeout=math.inf)

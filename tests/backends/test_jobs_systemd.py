@@ -17,7 +17,7 @@ from homehelper.backends.jobs import SystemdJobs, timer_name
 from homehelper.config import Config
 from homehelper.messages import GetApp, JobFailed, JobFinished, JobStarted, RunJob, StartApp, StopApp
 from tests.actors.test_job import harness, runs, write_job
-from tests.backends.apps import make_config
+from tests.backends.apps import make_config, wait_until
 
 pytestmark = pytest.mark.systemd
 
@@ -85,3 +85,28 @@ async def test_the_timer_runs_a_job_every_two_seconds_and_run_now_and_failures_a
         for app_id, r in (("tick", ref), ("bad", bad_ref), ("slow", slow_ref)):
             await r.ask(StopApp(app_id, reason="removed"), timeout=30)
         assert not (systemd_backend.unit_dir / timer).exists()
+
+
+async def test_a_run_that_failed_while_homehelper_was_away_is_shown_and_alerts(
+        systemd_backend: SystemdBackend, systemd_user: Any, config: Config) -> None:
+    away = write_job(config.apps_dir, "away", "*:*:0/2", env={"FAIL": "5"})
+    service = systemd_backend.unit("away")
+
+    def started() -> int:
+        out = systemd_user.systemctl("show", "-p", "ExecMainStartTimestampMonotonic", "--value", service)
+        return int(out.stdout.strip() or 0)
+
+    async with harness(config, systemd_backend) as h:
+        await h.add(away).ask(StartApp("away", reason="boot"), timeout=120)
+        seen = (await h.until(JobFailed, "away"))[0]
+    # HomeHelper is gone; its timer is not: wait for a run it did not see.
+    first = started()
+    await wait_until(lambda: started() != first and systemd_user.systemctl("is-active", service).stdout.strip()
+                     in ("inactive", "failed"), 30)
+    async with harness(config, systemd_backend) as h:
+        ref = h.add(away)
+        failed = (await h.until(JobFailed, "away"))[0]  # from on_start: no new run needed
+        assert failed.exit_status == 5 and failed.started > seen.started
+        snap = await ref.ask(GetApp("away"))
+        assert snap["job"]["last_run"]["started"] == failed.started
+        await ref.ask(StopApp("away", reason="removed"), timeout=30)
