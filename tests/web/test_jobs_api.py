@@ -1,6 +1,6 @@
 """Job apps through the real server (`homehelper.serve`, process backend): the app list shows the job's
-schedule, next and last run; `POST /api/apps/<id>/run` ("run now") runs it; `homehelper start JOB` (the
-CLI, over the websocket's action) arms the schedule and runs it now."""
+schedule, next and last run; `POST /api/apps/<id>/run` and the websocket's action `run` ("run now") run
+it; `homehelper start JOB` (the CLI, over the websocket's action) arms the schedule and runs it now."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from tests.actors.test_job import write_job
 from tests.backends.apps import HEALTHY_APP, wait_until, write_app
 from tests.cli.test_cli import hh
 from tests.web.test_approval import app, config_for, running
+from tests.web.wsclient import WSClient
 
 
 async def last_run(client: httpx.AsyncClient, app_id: str, count_before: float | None = None) -> dict[str, Any]:
@@ -30,7 +31,7 @@ async def test_run_now_from_the_api_and_start_from_the_cli(state_root: Path) -> 
     write_job(config.apps_dir, "nightly", "daily", timeout=60)
     write_job(config.apps_dir, "broken", "daily", env={"FAIL": "2"})
     write_app(config.apps_dir, "svc", HEALTHY_APP)
-    async with running(config) as (_rt, client):
+    async with running(config) as (rt, client):
         a = await app(client, "nightly")
         assert a["type"] == "job" and a["job"]["schedule"] == "daily" and a["job"]["timeout"] == 60
         assert a["state"] == "stopped" and a["job"].get("next_run") is None
@@ -53,8 +54,13 @@ async def test_run_now_from_the_api_and_start_from_the_cli(state_root: Path) -> 
         saved = json.loads((config.registry_dir / "apps.json").read_text())
         assert saved["nightly"]["desired"] == "running"  # armed again after a restart of HomeHelper
 
-        r = await client.post("/api/apps/broken/run")
-        assert r.status_code == 200, r.text
+        # "Run now" on the dashboard: the websocket's action `run`
+        async with await WSClient.connect(rt.url.replace("http://", "ws://") + "/ws", [("Origin", rt.url)]) as ws:
+            await ws.send(json.dumps({"type": "action", "id": 7, "app": "broken", "action": "run"}))
+            while (reply := json.loads(await ws.recv())).get("type") == "progress":
+                pass
+        assert reply["type"] == "reply" and reply["id"] == 7, reply
+        assert reply["data"]["app"]["state"] == "running" and reply["data"]["app"]["job"]["running"] is True
         a = await last_run(client, "broken")
         assert a["job"]["last_run"]["result"] == "exit-code" and a["job"]["last_run"]["exit_status"] == 2
         assert a["last_error"] == "exited with status 2"
