@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -312,21 +313,18 @@ class JobApp(AppActor):
         offset = logs.size(self.log_path)
         started = time.time()
         result: RunResult | None = None
+
+        def rotated() -> None:
+            nonlocal offset
+            offset = 0
+
         with scope:
             try:
-                if by_timer:  # systemd's timer starts it: see that it did
-                    if not await self.runner.started_since(self._mark, SEEN_WITHIN):
-                        return
-                    async with self._op:
-                        self._begin(reason)
-                else:
-                    mark = await self.runner.mark()
-                    await self.runner.start()
-                    if not await self.runner.started_since(mark, SEEN_WITHIN):
-                        raise BackendError(f"{self.app_id}: the run did not begin within {SEEN_WITHIN:g} s")
-                result = await self.runner.finish(self.job.timeout, started)
-            except BackendError as exc:
-                result = RunResult("start-failed", None, started, time.time() - started, exc.message)
+                async with trio.open_nursery() as nursery:
+                    # A run's log is capped as a service's is (a day-long run printing in a loop).
+                    nursery.start_soon(partial(logs.keep_capped, self.log_path, on_rotate=rotated))
+                    result = await self._one_run(reason, by_timer, started)
+                    nursery.cancel_scope.cancel()
             finally:
                 self.running = False
         if result is None:  # stopped (the stop says so), or no run came from the timer
@@ -334,6 +332,22 @@ class JobApp(AppActor):
         async with self._op:
             self._mark = await self.runner.mark()
             await self._finished(result, logs.read_since(self.log_path, offset)[-2000:])
+
+    async def _one_run(self, reason: str, by_timer: bool, started: float) -> RunResult | None:
+        try:
+            if by_timer:  # systemd's timer starts it: see that it did
+                if not await self.runner.started_since(self._mark, SEEN_WITHIN):
+                    return None
+                async with self._op:
+                    self._begin(reason)
+            else:
+                mark = await self.runner.mark()
+                await self.runner.start()
+                if not await self.runner.started_since(mark, SEEN_WITHIN):
+                    raise BackendError(f"{self.app_id}: the run did not begin within {SEEN_WITHIN:g} s")
+            return await self.runner.finish(self.job.timeout, started)
+        except BackendError as exc:
+            return RunResult("start-failed", None, started, time.time() - started, exc.message)
 
     async def _finished(self, result: RunResult, tail: str) -> None:
         self.last = {k: v for k, v in result.to_json().items() if k in _LAST}
