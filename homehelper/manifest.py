@@ -18,6 +18,7 @@ from typing import Any, Literal
 import attrs
 
 from .backupspec import BackupSpec, parse_backup
+from .calendar import JobSpec, job_fields
 from .errors import ManifestError
 from .options import Option, parse_schema
 
@@ -31,7 +32,7 @@ ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 
-AppType = Literal["service", "streamlit"]
+AppType = Literal["service", "streamlit", "job"]
 HealthType = Literal["http", "process", "watchdog"]
 
 # What an app may ask for beyond the default sandbox; each needs the user's approval.
@@ -93,6 +94,7 @@ class Manifest:
     options: tuple[Option, ...] = ()  # what the user may set (homehelper.options), in the manifest's order
     digest: str = ""  # sha256 of the manifest bytes, to notice changes
     backup: BackupSpec = attrs.field(factory=BackupSpec)  # what a backup leaves out, and how it is taken
+    job: JobSpec | None = None  # type job: its schedule and timeout (homehelper.calendar)
 
     @property
     def grants(self) -> tuple[str, ...]:
@@ -158,7 +160,8 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 
 _TOP = {"id", "name", "version", "description", "type", "entry", "requirements", "setup", "env", "health",
-        "resources", "restart", "ttl", "ui", "autostart", "permissions", "devices", "backup", "options"}
+        "resources", "restart", "ttl", "ui", "autostart", "permissions", "devices", "backup", "options",
+        "schedule", "timeout"}
 
 
 def _inside(folder: Path, rel: str) -> bool:
@@ -204,9 +207,9 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         app_id = None
     app_type = c.get(raw, "type", str, None)
     if "type" not in raw:
-        c.err("type", "is required ('service' or 'streamlit')")
-    elif app_type is not None and app_type not in ("service", "streamlit"):
-        c.err("type", f"must be 'service' or 'streamlit', got {app_type!r}")
+        c.err("type", "is required ('service', 'streamlit' or 'job')")
+    elif app_type is not None and app_type not in ("service", "streamlit", "job"):
+        c.err("type", f"must be 'service', 'streamlit' or 'job', got {app_type!r}")
         app_type = None
     name = c.get(raw, "name", str, app_id or "")
     entry = c.get(raw, "entry", str, "app.py" if app_type == "streamlit" else "main.py")
@@ -269,6 +272,7 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
             c.err("devices", f"{d!r}: globs are allowed only under /dev/serial/by-id/")
     backup = parse_backup(raw, c.err)
     options = parse_schema(raw.get("options"), c.err)
+    job = job_fields(raw, app_type, c.err)
     version = c.get(raw, "version", str, "0.0.0")
     description = c.get(raw, "description", str, "")
     for field, text in (("name", name), ("description", description)):
@@ -299,6 +303,7 @@ def parse_manifest(data: bytes, folder: Path) -> Manifest:
         options=options,
         digest=hashlib.sha256(data).hexdigest(),
         backup=backup,
+        job=job,
     )
 
 

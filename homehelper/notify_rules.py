@@ -21,6 +21,7 @@ KINDS: dict[str, str] = {
     "app_quarantined": "an app crashed too often and is held stopped",
     "app_config_error": "an app cannot start at all",
     "app_install_failed": "an app's install failed",
+    "job_failed": "a job's run failed: a non-zero exit, a signal or its timeout",
     "child_crashed": "a part of HomeHelper itself crashed (it is restarted)",
     "child_quarantined": "a part of HomeHelper crashed too often and is held stopped",
     "alert_raised": "a machine alert: temperature, under-voltage, disk, memory, CPU",
@@ -94,6 +95,11 @@ def describe(event: Any) -> Note:
         case "app_install_failed":
             return Note(kind, f"{kind}:{who}", f"{who}: install failed", f"Installing app {who} failed: {err}",
                         "failure")
+        case "job_failed":
+            how = clean(getattr(event, "result", ""), 40)
+            status = getattr(event, "exit_status", None)
+            body = f"Job {who} failed ({how}" + (f", exit status {status}" if status is not None else "") + ")"
+            return Note(kind, f"{kind}:{who}", f"{who}: job failed", body + (f": {err}" if err else "."), "failure")
         case "child_crashed":
             return Note(kind, f"{kind}:{who}", f"HomeHelper: {who} crashed",
                         f"HomeHelper's part {who} crashed and is restarted: {err}", "failure")

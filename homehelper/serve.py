@@ -22,6 +22,7 @@ from .actors.backup import BackupActor
 from .actors.bridge import RedisBridge
 from .actors.eventlog import EventLog
 from .actors.history import HistoryActor
+from .actors.job import JobApp
 from .actors.notifier import Notifier
 from .actors.ports import PortAllocator
 from .actors.readmodel import AppsView
@@ -80,6 +81,8 @@ def app_factory(ctx: AppContext) -> Callable[[Manifest], AppActor]:
     def make(manifest: Manifest) -> AppActor:
         if manifest.type == "streamlit":
             return StreamlitApp(manifest, ctx)
+        if manifest.type == "job":
+            return JobApp(manifest, ctx)
         return ServiceApp(manifest, ctx)
 
     return make

@@ -22,11 +22,13 @@ LAYERS: dict[str, int] = {
     "homehelper.errors": 0,
     "homehelper.storage": 0,
     "homehelper.manifest": 0,
+    "homehelper.calendar": 0,  # job schedules: systemd calendar events
     "homehelper.config": 0,
     "homehelper.approvals": 0,
     "homehelper.options": 0,  # the options schema and values files (actors/options.py writes them)
     "homehelper.actors.runtime": 0,
     "homehelper.messages": 1,
+    "homehelper.messages._jobs": 1,
     "homehelper.monitor": 2,
     "homehelper.monitor.history": 2,  # the history file (SQLite), blocking: run in a worker thread
     "homehelper.monitor.redisstats": 2,
@@ -36,12 +38,14 @@ LAYERS: dict[str, int] = {
     "homehelper.backends.stamping": 2,
     "homehelper.backends.logsearch": 2,
     "homehelper.backends.journal": 2,
+    "homehelper.backends.jobs": 2,  # a job's timer and runs
     "homehelper.stateroot": 2,
     "homehelper.backup": 2,  # writing and reading archives (blocking; run on worker threads)
     "homehelper.backup.schedule": 0,  # pure: config.py checks backup.schedule with it
     "homehelper.backupspec": 0,  # a manifest's `backup` section
     "homehelper.actors": 3,  # the domain actors, and the package re-exporting the runtime
     "homehelper.actors.history": 3,
+    "homehelper.actors.job": 3,
     "homehelper.ui": 3,
     "homehelper.web": 4,
     "homehelper.web.history": 4,

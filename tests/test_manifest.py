@@ -21,7 +21,7 @@ def test_schema_lists_exactly_the_fields_the_validator_knows() -> None:
 
 def test_every_example_app_is_valid_by_both() -> None:
     folders = [p.parent for p in (REPO / "apps").glob("*/homehelper.json")]
-    assert {load_manifest(f, REPO / "apps").type for f in folders} == {"service", "streamlit"}
+    assert {load_manifest(f, REPO / "apps").type for f in folders} == {"service", "streamlit", "job"}
     for f in folders:
         jsonschema.validate(json.loads((f / "homehelper.json").read_text()), SCHEMA)
 

@@ -32,6 +32,9 @@ from ..messages import (
     AppStarted,
     AppStateChanged,
     AppStopped,
+    JobFailed,
+    JobFinished,
+    JobScheduled,
     PortAssigned,
     UIDeadlines,
 )
@@ -44,7 +47,7 @@ _BY_USER = ("user", "api")
 # What the read model follows: an app's bus traffic (readings, heartbeats) never touches it.
 FOLLOWED = (AppStateChanged, AppStarted, AppStopped, AppHealthChanged, PortAssigned, AppInstalled, AppCrashed,
             AppConfigError, AppInstallFailed, AppQuarantined, AppAwaitingApproval, AppApproved, AppExposureMeasured,
-            UIDeadlines)
+            UIDeadlines, JobScheduled, JobFailed, JobFinished)
 # An action is complete when its app leaves these.
 TRANSIENT = ("starting", "stopping", "installing")
 
@@ -74,6 +77,7 @@ class AppRecord:
     sandbox: str = "unsandboxed"  # sandboxed: walled in by its systemd unit
     exposure: float | None = None  # systemd-analyze security of its unit, 0 (walled) to 10
     exposure_level: str | None = None
+    job: dict[str, Any] | None = None  # a job's schedule, timeout, next run (wall clock) and last run
     manifest: Manifest | None = attrs.field(default=None, repr=False, eq=False)
     # a Streamlit run's deadlines on trio's clock (UIDeadlines); the JSON shows the seconds left
     idle_due: float | None = attrs.field(default=None, repr=False, eq=False)
@@ -135,7 +139,8 @@ class AppRecord:
             case AppCrashed(exit_status=status, log_tail=tail, error=error):
                 last_line = f": {tail.splitlines()[-1]}" if tail.strip() else ""
                 self.last_error = error or f"exited with status {status}{last_line}"
-            case AppConfigError(error=error) | AppInstallFailed(error=error) | AppQuarantined(error=error):
+            case (AppConfigError(error=error) | AppInstallFailed(error=error) | AppQuarantined(error=error)
+                  | JobFailed(error=error)):
                 self.last_error = error
             case AppAwaitingApproval(reason=reason, message=message):
                 self.approved, self.last_error = False, message
@@ -149,6 +154,10 @@ class AppRecord:
                 self.exposure, self.exposure_level = exposure, level
             case UIDeadlines(idle_due=idle, life_due=life):
                 self.idle_due, self.life_due = idle, life
+            case JobScheduled(next_run=next_run, last_run=last_run):
+                self.job = {**(self.job or {}), "next_run": next_run, "last_run": last_run}
+            case JobFinished():
+                self.last_error = None
 
 
 class AppsView:
@@ -172,7 +181,7 @@ class AppsView:
         before = rec.persisted()
         rec.apply(ev)
         self._changed.unpark_all()
-        return rec.type == "service" and rec.persisted() != before
+        return rec.type in ("service", "job") and rec.persisted() != before
 
     def get(self, app_id: str) -> AppRecord | None:
         return self.records.get(app_id)

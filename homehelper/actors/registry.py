@@ -38,8 +38,8 @@ def _saved_entry(app_id: str, rec: Any) -> str | None:
     for key in ("name", "folder", "digest"):
         if not isinstance(rec.get(key), str):
             return f"{key} must be a string"
-    if rec.get("type") not in ("service", "streamlit"):
-        return "type must be 'service' or 'streamlit'"
+    if rec.get("type") not in ("service", "streamlit", "job"):
+        return "type must be 'service', 'streamlit' or 'job'"
     if rec.get("desired") not in ("running", "stopped"):
         return "desired must be 'running' or 'stopped'"
     if rec.get("port") is not None and not is_port(rec["port"]):
@@ -126,7 +126,7 @@ class Registry(Actor):
                 else:
                     self.apps.start_child(ChildSpec(app_id, self._maker(app_id)))
                 autostart = self.first_scan and m.autostart and not rec.user_stopped
-                if m.type == "service" and (rec.desired == "running" or autostart):
+                if m.type in ("service", "job") and (rec.desired == "running" or autostart):  # job: armed
                     boot.append(app_id)
             elif rec.digest != m.digest or rec.manifest != m:
                 self._fill(rec, m)
@@ -157,6 +157,7 @@ class Registry(Actor):
         rec.version, rec.description, rec.ui = m.version, m.description, m.ui
         rec.ttl = m.ttl if m.type == "streamlit" else None
         rec.permissions, rec.devices = m.permissions, m.devices
+        rec.job = {**(rec.job or {}), "schedule": m.job.schedule, "timeout": m.job.timeout} if m.job else None
         rec.approved = not m.grants or (self.approvals is not None and self.approvals.is_approved(m.id, m.grants))
 
     async def _remove(self, app_id: str) -> None:

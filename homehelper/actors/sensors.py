@@ -108,11 +108,11 @@ class SensorActor(Actor):
         self.last, self.last_at = data, trio.current_time()
         if background:
             self.history.append(history_point(data))
-            self.emit(SystemSampled(data))  # a plain record: the history actor keeps it on disk
             for event in self._timed(lambda: self.health.update(data, self.last_at)):
                 log.log(logging.INFO if event.kind == "alert_cleared" else logging.WARNING, "%s", event)
                 self.emit(event)
-            self.emit(SystemSampled(self.samples, len(self.history)))
+            # A plain record (not an Event): the history actor keeps it on disk; tests wait on it.
+            self.emit(SystemSampled(data, self.samples, len(self.history)))
         return data
 
     def snapshot(self, fresh: bool) -> dict[str, Any]:

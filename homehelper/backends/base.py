@@ -57,6 +57,7 @@ class AppSpec:
     options_file: Path | None = None
     credentials_dir: Path | None = None
     credentials: tuple[str, ...] = ()
+    run_timeout: float | None = None  # a job (homehelper.backends.jobs): one run, Type=oneshot, ended after this
 
     @property
     def log_file(self) -> Path:

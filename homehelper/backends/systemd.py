@@ -24,8 +24,8 @@ from ..errors import BackendError, DeviceMissing
 from ..storage import atomic_write_text
 from . import netwall
 from .base import AppSpec, UnitStatus, env_file_text, probe_delays, wait_pid_exit, writable_dir, write_secrets
-from .journal import Journal
 from .delivery import credentials_wall
+from .journal import Journal
 from .sandbox import Node, resolve_devices, walled
 from .units import UNIT_PREFIX, render_unit, unit_name
 

@@ -120,7 +120,8 @@ def render_unit(spec: AppSpec, user: str | None = None, wanted_by: str = "defaul
         "StartLimitIntervalSec=0",
         "",
         "[Service]",
-        "Type=notify" if spec.notify else "Type=exec",
+        "Type=notify" if spec.notify else "Type=oneshot" if spec.run_timeout else "Type=exec",
+        *([f"TimeoutStartSec={round(spec.run_timeout * 1000)}ms"] if spec.run_timeout else []),  # a job's timeout
         # A watchdog app: only its main process may say READY=1/WATCHDOG=1; silent for WatchdogSec
         # means SIGABRT and Result=watchdog, which HomeHelper's restart policy takes as a crash.
         *(["NotifyAccess=main"] if spec.notify else []),

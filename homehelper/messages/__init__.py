@@ -10,21 +10,36 @@ from types import ModuleType
 
 from ..actors.runtime import _events as _runtime
 from ..actors.runtime._events import *  # noqa: F403 - supervision records, CommandFailed
-from . import _apps, _backup, _bus, _history, _monitor, _notify, _options, _records, _services, _streamlit, _system
+from . import (
+    _apps,
+    _backup,
+    _bus,
+    _history,
+    _jobs,
+    _monitor,
+    _notify,
+    _options,
+    _records,
+    _services,
+    _streamlit,
+    _system,
+)
 from ._apps import *  # noqa: F403
 from ._backup import *  # noqa: F403
 from ._base import Command, Event
 from ._bus import *  # noqa: F403
 from ._history import *  # noqa: F403
+from ._jobs import *  # noqa: F403
 from ._monitor import *  # noqa: F403
 from ._notify import *  # noqa: F403
-from ._records import *  # noqa: F403 - plain records (not Events), listed in its own __all__
 from ._options import *  # noqa: F403
+from ._records import *  # noqa: F403 - plain records (not Events), listed in its own __all__
 from ._services import *  # noqa: F403
 from ._streamlit import *  # noqa: F403
 from ._system import *  # noqa: F403
 
-_AREAS: tuple[ModuleType, ...] = (_apps, _backup, _bus, _history, _monitor, _notify, _options, _services, _streamlit, _system)
+_AREAS: tuple[ModuleType, ...] = (_apps, _backup, _bus, _history, _jobs, _monitor, _notify, _options, _services,
+                                  _streamlit, _system)
 
 
 def _messages(module: ModuleType) -> list[str]:

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
 from ._base import Command
-
-
-@attrs.frozen
-class SystemSampled:
-    """A plain record (not an Event: kept out of the event log and Redis): the sensor actor's
-    background sample, for the history to keep."""
-
-    sample: Any  # the sensor snapshot dict
 
 
 @attrs.frozen

@@ -6,6 +6,8 @@ like the runtime's ChildStarted. Tests and the dashboard wait on them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 __all__ = ["BusIdentityKnown", "SystemSampled"]
@@ -13,10 +15,12 @@ __all__ = ["BusIdentityKnown", "SystemSampled"]
 
 @attrs.frozen
 class SystemSampled:
-    """The sensor actor took a background sample; `history` points are kept now."""
+    """The sensor actor took a background sample (`sample`, the snapshot dict, which the history
+    actor keeps on disk); `samples` taken so far, `history` points kept in memory now."""
 
-    samples: int
-    history: int
+    sample: Any
+    samples: int = 0
+    history: int = 0
 
 
 @attrs.frozen

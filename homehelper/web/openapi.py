@@ -84,6 +84,7 @@ def spec() -> dict[str, Any]:
                 {**_ok(OBJ), **_err(400, 403, 404, 409, 413)}, parameters=[APP_ID], requestBody={
                     "required": True, "content": {"application/json": {"schema": {
                         "type": "object", "required": ["archive"], "properties": {"archive": {"type": "string"}}}}}})},
+            "/api/apps/{app_id}/run": _action("run (a job: run it now)"),
             "/api/apps/{app_id}/approve": {"post": _op(
                 "approve the permissions and devices the app asks for; an app waiting for it (awaiting_approval) "
                 "that was wanted running starts", {**_ok(ACTION), **_err(400, 403, 404, 409, 413, 502)},
@@ -175,7 +176,7 @@ def spec() -> dict[str, Any]:
                                          "detail": OBJ}},
                 "App": {"type": "object", "required": ["id", "state"], "properties": {
                     "id": {"type": "string"}, "name": {"type": "string"},
-                    "type": {"type": "string", "nullable": True, "enum": ["service", "streamlit", None]},
+                    "type": {"type": "string", "nullable": True, "enum": ["service", "streamlit", "job", None]},
                     "state": {"type": "string"}, "port": {"type": "integer", "nullable": True},
                     "healthy": {"type": "boolean", "nullable": True},
                     "last_error": {"type": "string", "nullable": True},
@@ -195,7 +196,9 @@ def spec() -> dict[str, Any]:
                                  "description": "a Streamlit app: seconds before its idle stop (0 when not running)"},
                     "max_lifetime_left": {"type": "number", "nullable": True},
                     "errors": {"type": "array", "items": {"type": "string"},
-                               "description": "manifest errors (state 'invalid')"}}},
+                               "description": "manifest errors (state 'invalid')"},
+                    "job": {"type": "object", "nullable": True, "description": "a job: schedule, timeout, "
+                            "next_run and last_run {started, duration, result, exit_status, error} (docs/jobs.md)"}}},
                 "Token": {"type": "object", "required": ["id", "name", "created"], "properties": {
                     "id": {"type": "string"}, "name": {"type": "string"}, "created": {"type": "integer"}}},
             },

@@ -35,6 +35,7 @@ from ..messages import (
     OpenUI,
     Rescan,
     RestartApp,
+    RunJob,
     StartApp,
     StopApp,
 )
@@ -47,9 +48,10 @@ ACTIONS: dict[str, Callable[[str], Any]] = {
     "keepalive": KeepAlive,
     "enable": lambda app_id: EnableApp(app_id, True),  # a service app starts at boot; it installs first
     "disable": lambda app_id: EnableApp(app_id, False),
+    "run": RunJob,  # a job: run it now ("run now" on its card)
 }
 # A start may install first (pip on a Pi is slow); the websocket reports progress meanwhile.
-ACTION_TIMEOUT = {"install": 900.0, "start": 300.0, "restart": 300.0, "open": 120.0, "enable": 900.0}
+ACTION_TIMEOUT = {"install": 900.0, "start": 300.0, "restart": 300.0, "open": 120.0, "enable": 900.0, "run": 900.0}
 SETTLE_TIMEOUT = 120.0  # how long an action waits for its app to leave starting/stopping/installing
 MAX_EVENTS = 1000
 FRESH_ENOUGH = 1.0  # seconds: how old a system sample a refresh may show

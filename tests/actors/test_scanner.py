@@ -46,7 +46,7 @@ def test_one_bad_manifest_never_stops_the_scan(tmp_path: Path) -> None:
     assert "not valid JSON" in invalid["broken-json"][0]
     assert any(e.startswith("ttl: must be a number") for e in invalid["wrong-types"])
     assert any(e.startswith("env.A: must be a string") for e in invalid["wrong-types"])
-    assert any("'service' or 'streamlit'" in e for e in invalid["unknown-type"])
+    assert any("'service', 'streamlit' or 'job'" in e for e in invalid["unknown-type"])
     assert any(e.startswith("entry:") for e in invalid["escape"])
     assert any(e.startswith("id:") for e in invalid["bad-id"])
     assert "already used by good/" in invalid["dup"][0]

@@ -108,6 +108,7 @@
     $('[data-action="start"]', el).disabled = running || a.state === "invalid";
     $('[data-action="stop"]', el).disabled = !running && !["quarantined", "awaiting_approval"].includes(a.state);
     $('[data-action="restart"]', el).disabled = a.state === "invalid";
+    if (window.hhJobs) window.hhJobs.fill(el, a); // jobs.js: schedule, next and last run, "Run now"
   }
 
   // What the app may touch beyond its sandbox, and the approve button while that is not approved.
