@@ -51,7 +51,7 @@ while True:
 
 
 @contextlib.contextmanager
-def serving(root: Path, apps: Path, port: int, **env: str) -> Iterator[None]:
+def serving(root: Path, apps: Path, port: int, **env: str) -> Iterator[subprocess.Popen[str]]:
     environ = {**os.environ, "HOMEHELPER_ROOT": str(root), "HOMEHELPER_BACKEND": "process", **env}
     environ.pop("HOMEHELPER_PASSWORD", None) if "HOMEHELPER_PASSWORD" not in env else None
     with subprocess.Popen([sys.executable, "-m", "homehelper", "serve", "--apps-dir", str(apps), "--port", str(port)],
@@ -68,7 +68,7 @@ def serving(root: Path, apps: Path, port: int, **env: str) -> Iterator[None]:
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
                 assert time.monotonic() < deadline, "serve did not answer within 30 s"
                 time.sleep(0.2)
-            yield
+            yield proc
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -170,3 +170,28 @@ def test_a_damaged_archive_is_refused_by_the_command_and_changes_nothing(state_r
     assert listing(state_root) == before and not target.exists()
     assert run("restore", str(good), root=target).returncode == 0
     assert (target / "data" / "notes" / "a.txt").read_text() == "hello\n" * 1000
+
+
+def test_serve_stops_within_its_grace_while_a_backup_is_being_written(state_root: Path) -> None:
+    apps, src, port = state_root / "apps", state_root / "src", free_port()
+    apps.mkdir()
+    big = src / "data" / "big"
+    big.mkdir(parents=True)
+    with open(big / "random.bin", "wb") as f:  # incompressible: gzip takes seconds over it
+        for _ in range(256):
+            f.write(os.urandom(1 << 20))
+    with serving(src, apps, port) as proc:
+        cli = subprocess.Popen([sys.executable, "-m", "homehelper", "backup", "--port", str(port)],
+                               env={**os.environ, "HOMEHELPER_ROOT": str(src)}, cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: any(p.name.endswith(".partial") for p in (src / "backups").glob(".*")),
+                     "the backup is being written")
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+            assert time.monotonic() - started < 5.0  # serve's promise, backup or not
+        finally:
+            _, err = cli.communicate(timeout=60)
+        assert cli.returncode == 1 and err.strip()  # the command says the backup did not complete
+    assert not [p for p in (src / "backups").iterdir() if not p.name.startswith(".")]  # no archive to trust
