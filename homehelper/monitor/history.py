@@ -261,7 +261,7 @@ class Bucketer:
         """Take one sample's rows; returns the rows of the bucket this closed (if any)."""
         bucket = int(at) - int(at) % self.step
         closed: list[Row] = []
-        if self.start is not None and bucket > self.start:
+        if self.start is not None and bucket != self.start:  # later, or the clock was set back (a Pi has no RTC)
             closed = self.close()
         if self.start is None:
             self.start = bucket

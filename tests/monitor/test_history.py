@@ -147,6 +147,14 @@ def test_the_bucketer_averages_samples_within_a_step() -> None:
     assert b.current() == []
 
 
+def test_a_clock_set_back_closes_the_bucket_instead_of_growing_it() -> None:
+    b = Bucketer(30)
+    b.add(T0 + 3600, [("machine", {"cpu": 1.0})])
+    closed = b.add(T0, [("machine", {"cpu": 2.0})])  # NTP set the clock back an hour
+    assert closed == [(T0 + 3600, "machine", {"cpu": 1.0})]
+    assert b.current() == [(T0, "machine", {"cpu": 2.0})] and len(b.samples) == 1
+
+
 def test_mean_rows_skips_what_is_not_a_number() -> None:
     means = mean_rows([("s", {"a": 1, "b": "x", "c": None, "d": True}), ("s", {"a": 3})])
     assert means == {"s": {"a": 2.0}}
