@@ -279,6 +279,10 @@ def job_fields(raw: dict[str, Any], app_type: str | None, err: Callable[[str, st
             if field in raw:
                 err(field, "only a job app (type 'job') has a schedule or a timeout")
         return None
+    for field, why in (("ui", "a job has no web page"), ("health", "a job's exit status is its health"),
+                       ("ttl", "only a Streamlit app has an idle TTL")):
+        if field in raw:
+            err(field, f"{why}: remove it from a job's manifest")
     schedule = raw.get("schedule")
     if "schedule" not in raw:
         err("schedule", "is required for a job, e.g. '*:0/15' (every 15 minutes) or 'Mon..Fri 07:00'")

@@ -114,12 +114,14 @@ def test_a_job_manifest_has_its_schedule_and_timeout(tmp_path: Path) -> None:
     ({"type": "job", "schedule": "daily", "timeout": 0}, "timeout"),
     ({"type": "job", "schedule": "daily", "timeout": True}, "timeout"),
     ({"type": "service", "schedule": "daily"}, "schedule"),
+    ({"type": "job", "schedule": "daily", "ui": "/ui"}, "ui"),
+    ({"type": "job", "schedule": "daily", "health": {"type": "http"}}, "health"),
 ])
 def test_bad_job_fields_are_named_by_both(tmp_path: Path, raw: dict[str, Any], field: str) -> None:
     with pytest.raises(ManifestError) as exc:
         _job(tmp_path, **raw)
     assert any(e.startswith(f"{field}:") for e in exc.value.errors), exc.value.errors
-    if raw.get("type") != "service":  # the schema does not tie a field to a type
+    if raw.get("type") != "service" and field in ("schedule", "timeout"):  # the schema ties no other field to a type
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({"id": "j", **raw}, SCHEMA)
 
