@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -20,9 +21,6 @@ import trio.testing
 from homehelper.actors import Broadcast, ChildSpec, Supervisor
 from homehelper.actors.app import AppContext
 from homehelper.actors.job import MAX_WAIT, JobApp
-from homehelper.actors.notifier import Notifier
-from homehelper.actors.ports import PortAllocator
-from homehelper.actors.ttl import TTLClock
 from homehelper.backends import ProcessBackend
 from homehelper.backends.installer import Installer
 from homehelper.config import Config, NotifyConfig
@@ -38,6 +36,7 @@ from homehelper.messages import (
     StartApp,
     StopApp,
 )
+from homehelper.serve import Overrides, build_tree
 from tests.backends.apps import make_config
 from tests.fixtures.common import example_app
 
@@ -87,20 +86,13 @@ class Harness:
 
 @asynccontextmanager
 async def harness(config: Config, backend: Any, notify: NotifyConfig | None = None) -> AsyncIterator[Harness]:
+    """serve's tree without a scanner: the tests add their job actors under its apps supervisor."""
     bus = Broadcast()
+    if notify is not None:
+        config = attrs.evolve(config, notify=notify)  # serve's notifier reads notify.* at start
     async with trio.open_nursery() as nursery:
-        await nursery.start(backend.run)
-        sup = Supervisor("apps", emit=bus.publish)
-        await nursery.start(sup.run)
-        if notify is not None:
-            notifier = Notifier(notify, bus)
-            sup.start_child(ChildSpec("notifier", lambda: notifier))
-        ports = sup.start_child(ChildSpec("ports", lambda: PortAllocator(
-            {"service": config.service_ports}, config.registry_dir / "ports.json", bus.publish)))
-        ttl = sup.start_child(ChildSpec("ttl", TTLClock))
-        ctx = AppContext(config, bus.publish, ports, ttl=ttl, backend=backend, installer=Installer(config),
-                         apps=sup)
-        h = Harness(sup, ctx)
+        rt = await build_tree(config, nursery, Overrides(backend=backend, bus=bus, scan=False, sensors=False))
+        h = Harness(rt.apps, rt.ctx)
 
         async def collect() -> None:
             with bus.subscribe() as sub:

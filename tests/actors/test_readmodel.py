@@ -9,11 +9,10 @@ from typing import Any
 import trio
 import trio.testing
 
-from homehelper.actors import Broadcast, ChildCrashed, ChildSpec, RestartPolicy, Supervisor
-from homehelper.actors.app import AppActor, AppContext
+from homehelper.actors import Broadcast, ChildCrashed, RestartPolicy, Supervisor
+from homehelper.actors.app import AppActor
 from homehelper.actors.readmodel import AppRecord, AppsView
-from homehelper.actors.registry import Registry
-from homehelper.actors.scanner import Scanner
+from homehelper.backends import ProcessBackend
 from homehelper.config import load_config
 from homehelper.messages import (
     AppCrashed,
@@ -27,6 +26,7 @@ from homehelper.messages import (
     StartApp,
     UIDeadlines,
 )
+from homehelper.serve import Overrides, build_tree
 from tests.actors.test_scanner import make_app
 
 
@@ -95,23 +95,17 @@ Tree = tuple[Any, Any, Supervisor, AppsView]  # registry, scanner, apps supervis
 
 
 async def _registry_tree(tmp_path: Path, nursery: trio.Nursery, bus: Broadcast) -> Tree:
+    """serve's tree with Lamp for app actor (no backend process needed) and fast restarts."""
     apps = tmp_path / "apps"
     make_app(apps, "lamp", {"id": "lamp", "name": "Lamp", "type": "service"})
-    config = load_config(tmp_path / "state", environ={})
-    root = Supervisor("root", RestartPolicy(backoff_initial=0.01), emit=bus.publish)
-    app_sup = Supervisor("apps", emit=bus.publish)
-    await nursery.start(root.run)
-    await nursery.start(app_sup.run)
-    ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
-    view = AppsView()
-    registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: Lamp(m, ctx), bus,
-                                                                       tmp_path / "state" / "apps.json", view=view)))
-    scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish)))
+    config = load_config(tmp_path / "state", {"apps_dir": str(apps)}, environ={})
     with bus.subscribe(accept=lambda e: isinstance(e, ScanApplied)) as applied:
-        await scanner.ask(Rescan())
+        rt = await build_tree(config, nursery, Overrides(
+            bus=bus, backend=ProcessBackend(config.run_dir / "procs"), sensors=False,
+            app_factory=lambda ctx: (lambda m: Lamp(m, ctx)), policy=RestartPolicy(backoff_initial=0.01)))
         with trio.fail_after(5):
             await applied.receive()  # the registry has the app and its actor
-    return registry, scanner, app_sup, view
+    return rt.refs["registry"], rt.refs["scanner"], rt.apps, rt.refs["view"]
 
 
 async def test_the_view_is_current_when_the_actor_replies(tmp_path: Path) -> None:

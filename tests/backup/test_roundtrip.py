@@ -112,7 +112,8 @@ def test_a_backup_of_a_running_server_restores_onto_a_fresh_root(state_root: Pat
         diary = src / "data" / "diary" / "diary.txt"
         wait_for(lambda: diary.exists() and diary.stat().st_size > 200, "the diary is being written")
         result = json.loads(run("backup", "--to", str(archive), "--json", root=src, port=port).stdout)
-        assert result["apps"] == ["diary", "meter"] and result["sqlite"] == ["state/data/meter/readings.db"]
+        assert result["apps"] == ["diary", "meter"]
+        assert result["sqlite"] == ["state/history.sqlite", "state/data/meter/readings.db"]
         assert {s["state"] for s in status(src, port).values()} == {"running"}  # nobody was stopped
         # a whole restore never goes into a root a server runs on
         busy = run("restore", str(archive), root=src, ok=False)
