@@ -103,8 +103,11 @@ class ServiceApp(AppActor):
         return log_file(self.ctx.config.logs_dir(self.app_id))
 
     async def _output(self) -> str:
-        """This run's output so far (the journal's or its file's)."""
-        return await run_output(self.backend, self.app_id, self.log_path, self.log_offset, self.log_since)
+        """This run's output so far (the journal's or its file's). Shielded: it is read on the way out
+        of a run whose scope is already cancelled (a short read, a journalctl of 200 lines at most)."""
+        with trio.CancelScope(shield=True):
+            text = await run_output(self.backend, self.app_id, self.log_path, self.log_offset, self.log_since)
+        return text
 
     async def _read_record(self) -> dict[str, Any]:
         """run/services/<id>.json; a damaged one is set aside and said (the port is then read from the process)."""

@@ -108,8 +108,14 @@ class AppsWatcher:
             task_status.started()
             return
         try:
-            await trio.to_thread.run_sync(self._watch_tree, Path("."))
+            try:  # apps/ itself at once (one system call): the first scan need not wait for the walk
+                self._where[self._ino.add(self.apps_dir, MASK)] = Path(".")
+            except OSError as exc:
+                log.warning("apps/ is not watched (%s): press Rescan after copying an app in", exc)
+                task_status.started()
+                return
             task_status.started()
+            await trio.to_thread.run_sync(self._watch_tree, Path("."))  # then every folder under it
             while True:
                 events: list[Event] = []
                 with trio.move_on_at(self._next_deadline()):

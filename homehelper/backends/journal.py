@@ -189,7 +189,10 @@ def _line(raw: bytes) -> str | None:
 
 async def run_output(backend: object, app_id: str, path: Path, offset: int, since: float) -> str:
     """What an app wrote in its current run (a crash report's tail): from the journal when its
-    unit logs there, else its log file after `offset`."""
+    unit logs there, else its log file after `offset`, once its stamper has written all of it."""
+    drain = getattr(backend, "drained", None)
+    if drain is not None:
+        await drain(app_id)
     via = getattr(backend, "output_since", None)
     if via is not None:
         text = await via(app_id, since)

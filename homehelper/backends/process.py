@@ -26,7 +26,7 @@ from ..storage import atomic_write_json, read_json
 from . import proctree
 from .base import AppSpec, UnitStatus, wait_pid_exit, writable_dir
 from .notify import NotifyListener
-from .stamping import stamped_log
+from .stamping import drained, stamped_log
 
 log = logging.getLogger(__name__)
 
@@ -339,6 +339,12 @@ class ProcessBackend:
 
     async def enable(self, app_id: str, enabled: bool) -> None:
         await self._save(app_id, enabled=enabled)
+
+    async def drained(self, app_id: str) -> None:
+        """Until the app's last lines reached its log file (its stamper finished; 2 s at most)."""
+        spec, run = self._specs.get(app_id), self._runs.get(app_id)
+        if spec is not None and (run is None or not self._alive(run)):  # a live app is still writing
+            await drained(spec.log_file)
 
     async def status(self, app_id: str) -> UnitStatus:
         enabled = bool((await self._read(app_id)).get("enabled", False))

@@ -2,12 +2,19 @@
 putting the time each line began to arrive in front of it, unless the line starts with a
 timestamp of the app's own.
 
-The process backend runs one per app between the app's stdout/stderr and logs/<id>/app.log (under
-systemd with journald, journald stamps each line instead). It is run by path, never imported as
-part of the package, so it costs a bare interpreter (a few MB), not HomeHelper's imports; it is not
-in the app's process tree (no token), so a stop ends the app and the stamper drains what is left in
-the pipe and exits at end of file. It lives in its own session: a HomeHelper restart leaves it, as
-it leaves the app. The file is opened O_APPEND, so copy-truncate rotation works as before.
+    python -I -S stamp.py LOGFILE                  (the process backend: a process of its own)
+    python -I -S stamp.py --exec LOGFILE -- APP... (a systemd unit without journald: ExecStart=)
+
+The process backend runs one per app between the app's stdout/stderr and logs/<id>/app.log; it is
+not in the app's process tree (no token), so a stop ends the app and the stamper drains what is
+left in the pipe and exits at end of file; it lives in its own session, so a HomeHelper restart
+leaves it, as it leaves the app. In a unit, `--exec` forks the stamper off (twice: the manager, not
+the app, reaps it) and then execs the app in its own PID, so the unit's MainPID is the app (exit
+status, sd_notify); the stamper ignores the SIGTERM of a stop and ends when the app's output does.
+Under systemd with journald, journald stamps each line instead.
+
+Run by path, never imported as part of the package: a bare interpreter (a few MB), not
+HomeHelper's imports. The file is opened O_APPEND, so copy-truncate rotation works as before.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -97,11 +105,59 @@ def _write(fd: int, data: bytes) -> None:
             return
 
 
+def _open(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+
+
+def _close_all_but(*keep: int) -> None:
+    try:
+        fds = [int(n) for n in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 256))
+    for fd in fds:
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def run_then_exec(logfile: str, argv: list[str]) -> None:
+    """Start a stamper from a pipe into `logfile`, point stdout and stderr at the pipe, become `argv`.
+    Where the log cannot be opened, the app runs with the output it was given (the unit's file)."""
+    try:
+        dst = _open(logfile)
+    except OSError as exc:
+        print(f"stamp.py: cannot open {logfile}: {exc.strerror}; lines are not timestamped", file=sys.stderr)
+        os.execv(argv[0], argv)
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            if os.fork() == 0:
+                os.close(w)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stop ends the app; its output's end ends this
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                _close_all_but(r, dst)  # nothing of the app's (its sockets) is held open by the stamper
+                copy(r, dst)
+        finally:
+            os._exit(0)
+    os.close(r)
+    os.close(dst)
+    os.waitpid(child, 0)
+    os.dup2(w, 1)
+    os.dup2(w, 2)
+    os.close(w)
+    os.execv(argv[0], argv)
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) >= 5 and argv[1] == "--exec" and argv[3] == "--":
+        run_then_exec(argv[2], argv[4:])
     if len(argv) != 2:
-        print("usage: stamp.py LOGFILE  (copies stdin to LOGFILE, timestamping each line)", file=sys.stderr)
+        print("usage: stamp.py LOGFILE | stamp.py --exec LOGFILE -- APP...  (timestamps each line)", file=sys.stderr)
         return 2
-    dst = os.open(argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    dst = _open(argv[1])
     try:
         copy(0, dst)
     finally:

@@ -14,9 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import trio
 
 from ..errors import BackendError
+from .base import AppSpec
+from .inotify import IN_MODIFY, Inotify
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,8 @@ STAMPER = Path(__file__).with_name("stamp.py")
 
 # Stampers until reaped: each outlives the app it serves by the time it takes to drain the pipe.
 _stampers: set[trio.Process] = set()
+_by_log: dict[Path, trio.Process] = {}  # the latest stamper writing each log file
+DRAIN_WAIT = 2.0  # seconds a crash report waits for the last lines of a dead app to reach its file
 
 
 def _reap() -> None:
@@ -58,4 +63,53 @@ async def stamped_log(app_id: str, path: Path) -> int:
         os.close(r)
     _reap()
     _stampers.add(proc)
+    _by_log[path] = proc
     return w
+
+
+async def drained(path: Path, timeout: float = DRAIN_WAIT) -> None:
+    """Until the stamper writing `path` has written everything its app wrote and exited (it does at
+    the end of the app's output), `timeout` at most; at once when there is none."""
+    proc = _by_log.get(path)
+    if proc is None:
+        return
+    with trio.move_on_after(timeout):
+        await proc.wait()
+    if proc.poll() is not None and _by_log.get(path) is proc:
+        del _by_log[path]
+
+
+async def cgroup_drained(cgroup: Path, timeout: float = DRAIN_WAIT) -> None:
+    """Until no process is left in `cgroup` (its `cgroup.events` says `populated 0`: a unit's stamper
+    has written the app's last lines), `timeout` at most. Woken by inotify on that file."""
+    events = cgroup / "cgroup.events"
+
+    def populated() -> bool:
+        try:
+            return "populated 1" in events.read_text()
+        except OSError:  # gone: the unit's cgroup is removed once empty
+            return False
+
+    try:
+        watch: Inotify | None = Inotify()
+        watch.add(events, IN_MODIFY)  # type: ignore[union-attr]
+    except (OSError, AttributeError):
+        watch = None
+    try:
+        with trio.move_on_after(timeout):
+            while await trio.to_thread.run_sync(populated):
+                if watch is None:
+                    await trio.sleep(0.05)
+                else:
+                    await watch.wait()
+    finally:
+        if watch is not None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(watch.close)
+
+
+def stamped(spec: AppSpec) -> AppSpec:
+    """`spec` run through the stamper (`stamp.py --exec`): a unit whose output goes to its file gets
+    each line timestamped, and its MainPID is still the app."""
+    python = spec.argv[0] if Path(spec.argv[0]).name.startswith("python") else sys.executable
+    return attrs.evolve(spec, argv=(python, "-I", "-S", str(STAMPER), "--exec", str(spec.log_file), "--", *spec.argv))

@@ -27,6 +27,7 @@ from .base import AppSpec, UnitStatus, env_file_text, probe_delays, wait_pid_exi
 from .delivery import credentials_wall
 from .journal import Journal
 from .sandbox import Node, resolve_devices, walled
+from .stamping import cgroup_drained, stamped
 from .units import UNIT_PREFIX, render_unit, unit_name
 
 log = logging.getLogger(__name__)
@@ -320,13 +321,14 @@ class SystemdBackend:
         return changed, existed
 
     def _render(self, spec: AppSpec, nodes: list[Node], bus: Path | None, http: Path) -> str:
-        return render_unit(netwall.wrapped(spec, http), user=self.run_as, nodes=nodes,
+        journal = self._journaled.get(spec.app_id, False)
+        run = netwall.wrapped(spec, http)
+        return render_unit(run if journal else stamped(run), user=self.run_as, nodes=nodes,
                            secrets_file=self.secrets_dir / f"{spec.app_id}.env",
                            wanted_by="multi-user.target" if self.scope == "system" else "default.target",
                            extra=(netwall.unit_lines(spec, self.prefix), [*netwall.service_lines(spec, bus, http),
                                                                           *credentials_wall(self.scope, self.environ)]),
-                           journal=self.unit(spec.app_id).removesuffix(".service")
-                           if self._journaled.get(spec.app_id) else None)
+                           journal=self.unit(spec.app_id).removesuffix(".service") if journal else None)
 
     def journal_unit(self, app_id: str) -> str | None:
         """The unit whose journal holds the app's log, or None when its log is its file (blocking:
@@ -339,6 +341,14 @@ class SystemdBackend:
                 return None
             self._journaled[app_id] = "\nStandardOutput=journal\n" in text
         return unit if self._journaled[app_id] else None
+
+    async def drained(self, app_id: str) -> None:
+        """Until the unit's stamper has written the app's last lines (its cgroup is empty; 2 s at most)."""
+        if self._journaled.get(app_id):
+            return
+        st = await self.status(app_id)
+        if st.cgroup is not None and st.active == "deactivating":  # the app ended, the rest is being ended
+            await cgroup_drained(Path(st.cgroup))
 
     async def output_since(self, app_id: str, since: float) -> str | None:
         """What the app's unit wrote to the journal since `since` (epoch seconds); None when it

@@ -162,7 +162,7 @@ def _by_identifier(journal: Journal, ident: str) -> list[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.splitlines()
 
 
-async def test_without_journald_units_keep_their_log_file(systemd_backend, state_root) -> None:
+async def test_without_journald_units_keep_their_log_file_stamped(systemd_backend, state_root) -> None:
     backend = systemd_backend
     backend.journal = Journal("user", sock=state_root / "no-journald-here")
     config = await _started(backend, state_root, "filed", TALKER)
@@ -171,7 +171,13 @@ async def test_without_journald_units_keep_their_log_file(systemd_backend, state
         assert backend.journal_unit("filed") is None
         log = config.logs_dir("filed") / "app.log"
         await wait_until(lambda: log.exists() and "hello journal" in log.read_text())
-        assert await web_logs.tail(config, "filed", 5, Query(grep="hello"), web_logs.log_sources(backend)) == [
-            "hello journal"]
+        (hello,) = await web_logs.tail(config, "filed", 5, Query(grep="hello"), web_logs.log_sources(backend))
+        assert hello.endswith(" hello journal") and stamp_of(hello) is not None  # stamped as it was written
+        lines = log.read_text().splitlines()
+        assert "2020-01-02T03:04:05+00:00 stamped by the app" in lines  # the app's own stamp is kept
+        # the stamper runs beside the app; the unit's main process is the app itself
+        status = await backend.status("filed")
+        cmdline = await trio.Path(f"/proc/{status.pid}/cmdline").read_bytes()
+        assert cmdline.split(b"\0")[1].endswith(b"main.py")
     finally:
         await backend.stop("filed")

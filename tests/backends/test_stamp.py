@@ -101,3 +101,82 @@ time.sleep(60)
     assert lines[0].endswith(" first") and stamp_of(lines[0]) is not None
     assert lines[1] == "2020-01-01T00:00:00+00:00 stamped by the app"
     assert lines[2].endswith(" to stderr") and stamp_of(lines[2]) is not None
+
+
+def test_exec_mode_becomes_the_app_and_stamps_its_output_from_a_side_process(state_root: Path) -> None:
+    """`stamp.py --exec` as a unit's ExecStart: the process is the app (same PID, its exit status),
+    and its output reaches the file stamped, even what it writes just before it exits."""
+    log = state_root / "app.log"
+    app = "import os, sys; print('pid', os.getpid(), flush=True); print('bye', file=sys.stderr); sys.exit(7)"
+    proc = subprocess.Popen([sys.executable, "-I", "-S", str(STAMPER), "--exec", str(log), "--",
+                             sys.executable, "-c", app], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.wait(timeout=30) == 7  # the app's own exit status
+    assert proc.stderr is not None and proc.stdout is not None
+    assert proc.stderr.read() == b""  # its stderr went to the stamper too
+    # The stamper keeps the unit's own stdout (here this pipe) until it has drained and exited.
+    assert proc.stdout.read() == b""
+    proc.stdout.close()
+    proc.stderr.close()
+    first, second = log.read_text().splitlines()
+    assert first.endswith(f" pid {proc.pid}") and stamp_of(first) is not None  # the app ran in the same PID
+    assert second.endswith(" bye") and stamp_of(second) is not None
+
+
+def test_exec_mode_without_a_writable_log_still_runs_the_app(state_root: Path) -> None:
+    out = subprocess.run([sys.executable, "-I", "-S", str(STAMPER), "--exec", str(state_root / "no" / "app.log"),
+                          "--", sys.executable, "-c", "print('still here')"], capture_output=True, timeout=30)
+    assert out.returncode == 0 and out.stdout == b"still here\n" and b"not timestamped" in out.stderr
+
+
+async def test_a_crash_tail_waits_for_the_last_lines_of_a_dead_app(any_backend, state_root: Path) -> None:
+    """The stamper writes asynchronously: a crash report read as the app dies still gets its last line."""
+    from homehelper.backends.journal import run_output
+
+    config = make_config(state_root)
+    code = ("import sys\nfor i in range(20000):\n    print('filler', i)\n"
+            "print('FATAL: last words', flush=True)\nsys.exit(3)\n")
+    manifest = write_app(config.apps_dir, "dying", code)
+    backend = any_backend
+    await backend.prepare(app_spec(manifest, config, config.service_ports[0], Path(sys.executable)))
+    since = time.time()
+    await backend.start("dying")
+    status = await backend.status("dying")
+    if status.pid is not None:
+        await backend.wait_exit(status)
+    tail = await run_output(backend, "dying", config.logs_dir("dying") / "app.log", 0, since)
+    assert tail.rstrip().endswith("FATAL: last words"), tail[-300:]
+
+
+async def test_a_crash_tail_waits_for_a_stamper_that_lags(state_root: Path) -> None:
+    """Deterministic form of the above on the process backend: the stamper is held (SIGSTOP) while
+    the app dies, and let go only once the crash report is being read."""
+    import signal
+
+    import trio
+
+    from homehelper.backends import stamping
+    from homehelper.backends.journal import run_output
+
+    config = make_config(state_root)
+    manifest = write_app(config.apps_dir, "dying", "import sys\nprint('FATAL: last words', flush=True)\n"
+                         "sys.exit(3)\n")
+    backend = ProcessBackend(state_root / "run" / "procs")
+    await backend.prepare(app_spec(manifest, config, config.service_ports[0], Path(sys.executable)))
+    log = config.logs_dir("dying") / "app.log"
+    since = time.time()
+    await backend.start("dying")
+    stamper = stamping._by_log[log]
+    os.kill(stamper.pid, signal.SIGSTOP)  # whatever the app writes now waits in the pipe
+    status = await backend.status("dying")
+    assert status.pid is not None
+    await backend.wait_exit(status)  # it printed its last words and exited
+    assert "last words" not in log.read_text()
+
+    async with trio.open_nursery() as nursery:
+        async def let_go() -> None:
+            await trio.testing.wait_all_tasks_blocked()  # the report is waiting for the stamper
+            os.kill(stamper.pid, signal.SIGCONT)
+
+        nursery.start_soon(let_go)
+        tail = await run_output(backend, "dying", log, 0, since)
+    assert "FATAL: last words" in tail

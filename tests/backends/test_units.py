@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from homehelper.backends import app_spec
+from homehelper.backends.logsearch import stamp_of
 from homehelper.backends.sandbox import OWN_PATHS
 from homehelper.backends.units import render_unit
 
@@ -69,7 +70,8 @@ async def test_sandbox_allows_only_data_and_log_dirs(systemd_backend, systemd_us
     await systemd_backend.start("probe")
     log = config.logs_dir("probe") / "app.log"
     await wait_until(lambda: log.exists() and "PROBE" in log.read_text())
-    line = next(x for x in log.read_text().splitlines() if x.startswith("PROBE"))
+    # each line timestamped as it was written (stamp.py): the probe's report follows the stamp
+    line = next(x.split(" ", 1)[1] for x in log.read_text().splitlines() if stamp_of(x) and " PROBE" in x)
     assert f"{config.data_dir('probe')}=rw" in line and f"{config.logs_dir('probe')}=rw" in line
     assert f"{manifest.path}=ro" in line and "/etc=ro" in line
     # A private /tmp: empty, though the host's is not (but for HomeHelper's own packages when run from there).
