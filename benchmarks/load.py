@@ -319,6 +319,11 @@ def _host_memory_mb() -> int | None:
         return None
 
 
+BASELINE = ("the load figures have absolute targets (a Pi 5's budget), no baseline; HomeHelper's idle CPU with the "
+            "apps not publishing (--app-rate 0) is the reference for what their messages cost; discovery: a bare "
+            "os.scandir + json.load of the same folders")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
     STATE.mkdir(parents=True, exist_ok=True)
@@ -326,7 +331,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            host_memory_mb=_host_memory_mb())
     plan.cleanup()  # each serve gets its own cgroup; this one only describes the plan
     result: dict[str, Any] = {"params": {k: v for k, v in vars(args).items() if k not in ("apps",)},
-                              "profile": plan.describe(), "runs": [], "discovery": []}
+                              "profile": plan.describe(), "runs": [], "discovery": [], "baseline": BASELINE}
+    print(f"load: baseline: {BASELINE}")
     do_load, do_disc = args.only in ("all", "load"), args.only in ("all", "discovery")
     progress = Progress(len(args.scales) * do_load + do_disc, title="load")
     if do_load:

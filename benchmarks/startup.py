@@ -14,6 +14,7 @@ milliseconds per start say what the supervision costs (backends/base.py probe_de
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,15 @@ BASELINE = ("the same app file spawned directly with the same environment (pytho
             "polled every 5 ms until it answers 200; all N spawned at once")
 POLL = 0.005
 TARGET = 1.5
+
+
+@contextlib.contextmanager
+def _stage(what: str | Callable[[], str]) -> Iterator[None]:
+    """A timeout says which stage it ended (the run's summary shows only the error's first line)."""
+    try:
+        yield
+    except trio.TooSlowError:
+        raise RuntimeError(what if isinstance(what, str) else what()) from None
 
 
 async def _homehelper_rounds(root: Path, n: int, rounds: int) -> list[float]:
@@ -66,7 +77,7 @@ async def _homehelper_rounds(root: Path, n: int, rounds: int) -> list[float]:
                 return False
 
             rt.bus.subscribe(1, accept=seen)
-            with trio.fail_after(30):
+            with _stage(f"the first scan did not register {n} apps within 30 s"), trio.fail_after(30):
                 await scanned.receive()  # the first scan applied: every app has its actor
 
             async def start_all() -> float:
@@ -76,7 +87,8 @@ async def _homehelper_rounds(root: Path, n: int, rounds: int) -> list[float]:
                 async with trio.open_nursery() as asks:
                     for app_id in ids:
                         asks.start_soon(lambda a=app_id: rt.apps.ref(a).ask(StartApp(a), timeout=300))
-                with trio.fail_after(120):
+                with _stage(lambda: f"{len(healthy)} of {n} apps healthy after 120 s: not "
+                                    f"{sorted(set(ids) - healthy)[:5]}"), trio.fail_after(120):
                     while len(healthy) < n:
                         changed = trio.Event()
                         await changed.wait()
@@ -124,7 +136,7 @@ async def _bare_round(root: Path, n: int, base_port: int) -> float:
                         pass
                     await trio.sleep(POLL)
 
-            with trio.fail_after(60):
+            with _stage(f"{n} apps spawned bare: not all healthy within 60 s"), trio.fail_after(60):
                 async with trio.open_nursery() as polls:
                     for i in range(n):
                         polls.start_soon(healthy, i)
