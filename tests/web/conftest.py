@@ -152,12 +152,13 @@ async def _stop_apps_at_the_end(backend: ProcessBackend) -> None:
 
 async def build_tree(nursery: trio.Nursery, root: Path, n_apps: int = 3, *, sensors: bool = True,
                      auth: Auth | None = None, backend: Any = None, service: bool | None = None,
-                     **config_kw: Any) -> Tree:
+                     watch: bool = False, **config_kw: Any) -> Tree:
     """`serve`'s tree (serve.build_tree) over `n_apps` real service apps, the first scan applied.
 
     The apps run on `backend`, else on a process backend under the state root (killed at the end);
     `service=True` (the default with a `backend`): real ServiceApps with a /health server (SERVICE_MAIN),
-    else ProcApps that print (APP_MAIN)."""
+    else ProcApps that print (APP_MAIN). `watch`: the scanner watches apps/ (off: these tests press Rescan;
+    tests/actors/test_watcher.py covers the watcher on serve's tree)."""
     lo = random.randrange(20000, 29000, 100)  # real apps bind: a range no other test uses now
     config_kw.setdefault("service_ports", (lo, lo + 99))
     config = Config(root=root, apps_dir=root / "apps", **config_kw)
@@ -170,7 +171,7 @@ async def build_tree(nursery: trio.Nursery, root: Path, n_apps: int = 3, *, sens
     recorder = Recorder(bus)
     factory = None if service else (lambda ctx: lambda m: ProcApp(m, ctx))
     rt = await build_tree_of(config, nursery, Overrides(backend=backend, bus=bus, sensors=sensors,
-                                                        app_factory=factory))
+                                                        app_factory=factory, watch=watch))
     if auth is None:
         auth = Auth(auth_file(root), config.auth.session_hours)
         auth.ensure_password({"HOMEHELPER_PASSWORD": PASSWORD})
