@@ -111,14 +111,14 @@ class HistoryActor(Actor):
 
     async def take(self, sample: dict[str, Any]) -> None:
         at = float(sample.get("at") or time.time())
-        rows = sample_rows(sample)
+        # The machine's and apps' rows first: a page asking now sees them without waiting on Redis.
+        self.pending.extend(self.bucketer.add(at, sample_rows(sample)))
         step = int(at) - int(at) % self.hc.step
         if self.bridge is not None and step != self._redis_step:  # Redis at most once per history point
             self._redis_step = step
             stats = await self.redis_stats()
             if stats is not None and stats.get("enabled"):
-                rows.append(("redis", history_row(stats)))
-        self.pending.extend(self.bucketer.add(at, rows))
+                self.pending.extend(self.bucketer.add(at, [("redis", history_row(stats))]))
         self._trim()
         if self.pending:
             self._wake.set()

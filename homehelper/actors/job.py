@@ -146,7 +146,7 @@ class JobApp(AppActor):
         self._cancel_deadline()
 
     def _announce(self) -> None:
-        self.ctx.emit(JobScheduled(self.app_id, self.next_run, self.last))
+        self.ctx.emit(JobScheduled(self.app_id, self.next_run, self.last, self.armed))
 
     async def handle_other(self, msg: Any) -> Any:
         match msg:

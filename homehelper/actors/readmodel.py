@@ -86,6 +86,8 @@ class AppRecord:
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self, filter=lambda a, v: a.name not in ("manifest", "idle_due", "life_due"))
         data["has_ui"] = self.type == "streamlit" or self.ui is not None
+        if self.job is not None:  # a job's state says whether a run is under way
+            data["job"] = {**self.job, "running": self.state == "running"}
         data["has_options"] = bool(self.manifest is not None and self.manifest.options)  # the card's Settings
         if self.type == "streamlit":  # seconds before an idle stop and before the max-lifetime stop
             data["ttl_left"], data["max_lifetime_left"] = self.time_left()
@@ -154,8 +156,8 @@ class AppRecord:
                 self.exposure, self.exposure_level = exposure, level
             case UIDeadlines(idle_due=idle, life_due=life):
                 self.idle_due, self.life_due = idle, life
-            case JobScheduled(next_run=next_run, last_run=last_run):
-                self.job = {**(self.job or {}), "next_run": next_run, "last_run": last_run}
+            case JobScheduled(next_run=next_run, last_run=last_run, armed=armed):
+                self.job = {**(self.job or {}), "next_run": next_run, "last_run": last_run, "armed": armed}
             case JobFinished():
                 self.last_error = None
 

@@ -54,3 +54,4 @@ class JobScheduled(Event):
     app_id: str
     next_run: float | None
     last_run: dict[str, Any] | None = None
+    armed: bool = False  # its schedule runs it (start arms it, stop pauses it); run-now works either way

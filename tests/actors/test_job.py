@@ -188,9 +188,9 @@ async def test_on_a_mock_clock_the_deadline_is_the_next_elapse_and_a_run_past_it
     backend = ProcessBackend(config.run_dir / "procs")
     async with harness(config, backend) as h:
         ref = h.add(installed, MockWallJob)
-        now = trio.current_time()
         # No timeout on the asks: the clock would jump to it while the actor waits on a worker thread.
         await ref.ask(StartApp("slow", reason="boot"), timeout=math.inf)
+        now = trio.current_time()  # the tree's other timers may have moved the autojump clock meanwhile
         left = (await h.ctx.ttl.ask(GetDeadlines()))["job:slow"]  # type: ignore[union-attr]
         assert abs(left - (5 - now)) < 0.01  # 11:59:55 -> 12:00:00
         failed = (await h.until(JobFailed, "slow", timeout=600))[0]

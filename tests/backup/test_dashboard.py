@@ -9,8 +9,6 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from homehelper.actors import ChildSpec
-from homehelper.actors.backup import BackupActor
 from homehelper.backup.archive import backup_folder
 from homehelper.messages import GetApp, StartApp
 from tests.fixtures.browser import screenshot
@@ -19,9 +17,7 @@ from tests.web.test_browser import _login
 
 
 def with_backups(live: Live) -> None:
-    tree = live.tree
-    tree.deps.backup = tree.root.start_child(ChildSpec("backup", lambda: BackupActor(
-        tree.config, tree.bus.publish, tree.apps)))
+    assert live.tree.deps.backup is not None  # serve's tree has its backup actor
 
 
 async def test_backup_list_download_and_restore_over_the_api(live: Live) -> None:
