@@ -110,9 +110,10 @@ async def system(deps: WebDeps, history: bool = True) -> dict[str, Any]:
             hist = await deps.history.ask(GetMetricHistory("machine", "1h", 120), timeout=10)
         except (HomeHelperError, ActorError):  # a stalled card: this run's ring instead, not a failed refresh
             hist = None
-    if hist is None:
-        hist = await deps.sensors.ask(GetHistory(), timeout=10) if history else []
-    points = hist.get("points", []) if isinstance(hist, dict) else list(hist)
+    points = hist.get("points", []) if isinstance(hist, dict) else []
+    if len(points) < 2 and history:  # no history yet (a fresh root, its first step): this run's samples
+        ring = await deps.sensors.ask(GetHistory(), timeout=10)
+        points = ring.get("points", []) if isinstance(ring, dict) else list(ring)
     return {"available": True, "now": now, "history": points[-120:]}
 
 
