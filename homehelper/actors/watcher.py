@@ -124,8 +124,9 @@ class AppsWatcher:
                 if trio.current_time() >= self._next_deadline():  # a flood elsewhere does not hold it up
                     await self._settle()
         finally:
+            ino, self._ino = self._ino, None  # nothing reads it once closed (its number is reused)
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._ino.close)
+                await trio.to_thread.run_sync(ino.close)
 
     # --- watches ------------------------------------------------------------------------------
     def _watch_tree(self, rel: Path, new: bool = False) -> list[tuple[int, str]]:

@@ -20,6 +20,7 @@ import trio
 
 from ..backends import logs
 from ..backends.base import AppSpec, UnitStatus, app_spec, env_port
+from ..backends.stamping import drained
 from ..config import Config
 from ..errors import BackendError, Unavailable
 from ..manifest import Manifest
@@ -141,6 +142,7 @@ async def wait_ready(port: int, prefix: str, log_path: Path, log_offset: int, ti
 
 
 async def _raise_exit(port: int, log_path: Path, log_offset: int, status: int | None) -> None:
+    await drained(log_path)  # its last line ("Port ... is not available") may still be in its stamper's pipe
     output = await trio.to_thread.run_sync(logs.read_since, log_path, log_offset)  # this run's output only
     if status == 1 and f"Port {port} {PORT_TAKEN_MARK}" in output:
         raise PortTaken(port)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -133,3 +134,23 @@ async def test_a_flood_of_events_makes_one_scan(config: Config) -> None:
         await until(sub, lambda e: isinstance(e, ScanApplied), seen)
         scans = [e for e in seen if isinstance(e, ScanApplied)]
         assert [(e.apps, e.invalid) for e in scans if e.apps or e.invalid] == [(1, 0), (1, 0)]
+
+
+async def test_without_an_apps_folder_scans_still_work(state_root: Path) -> None:
+    """apps/ missing at start: not watched (said in the log), and a Rescan still reads it once it exists."""
+    config = make_config(state_root, backend="process")
+    assert not config.apps_dir.exists()
+    async with trio.open_nursery() as nursery:
+        rt = await build_tree(config, nursery)
+        pairs = [socket.socketpair() for _ in range(3)]  # take the descriptor numbers a closed watch freed
+        assert (await rt.refs["scanner"].ask(Rescan()))["discovered"] == []
+        config.apps_dir.mkdir()
+        (config.apps_dir / "copied").mkdir()
+        (config.apps_dir / "copied" / "main.py").write_text("print('hi')\n")
+        (config.apps_dir / "copied" / "homehelper.json").write_text(json.dumps(MANIFEST))
+        assert (await rt.refs["scanner"].ask(Rescan()))["discovered"] == ["copied"]
+        for a, b in pairs:
+            a.close()
+            b.close()
+        nursery.cancel_scope.cancel()
+    _stop_processes(ProcessBackend(config.run_dir / "procs"))
