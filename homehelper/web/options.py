@@ -8,8 +8,8 @@ from typing import Any
 
 from quart_trio import QuartTrio
 
-from ..errors import BadRequest, Conflict, UnknownApp
-from ..messages import GetApp, GetOptions, SetOptions
+from ..errors import BadRequest
+from ..messages import GetOptions, SetOptions
 from . import ops
 from .api import json_body
 from .deps import WebDeps
@@ -18,23 +18,14 @@ from .deps import WebDeps
 SET_TIMEOUT = 60.0
 
 
-async def _ref(deps: WebDeps, app_id: str) -> Any:
-    record = await deps.registry.ask(GetApp(ops.check_app_id(app_id)))
-    if record.get("state") == "invalid":
-        raise Conflict(f"{app_id} has an invalid manifest: fix it, then rescan", app=app_id)
-    if app_id not in deps.apps:
-        raise UnknownApp(app_id)
-    return deps.apps.ref(app_id)
-
-
 async def get_options(deps: WebDeps, app_id: str) -> Any:
-    return await (await _ref(deps, app_id)).ask(GetOptions(app_id), timeout=10)
+    return await ops.app_ref(deps, app_id).ask(GetOptions(app_id), timeout=10)
 
 
 async def set_options(deps: WebDeps, app_id: str, changes: Any) -> Any:
     if not isinstance(changes, dict):
         raise BadRequest("send an object: option name -> value (null: back to the default)")
-    return await (await _ref(deps, app_id)).ask(SetOptions(app_id, changes), timeout=SET_TIMEOUT)
+    return await ops.app_ref(deps, app_id).ask(SetOptions(app_id, changes), timeout=SET_TIMEOUT)
 
 
 def register_options(app: QuartTrio, deps: WebDeps) -> None:
