@@ -20,8 +20,10 @@ if TYPE_CHECKING:
 
 async def run_failed(app: ServiceApp, why: str) -> None:
     """The run ended (or was ended) against the user's wish: classify, then retry or give up."""
-    app._run_scope.cancel()
+    # Its output first: a health watcher calling this runs inside the run's scope, and an await
+    # after cancelling that scope would end this task before the crash is judged and retried.
     tail = await app._output()
+    app._run_scope.cancel()
     st, now = app.status, trio.current_time()
     if app.healthy and st.result == "watchdog":  # systemd ended it: say so, as the process backend does
         app.ctx.emit(AppHealthChanged(app.app_id, False, "watchdog: no heartbeat in time"))
