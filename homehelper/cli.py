@@ -105,7 +105,7 @@ def _main(argv: list[str]) -> int:
         return approve(config, args.app, assume_yes=args.yes)
     if args.command == "password":
         return set_password(config)
-    if args.command in ("start", "stop", "restart", "status", "logs", "install-app"):
+    if args.command in ("start", "stop", "restart", "status", "logs", "install-app", "enable", "disable"):
         from . import clictl
 
         return clictl.run(config, args)

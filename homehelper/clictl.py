@@ -1,4 +1,4 @@
-"""`homehelper start|stop|restart|status|logs|install-app`: control the running server, pm2-style.
+"""`homehelper start|stop|restart|enable|disable|status|logs|install-app`: control the running server, pm2-style.
 
 Every command talks to the server on this machine: the port from the config (or --port) and the
 CLI token the server keeps in `<root>/run/cli-token`. Exit codes: 0 ok, 1 failed (any app of
@@ -32,6 +32,8 @@ EXAMPLES = {
     "status": "homehelper status            # every app\n  homehelper status weather --json",
     "logs": "homehelper logs weather -n 50 --grep ERROR\n  homehelper logs weather -f --since 10m",
     "install-app": "homehelper install-app weather   # (re)builds its venv, with a progress bar",
+    "enable": "homehelper enable weather   # its unit starts at boot (installed first)",
+    "disable": "homehelper disable weather",
 }
 
 
@@ -55,6 +57,10 @@ def add_commands(sub: Any, root: argparse.ArgumentParser) -> None:
 
     for name, what in (("start", "start"), ("stop", "stop"), ("restart", "restart")):
         command(name, f"{what} apps; each is reported").add_argument("apps", nargs="+", metavar="APP")
+    command("enable", "start service apps at boot (each installed first); each is reported").add_argument(
+        "apps", nargs="+", metavar="APP")
+    command("disable", "no longer start service apps at boot; each is reported").add_argument(
+        "apps", nargs="+", metavar="APP")
     command("status", "show apps' state, port and last error").add_argument("app", nargs="?", metavar="APP")
     lg = command("logs", "print an app's log lines")
     lg.add_argument("app", metavar="APP")
@@ -70,7 +76,7 @@ def add_commands(sub: Any, root: argparse.ArgumentParser) -> None:
 def run(config: Config, args: argparse.Namespace) -> int:
     server = Server(config)
     try:
-        if args.command in ("start", "stop", "restart"):
+        if args.command in ("start", "stop", "restart", "enable", "disable"):
             return actions(server, args.command, args.apps, args.json)
         if args.command == "install-app":
             return actions(server, "install", [args.app], args.json)
@@ -211,13 +217,21 @@ def _outcome(app_id: str, action: str, msg: dict[str, Any]) -> dict[str, Any]:
     app = data.get("app") if isinstance(data, dict) else None
     app = app if isinstance(app, dict) else {}
     state = app.get("state")
+    if action in ("enable", "disable"):  # done when the unit's start at boot is as asked
+        result = data.get("result") if isinstance(data, dict) else None
+        enabled = result.get("enabled") if isinstance(result, dict) else None
+        ok = enabled is (action == "enable")
+        why = "" if ok else f"{app_id} is {'not ' if action == 'enable' else ''}enabled"
+        return {"app": app_id, "ok": ok, "state": state, "enabled": enabled, "message": why}
     ok = state not in ("install_failed",) if action == "install" else state in DONE.get(action, (state,))
     why = "" if ok else safe(app.get("last_error") or f"{app_id} is {state}")
     return {"app": app_id, "ok": ok, "state": state, "message": why}
 
 
 def _report(r: dict[str, Any]) -> None:
-    if r["ok"]:
+    if r["ok"] and "enabled" in r:
+        print(f"{r['app']}: {'starts' if r['enabled'] else 'does not start'} at boot ({r['state']})")
+    elif r["ok"]:
         print(f"{r['app']}: {r['state']}")
     else:
         where = f" ({r['state']})" if r["state"] else ""

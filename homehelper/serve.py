@@ -196,8 +196,8 @@ def web_deps(rt: Runtime, auth: Auth | None) -> WebDeps:
 
     serve and the tests' web fixtures both call it: a new dependency of the web goes here."""
     config = rt.config
-    deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
-                   scanner=rt.refs["scanner"], view=rt.refs["view"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
+    deps = WebDeps(config=config, bus=rt.bus, apps=rt.apps,
+                   scanner=rt.refs["scanner"], view=rt.refs["view"], sensors=rt.refs["sensors"],
                    event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
                    notifier=rt.refs["notifier"], logs=log_sources(rt.refs["backend"]),
                    backup=rt.refs["backup"], history=rt.refs["history"])

@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "homehelper.manifest": 0,
     "homehelper.calendar": 0,  # job schedules: systemd calendar events
     "homehelper.config": 0,
+    "homehelper.config_sections": 0,  # the config's section classes (config.py re-exports them)
     "homehelper.approvals": 0,
     "homehelper.options": 0,  # the options schema and values files (actors/options.py writes them)
     "homehelper.actors.runtime": 0,

@@ -23,29 +23,26 @@ import trio
 from ..backends import logs
 from ..backends.base import Backend, UnitStatus, app_spec, env_port, env_value, log_file
 from ..backends.delivery import with_options
-from ..backends.health import RestartTracker, judge_end
+from ..backends.health import RestartTracker
 from ..backends.installer import Installer
 from ..backends.journal import run_output
 from ..bus.acl import app_secrets
-from ..errors import BackendError, Conflict, DiskFull, HomeHelperError, InstallFailed
+from ..errors import BackendError, Conflict, DiskFull, InstallFailed
 from ..manifest import Manifest
 from ..messages import (
     AppConfigError,
-    AppCrashed,
-    AppHealthChanged,
     AppInstalled,
     AppInstallFailed,
     AppProcessChanged,
-    AppQuarantined,
     AppStarted,
     AppStopped,
     EnableApp,
     PortAssigned,
 )
 from ..storage import atomic_write_json
-from . import ActorError
 from .app import AppActor, AppContext
 from .service_health import alive_health, http_health, watchdog_health
+from .service_runs import run_failed, watch_process
 from .statefile import check_mapping, is_port, read_state
 
 log = logging.getLogger(__name__)
@@ -152,7 +149,7 @@ class ServiceApp(AppActor):
             self.measure_exposure(nursery)  # from the cache when its unit is unchanged
             if self.ctx.identities is not None:  # its Redis user may be gone with a Redis restart
                 nursery.start_soon(self.ctx.identities.adopt, self.app_id, env_value(self.status.pid, "HH_REDIS_URL"))
-        nursery.start_soon(self._watch_process)
+        nursery.start_soon(watch_process, self)
         # Enabled (start at boot) but found down, say after a crash while HomeHelper was away. The
         # registry restarts what the user left running and the manifest's autostart apps.
         # Not when the user stopped it: a stop sticks across HomeHelper restarts.
@@ -355,89 +352,9 @@ class ServiceApp(AppActor):
         self.ctx.emit(AppConfigError(self.app_id, error, tail))
 
     async def _failed(self, why: str) -> None:
-        """The run ended (or was ended) against the user's wish: classify, then retry or give up."""
-        self._run_scope.cancel()
-        tail = await self._output()
-        st, now = self.status, trio.current_time()
-        if self.healthy and st.result == "watchdog":  # systemd ended it: say so, as the process backend does
-            self.ctx.emit(AppHealthChanged(self.app_id, False, "watchdog: no heartbeat in time"))
-        self.healthy = None
-        # "process" health says nothing about start-up: a quick death with an ImportError is still a
-        # configuration error, not a crash to retry.
-        never_healthy = self.healthy_since is None or self.manifest.health.type == "process"
-        verdict, reason = judge_end(why, st, self.manifest.restart.policy, tail, never_healthy,
-                                    now - self.started_at, self.startup_window)
-        if verdict == "config_error":
-            return self._config_error(reason, tail)
-        if verdict == "exited":
-            self.desired = "stopped"
-            self.set_state("stopped", "exited")
-            self.ctx.emit(AppStopped(self.app_id, "exited", st.exit_status))
-            return
-        self.last_error = reason
-        if verdict == "given_up":
-            self.desired = "stopped"
-            self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, None, tail[-2000:], reason))
-            self.set_state("stopped", "crashed")
-            self.ctx.emit(AppStopped(self.app_id, "crashed", st.exit_status))
-            return
-        if self.healthy_since is not None and self.manifest.health.type != "http":
-            self.tracker.healthy_for(now - self.healthy_since)  # no polls told it along the way
-        state, delay = self.tracker.crashed(now)
-        self.ctx.emit(AppCrashed(self.app_id, st.exit_status, self.tracker.restarts, delay, tail[-2000:], reason))
-        self.set_state(state, reason)
-        if state == "quarantined":
-            self.ctx.emit(AppQuarantined(self.app_id, self.tracker.restarts, delay, reason))
-        self._retry_scope = trio.CancelScope()
-        assert self._nursery is not None
-        self._nursery.start_soon(self._retry_after, delay, self._retry_scope)
+        await run_failed(self, why)
 
-    # --- background tasks -------------------------------------------------------
-    async def _watch_process(self) -> None:
-        """Notice the main process ending: the backend watches it cheaply (no systemctl polling)."""
-        while True:
-            if self._refresh_due:
-                # Ask outside the lock, so a StopApp arriving now does not wait for systemctl show.
-                generation = self._generation
-                status = await self.backend.status(self.app_id)
-                async with self._op:
-                    if generation != self._generation or not self._refresh_due:
-                        continue  # a command came in between: what it did is newer than `status`
-                    self._refresh_due = False
-                    self._set_status(status)
-                    if not status.running and self.desired == "running" and self.state in ("starting", "running"):
-                        await self._failed("exited")  # it died before we even saw its PID
-                continue
-            if not self.status.running:
-                await self._kick.wait()
-                self._kick = trio.Event()
-                continue
-            watched = self.status
-            await self.backend.wait_exit(watched)
-            async with self._op:
-                if self.status.pid != watched.pid:
-                    continue  # stopped or restarted by a command meanwhile
-                await self._refresh_status()
-                if self.status.running:
-                    continue  # restarted outside HomeHelper (systemctl restart): adopt the new process
-                if self.desired == "running" and self.state in ("starting", "running"):
-                    await self._failed("exited")
-                elif self.state in ("starting", "running"):
-                    self.set_state("stopped", "exited")
-
-    async def _retry_after(self, delay: float, scope: trio.CancelScope) -> None:
-        with scope:
-            await trio.sleep(delay)
-            async with self._op:
-                if self.desired != "running" or self.state not in ("backoff", "quarantined"):
-                    return
-                if self.held_for_approval("restart"):  # its manifest asks for more since it last ran
-                    return
-                try:
-                    await self._launch("restart")
-                except (HomeHelperError, ActorError) as exc:  # no port, a reload failed: try again later
-                    await self._failed(f"restart failed: {exc}")
-
+    # --- background tasks (service_runs.py) -----------------------------------
     async def _log_watch(self) -> None:
         def rotated() -> None:
             self.log_offset = 0

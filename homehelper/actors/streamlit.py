@@ -28,10 +28,8 @@ import trio
 
 from ..backends import logs
 from ..backends.base import Backend, UnitStatus, env_value, log_file
-from ..backends.delivery import with_options
 from ..backends.installer import Installer
-from ..bus.acl import app_secrets
-from ..errors import BackendError, Conflict, DiskFull, HomeHelperError, InstallFailed
+from ..errors import Conflict, DiskFull, HomeHelperError, InstallFailed
 from ..manifest import Manifest
 from ..messages import (
     AppConfigError,
@@ -52,13 +50,13 @@ from ..messages import (
     UIProcessExited,
 )
 from ..ui import launcher
-from ..ui.launcher import PortTaken, StartFailed, cmdline_port, exit_code
+from ..ui.launcher import StartFailed, cmdline_port, exit_code
 from . import ActorError, ActorRef, MailboxClosed
 from .app import AppActor, AppContext
+from .streamlit_launch import launch_ready
 
 log = logging.getLogger(__name__)
 
-PORT_ATTEMPTS = 3
 _MANIFEST_TTL_DEFAULT = attrs.fields(Manifest).ttl.default
 
 
@@ -255,7 +253,7 @@ class StreamlitApp(AppActor):
             await ui.ask(ReserveUI(self.app_id, self.me()), timeout=self.cfg.stop_grace + 15)
         self.set_state("starting", reason)
         try:
-            status = await self._launch_ready()
+            status = await launch_ready(self)
         except BaseException as exc:
             if ui is not None:
                 self._tell_nowait(ui, ReleaseUI(self.app_id))
@@ -287,61 +285,6 @@ class StreamlitApp(AppActor):
         self.ctx.emit(AppProcessChanged(self.app_id, status.pid, status.cgroup))
         self._announce_deadlines()
         self.set_state("running", reason)
-
-    async def _launch_ready(self) -> UnitStatus:
-        """Start through the backend and wait for health; a port found taken is avoided on the next try."""
-        tried: list[int] = []
-        for _ in range(PORT_ATTEMPTS):
-            port = await self.allocate_port(tuple(tried))
-            secrets = await app_secrets(self.ctx.identities, self.ctx.config.redis_url, self.app_id)
-            spec = await with_options(launcher.streamlit_spec(self.ctx.config, self.manifest, port, secrets),
-                                      self.manifest, self.ctx.config)
-            await self.backend.prepare(spec)
-            self.measure_exposure(self.nursery)  # the unit's score, once per unit change
-            await trio.to_thread.run_sync(logs.rotate_if_needed, self.log_path)
-            self.log_offset = logs.size(self.log_path)
-            self._launched = True  # from here on_stop ends it, even if this start is cancelled
-            try:
-                try:
-                    await self.backend.start(self.app_id)
-                except BackendError as exc:
-                    raise StartFailed(exc.message, await self._tail()) from None
-                status = await self.backend.status(self.app_id)
-                await self._wait_ready(status, port)
-                return status
-            except PortTaken:
-                log.info("%s: port %s was taken, trying another", self.app_id, port)
-                tried.append(port)
-                with trio.CancelScope(shield=True):
-                    await self._end()
-            except BaseException:
-                with trio.CancelScope(shield=True):
-                    await self._end()
-                raise
-        raise launcher.port_taken_error(self.app_id, tried)
-
-    async def _wait_ready(self, status: UnitStatus, port: int) -> None:
-        exited = trio.Event()
-
-        async def watch() -> None:
-            if status.running:
-                await self.backend.wait_exit(status)
-            exited.set()
-
-        async def exit_status() -> int | None:
-            return exit_code(await self.backend.status(self.app_id))
-
-        failed: HomeHelperError | PortTaken | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch)
-            try:
-                await launcher.wait_ready(port, self.prefix, self.log_path, self.log_offset, self.cfg.start_timeout,
-                                          exited, exit_status)
-            except (HomeHelperError, PortTaken) as exc:  # raised below, not inside an exception group
-                failed = exc
-            nursery.cancel_scope.cancel()
-        if failed is not None:
-            raise failed
 
     async def _tail(self) -> str:
         return await trio.to_thread.run_sync(logs.read_since, self.log_path, self.log_offset)

@@ -1,10 +1,9 @@
 """The systemd backend: one `hh-<id>.service` unit per app, driven with systemctl.
 
 Commands from many app actors arriving together are coalesced into one
-systemctl call per verb (`systemctl start a b c`), so starting twenty apps costs
-about what one `systemctl start` of twenty units costs. State comes from
-`systemctl show`; between shows, a crash is noticed through a pidfd on the
-main PID, which costs no process spawn and no timer.
+systemctl call per verb (systemctl.py). State comes from `systemctl show`;
+between shows, a crash is noticed through a pidfd on the main PID, which costs
+no process spawn and no timer.
 """
 
 from __future__ import annotations
@@ -28,15 +27,10 @@ from .delivery import credentials_wall
 from .journal import Journal
 from .sandbox import Node, resolve_devices, walled
 from .stamping import cgroup_drained, stamped
+from .systemctl import SHOW_PROPS, Coalescer, cgroup_root, parse_show, to_status
 from .units import UNIT_PREFIX, render_unit, unit_name
 
 log = logging.getLogger(__name__)
-
-SHOW_PROPS = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "NRestarts", "ExecMainCode",
-              "ExecMainStatus", "Result", "ControlGroup", "UnitFileState")
-VERBS = ("start", "stop", "show")  # the calls worth batching; the rest are rare and go alone
-COALESCE_QUIET = 0.002  # gather requests of one verb until none came for this long...
-COALESCE_MAX = 0.02  # ...or this long at most: small beside one systemctl call
 
 
 def unit_dir(scope: str, environ: Mapping[str, str] | None = None) -> Path:
@@ -45,63 +39,6 @@ def unit_dir(scope: str, environ: Mapping[str, str] | None = None) -> Path:
         return Path("/etc/systemd/system")
     config_home = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
     return Path(config_home) / "systemd" / "user"
-
-
-def cgroup_root() -> Path:
-    """Where the unified (v2) cgroup hierarchy is mounted: /sys/fs/cgroup on a Pi."""
-    try:
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) > 2 and parts[2] == "cgroup2":
-                    return Path(parts[1])
-    except OSError:
-        pass
-    return Path("/sys/fs/cgroup")
-
-
-def parse_show(text: str) -> list[dict[str, str]]:
-    """`systemctl show` of several units: blocks of Key=Value separated by blank lines."""
-    blocks: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if current:
-                blocks.append(current)
-                current = {}
-            continue
-        key, _, value = line.partition("=")
-        current[key] = value
-    if current:
-        blocks.append(current)
-    return blocks
-
-
-def to_status(props: Mapping[str, str], cgroot: Path | None = None) -> UnitStatus:
-    pid = int(props.get("MainPID") or 0) or None
-    code = props.get("ExecMainCode", "0")  # 1 exited (status = exit code), 2 killed, 3 dumped (status = signal)
-    cg = props.get("ControlGroup") or None
-    return UnitStatus(
-        active=props.get("ActiveState", "inactive"),
-        sub=props.get("SubState", "dead"),
-        pid=pid,
-        restarts=int(props.get("NRestarts") or 0),
-        exit_status=int(props.get("ExecMainStatus") or 0) if code != "0" else None,
-        result=props.get("Result", "success"),
-        cgroup=str((cgroot or cgroup_root()) / cg.lstrip("/")) if cg else None,
-        loaded=props.get("LoadState") == "loaded",
-        enabled=props.get("UnitFileState") in ("enabled", "enabled-runtime", "linked", "alias"),
-    )
-
-
-class _Batch:
-    """Requests for one systemctl verb, gathered while the previous call runs."""
-
-    def __init__(self) -> None:
-        self.units: list[str] = []
-        self.done = trio.Event()
-        self.error: dict[str, str] = {}
-        self.output = ""
 
 
 class SystemdBackend:
@@ -128,15 +65,14 @@ class SystemdBackend:
         self._walled: set[str] = set()  # apps whose last unit has a network wall
         self._proxied: set[str] = set()  # ...and a port reached through companion units
         self.cgroot = cgroup_root()
-        self._pending: dict[str, _Batch] = {}
-        self._wakes = {verb: trio.Event() for verb in VERBS}
+        # start, stop and show of many apps: one call per verb, each through self.systemctl as it is now
+        self._calls = Coalescer(lambda *args, check=True: self.systemctl(*args, check=check))
         self._written: dict[str, str] = {}
         self._unstartable: dict[str, DeviceMissing] = {}  # app id -> why its last prepare could not finish
         self._notify: set[str] = set()  # apps whose units are Type=notify (watchdog health)
         self._reload_lock = trio.Lock()
         self._reloads_asked = self._reloads_done = 0
         self.reloads = 0  # daemon-reloads run, for the record
-        self._running = False
 
     def __repr__(self) -> str:
         return f"<SystemdBackend {self.scope} {self.unit_dir}>"
@@ -165,66 +101,12 @@ class SystemdBackend:
         state = proc.stdout.decode().strip()
         return state in ("running", "degraded", "starting", "initializing", "maintenance")
 
-    # --- coalescing ---------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """One worker per verb: a `stop` never waits behind a slow `show`, and requests of one
-        verb that arrive while its call runs go together in the next call."""
-        self._running = True
-        try:
-            async with trio.open_nursery() as nursery:
-                for verb in VERBS:
-                    nursery.start_soon(self._worker, verb)
-                await nursery.start(self.relay.run)
-                task_status.started()
-        finally:
-            self._running = False
-
-    async def _worker(self, verb: str) -> None:
-        wake = self._wakes[verb]
-        while True:
-            await wake.wait()
-            # Apps asked together arrive a few scheduler rounds apart: wait for the burst to end.
-            deadline = trio.current_time() + COALESCE_MAX
-            seen = 0
-            while len(self._pending[verb].units) > seen and trio.current_time() < deadline:
-                seen = len(self._pending[verb].units)
-                await trio.sleep(COALESCE_QUIET)
-            wake = self._wakes[verb] = trio.Event()
-            batch = self._pending.pop(verb)
-            await self._run_batch(verb, batch)
-
-    async def _run_batch(self, verb: str, batch: _Batch) -> None:
-        try:
-            args = ("show", "-p", ",".join(SHOW_PROPS)) if verb == "show" else (verb,)
-            proc = await self.systemctl(*args, *batch.units, check=False)
-            batch.output = proc.stdout.decode(errors="replace")
-            if proc.returncode != 0 and verb != "show":
-                # Find out which unit failed: one call each, so each gets its own error.
-                for unit in batch.units:
-                    one = await self.systemctl(verb, unit, check=False)
-                    if one.returncode != 0:
-                        batch.error[unit] = one.stderr.decode(errors="replace").strip()
-        except BaseException as exc:
-            for unit in batch.units:
-                batch.error[unit] = repr(exc)
-            raise
-        finally:
-            batch.done.set()
-
-    async def _do(self, verb: str, unit: str) -> _Batch:
-        if not self._running:  # no run() task (a one-off CLI call): just call systemctl
-            batch = _Batch()
-            batch.units.append(unit)
-            await self._run_batch(verb, batch)
-        else:
-            batch = self._pending.setdefault(verb, _Batch())
-            batch.units.append(unit)
-            self._wakes[verb].set()
-            await batch.done.wait()
-        if unit in batch.error:
-            err = batch.error[unit]
-            raise BackendError(f"systemctl {verb} {unit} failed: {err[-500:]}", output_tail=err[-2000:])
-        return batch
+        """The coalescing workers (systemctl.py) and the bus relay of walled apps."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._calls.run)
+            await nursery.start(self.relay.run)
+            task_status.started()
 
     # --- Backend ----------------------------------------------------------------
     async def prepare(self, spec: AppSpec) -> None:
@@ -379,7 +261,7 @@ class SystemdBackend:
             if app_id in self._notify:
                 await self._start_notify(unit)
             else:
-                await self._do("start", unit)
+                await self._calls.do("start", unit)
         except BackendError as exc:
             if app_id in self._proxied and "dependency" in exc.message:
                 sock = netwall.socket_unit(app_id, self.prefix)
@@ -443,7 +325,7 @@ class SystemdBackend:
 
     async def _stop_unit(self, unit: str) -> None:
         try:
-            await self._do("stop", unit)
+            await self._calls.do("stop", unit)
         except BackendError as exc:
             if "not loaded" not in exc.message:  # a unit that does not exist is stopped enough
                 raise
@@ -455,7 +337,7 @@ class SystemdBackend:
 
     async def status(self, app_id: str) -> UnitStatus:
         unit = self.unit(app_id)
-        batch = await self._do("show", unit)
+        batch = await self._calls.do("show", unit)
         # Ask for a unit's properties, then find its block by Id: the order is systemctl's.
         for block in parse_show(batch.output):
             if block.get("Id") == unit:

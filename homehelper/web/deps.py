@@ -28,7 +28,6 @@ class WebDeps:
 
     config: Config
     bus: Broadcast
-    registry: ActorRef[Any]
     apps: Supervisor
     scanner: ActorRef[Any]
     view: AppsView  # the registry's read model of every app: what the web shows and acts on
@@ -36,7 +35,6 @@ class WebDeps:
     bridge: ActorRef[Any] | None = None  # the Redis bridge: GetBusState for the dashboard
     # the event log: serve.py hands the instance (read directly, no mailbox hop), tests may hand its ref
     event_log: EventLog | ActorRef[Any] | None = None
-    ttl: ActorRef[Any] | None = None  # the TTL clock: how long an opened UI has left
     notifier: ActorRef[Any] | None = None  # answers SendTestNotification (POST /api/notify/test)
     backup: ActorRef[Any] | None = None  # the backup actor: RunBackup, RestoreAppData (web/backup.py)
     history: ActorRef[Any] | None = None  # the metrics history (GetMetricHistory) and Redis figures

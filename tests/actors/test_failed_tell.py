@@ -12,7 +12,6 @@ import attrs
 import trio
 
 from homehelper.actors import Actor, Broadcast, ChildCrashed, ChildSpec, CommandFailed, RestartPolicy, Supervisor
-from homehelper.actors.app import AppActor
 from homehelper.actors.eventlog import EventLog
 from homehelper.backends import ProcessBackend
 from homehelper.config import load_config
@@ -110,18 +109,18 @@ async def test_a_crash_is_an_event_in_the_event_log_and_json_for_the_bridge() ->
 async def test_a_boot_start_that_fails_leaves_the_app_actor_running(tmp_path: Path) -> None:
     """The registry tells StartApp(reason="boot") to what the user left running: a refusal is an event."""
     apps = tmp_path / "apps"
-    make_app(apps, "lamp", {"id": "lamp", "name": "Lamp", "type": "service"})
+    folder = make_app(apps, "lamp", {"id": "lamp", "name": "Lamp", "type": "service"})
+    (folder / "requirements.txt").write_text("--no-index\nhh-no-such-package-anywhere==9.9\n")  # cannot install
     state = tmp_path / "state" / "registry" / "apps.json"
     state.parent.mkdir(parents=True)
     state.write_text(json.dumps({"lamp": {"name": "Lamp", "type": "service", "folder": "lamp", "digest": "old",
                                           "desired": "running", "port": None}}))
     config = attrs.evolve(load_config(tmp_path / "state", environ={}), apps_dir=apps)
-    # the base AppActor refuses every start with a Conflict (a HomeHelperError)
-    async with open_tree(config, scans=0, backend=ProcessBackend(config.run_dir / "procs"),
-                         app_factory=lambda ctx: lambda m: AppActor(m, ctx)) as (rt, recorder):
-        [failed] = await recorder.wait(CommandFailed)
+    # its start raises InstallFailed (a HomeHelperError): nobody asked, so it is an event
+    async with open_tree(config, scans=0, backend=ProcessBackend(config.run_dir / "procs")) as (rt, recorder):
+        [failed] = await recorder.wait(CommandFailed, timeout=120)
         assert (failed.actor, failed.command, failed.app_id) == ("app:lamp", "StartApp", "lamp")
-        assert (await rt.apps.ref("lamp").ask(GetApp("lamp")))["state"] == "stopped"
+        assert (await rt.apps.ref("lamp").ask(GetApp("lamp")))["state"] == "install_failed"
         assert rt.apps.children()["lamp"]["starts"] == 1
 
 

@@ -3,17 +3,16 @@ left, waiting for an action to settle, and catching up after a crash of the regi
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import trio
 import trio.testing
 
-from homehelper.actors import Broadcast, ChildCrashed, RestartPolicy, Supervisor
-from homehelper.actors.app import AppActor
+from homehelper.actors import ChildCrashed
 from homehelper.actors.readmodel import AppRecord, AppsView
-from homehelper.backends import ProcessBackend
-from homehelper.config import load_config
+from homehelper.backends.process import ProcessBackend
 from homehelper.messages import (
     AppCrashed,
     ApplyScan,
@@ -26,17 +25,10 @@ from homehelper.messages import (
     StartApp,
     UIDeadlines,
 )
-from homehelper.serve import Overrides, build_tree
-from tests.actors.test_scanner import make_app
-
-
-class Lamp(AppActor):
-    """An app actor whose start is instant: its state changes are what the test watches."""
-
-    async def start(self, reason: str) -> Any:
-        self.set_state("running", reason)
-        self.ctx.emit(AppStarted(self.app_id, 8123, reason))
-        return self.snapshot()
+from homehelper.serve import Runtime
+from tests.backends.apps import make_config, write_app
+from tests.fixtures.systemd import _stop_processes
+from tests.fixtures.tree import Recorder, open_tree
 
 
 def _record(app_id: str = "ui", type: str = "streamlit", state: str = "stopped") -> AppRecord:
@@ -91,51 +83,55 @@ async def test_settled_waits_until_the_app_leaves_a_transient_state() -> None:
             await done.wait()
 
 
-Tree = tuple[Any, Any, Supervisor, AppsView]  # registry, scanner, apps supervisor, view
+# A real service app on the process backend: running once its process is alive (health "process").
+LAMP = """
+import time
+while True:
+    time.sleep(1)
+"""
 
 
-async def _registry_tree(tmp_path: Path, nursery: trio.Nursery, bus: Broadcast) -> Tree:
-    """serve's tree with Lamp for app actor (no backend process needed) and fast restarts."""
-    apps = tmp_path / "apps"
-    make_app(apps, "lamp", {"id": "lamp", "name": "Lamp", "type": "service"})
-    config = load_config(tmp_path / "state", {"apps_dir": str(apps)}, environ={})
-    with bus.subscribe(accept=lambda e: isinstance(e, ScanApplied)) as applied:
-        rt = await build_tree(config, nursery, Overrides(
-            bus=bus, backend=ProcessBackend(config.run_dir / "procs"), sensors=False,
-            app_factory=lambda ctx: (lambda m: Lamp(m, ctx)), policy=RestartPolicy(backoff_initial=0.01)))
-        with trio.fail_after(5):
-            await applied.receive()  # the registry has the app and its actor
-    return rt.refs["registry"], rt.refs["scanner"], rt.apps, rt.refs["view"]
+@asynccontextmanager
+async def _lamp_tree(state_root: Path) -> AsyncIterator[tuple[Runtime, Recorder]]:
+    """serve's tree over one service app, "lamp"; the app is killed at the end."""
+    config = make_config(state_root)
+    write_app(config.apps_dir, "lamp", LAMP, health=None)
+    backend = ProcessBackend(state_root / "run" / "procs")
+    try:
+        async with open_tree(config, backend=backend, sensors=False) as tree:
+            yield tree
+    finally:
+        _stop_processes(backend)
 
 
-async def test_the_view_is_current_when_the_actor_replies(tmp_path: Path) -> None:
-    bus = Broadcast()
-    async with trio.open_nursery() as n:
-        _registry, _scanner, app_sup, view = await _registry_tree(tmp_path, n, bus)
-        reply = await app_sup.ref("lamp").ask(StartApp("lamp"))
+async def test_the_view_is_current_when_the_actor_replies(state_root: Path) -> None:
+    async with _lamp_tree(state_root) as (rt, _recorder):
+        view: AppsView = rt.refs["view"]
+        reply = await rt.apps.ref("lamp").ask(StartApp("lamp"), timeout=60)
         # no yield between the reply and the read: the events were applied as they were published
-        assert reply["state"] == "running" and view.app("lamp")["state"] == "running"
-        assert view.app("lamp")["port"] == 8123 and view.app("lamp")["desired"] == "running"
-        n.cancel_scope.cancel()
+        seen = view.app("lamp")
+        assert (seen["state"], seen["port"], seen["desired"]) == (reply["state"], reply["port"], "running")
+        assert reply["port"] is not None
+        with trio.fail_after(30):
+            await view.settled("lamp")
+        assert view.app("lamp")["state"] == "running"
 
 
-async def test_a_restarted_registry_catches_up_with_a_running_app(tmp_path: Path) -> None:
-    bus = Broadcast()
-    sub = bus.subscribe(accept=lambda e: isinstance(e, (ChildCrashed, ScanApplied)))
-    async with trio.open_nursery() as n:
-        registry, scanner, app_sup, view = await _registry_tree(tmp_path, n, bus)
-        await app_sup.ref("lamp").ask(StartApp("lamp"))
-        await registry.tell(ApplyScan((object(),), ()))  # a bug's worth of input crashes it
-        with trio.fail_after(5):
-            while not isinstance(await sub.receive(), ChildCrashed):
-                pass
-        await scanner.ask(Rescan())  # the restarted registry gets the app again; its actor still runs it
-        with trio.fail_after(5):
-            while not isinstance(await sub.receive(), ScanApplied):
-                pass
-        assert (await app_sup.ref("lamp").ask(GetApp("lamp")))["state"] == "running"
-        assert view.app("lamp")["state"] == "running" and view.app("lamp")["port"] == 8123
-        n.cancel_scope.cancel()
+async def test_a_restarted_registry_catches_up_with_a_running_app(state_root: Path) -> None:
+    async with _lamp_tree(state_root) as (rt, recorder):
+        view: AppsView = rt.refs["view"]
+        lamp = rt.apps.ref("lamp")
+        port = (await lamp.ask(StartApp("lamp"), timeout=60))["port"]
+        with trio.fail_after(30):
+            await view.settled("lamp")
+        mark = len(recorder.events)
+        await rt.refs["registry"].tell(ApplyScan((object(),), ()))  # a bug's worth of input crashes it
+        await recorder.wait_after(mark, lambda e: isinstance(e, ChildCrashed) and e.child == "registry", timeout=5)
+        mark = len(recorder.events)
+        await rt.refs["scanner"].ask(Rescan())  # the restarted registry gets the app again; its actor still runs it
+        await recorder.wait_after(mark, ScanApplied, timeout=5)
+        assert (await lamp.ask(GetApp("lamp")))["state"] == "running"
+        assert view.app("lamp")["state"] == "running" and view.app("lamp")["port"] == port
 
 
 def test_a_crash_shows_the_app_actors_own_words() -> None:

@@ -18,6 +18,7 @@ import trio
 from homehelper.actors import Broadcast, ChildSpec
 from homehelper.actors.app import AppActor
 from homehelper.actors.ports import PortAllocator
+from homehelper.actors.service import ServiceApp
 from homehelper.backends import ProcessBackend
 from homehelper.config import load_config
 from homehelper.manifest import load_manifest
@@ -190,7 +191,7 @@ async def test_a_restarted_registry_takes_over_the_app_actors_it_finds(tmp_path:
     config = attrs.evolve(load_config(tmp_path / "state", environ={}), apps_dir=apps)
     async with open_tree(config, backend=ProcessBackend(config.run_dir / "procs"), scan=False) as (rt, _):
         app_sup, registry = rt.apps, rt.refs["registry"]
-        app_sup.start_child(ChildSpec("a", lambda: AppActor(load_manifest(apps / "a", apps), rt.ctx)))
+        app_sup.start_child(ChildSpec("a", lambda: ServiceApp(load_manifest(apps / "a", apps), rt.ctx)))
         await registry.ask(ApplyScan((load_manifest(apps / "a", apps),), {}), timeout=10)
         assert [a["id"] for a in await registry.ask(ListApps())] == ["a"]
         assert rt.root.children()["registry"]["starts"] == 1  # never crashed

@@ -1,4 +1,4 @@
-"""`homehelper start|stop|restart|status|logs|install-app` as real subprocesses against a real
+"""`homehelper start|stop|restart|enable|disable|status|logs|install-app` as real subprocesses against a real
 `homehelper serve` (process backend) with real service apps."""
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     write_app(apps, "echo", ECHO_APP)
     write_app(apps, "fresh", HEALTHY_APP)
     write_app(apps, "drawn", HEALTHY_APP)
+    write_app(apps, "boot", HEALTHY_APP)
     write_app(apps, "crashy", CRASHING_APP)  # dies while its http health check waits
     with serving(root, apps, port):
         yield Server(root, port)
@@ -180,6 +181,20 @@ def test_logs_follow_prints_a_new_line(server: Server) -> None:
             reader.join(timeout=5)
 
 
+def test_enable_and_disable_say_whether_an_app_starts_at_boot(server: Server) -> None:
+    out = server.run("enable", "boot")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "boot: starts at boot (stopped)\n" and out.stderr == ""  # installed first, not started
+    record = server.root / "run" / "procs" / "boot.json"  # what the next HomeHelper start reads
+    assert json.loads(record.read_text())["enabled"] is True
+    as_json = json.loads(server.run("disable", "boot", "--json").stdout)
+    assert as_json == {"action": "disable", "results": [
+        {"app": "boot", "ok": True, "state": "stopped", "enabled": False, "message": ""}]}
+    assert json.loads(record.read_text())["enabled"] is False
+    out = server.run("enable", "boot", "ghost")
+    assert out.returncode == 1 and "boot: starts at boot" in out.stdout and "ghost: failed" in out.stderr
+
+
 def test_install_app_is_quiet_when_piped_and_draws_progress_in_a_terminal(server: Server) -> None:
     out = server.run("install-app", "fresh")
     assert out.returncode == 0, out.stderr
@@ -255,7 +270,8 @@ def test_another_program_on_the_port_is_a_clear_failure(stranger: int, tmp_path:
         assert out.stderr.count("\n") == 1 and "is --port right?" in out.stderr, (args, out.stderr)
 
 
-@pytest.mark.parametrize("command", ["start", "stop", "restart", "status", "logs", "install-app", "approve"])
+@pytest.mark.parametrize("command", ["start", "stop", "restart", "enable", "disable", "status", "logs",
+                                     "install-app", "approve"])
 def test_help_shows_an_example_and_the_exit_codes(command: str, tmp_path: Path) -> None:
     out = hh(command, "--help", root=tmp_path)
     assert out.returncode == 0

@@ -1,18 +1,15 @@
 """`serve`'s actor tree (serve.build_tree) over a real apps folder of service apps, and the real web app
 served by Hypercorn on a real port.
 
-With `service=True` (`live_services`, or a test's own backend) the apps are the real ServiceApp (a venv
-each, a /health server polled). Otherwise they run through `ProcApp` (the one override of `serve`'s
-wiring here): an AppActor that spawns its program and is `running` once it is spawned, which the REST
-tests' replies expect until REST acts and settles like the websocket (issue 13.3).
+The apps are the real ServiceApp `serve` builds (a venv each): tiny programs that print a tick now and
+then, `running` once their process is alive (health "process"). With `service=True` (`live_services`, or
+a test's own backend) each also serves /health on HH_PORT, polled (health "http").
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +19,9 @@ import pytest
 import trio
 
 from homehelper.actors import Broadcast, Supervisor
-from homehelper.actors.app import AppActor
 from homehelper.backends.process import ProcessBackend
 from homehelper.config import Config
-from homehelper.errors import Conflict
-from homehelper.messages import AppProcessChanged, AppStarted, AppStopped, ScanApplied
+from homehelper.messages import ScanApplied
 from homehelper.serve import Overrides, Runtime, web_deps
 from homehelper.serve import build_tree as build_tree_of
 from homehelper.web import WebDeps, create_app
@@ -48,55 +43,7 @@ while True:
 """
 
 
-class ProcApp(AppActor):
-    """Runs the app's entry point as a real child process (stdout and stderr to logs/<id>/app.log)."""
-
-    proc: trio.Process | None = None
-
-    async def start(self, reason: str) -> Any:
-        if self.proc is not None:
-            raise Conflict(f"{self.app_id} is already running", app=self.app_id)
-        self.set_state("starting", reason)
-        await self.allocate_port()
-        log_dir = self.ctx.config.logs_dir(self.app_id)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        out = os.open(log_dir / "app.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            self.proc = await trio.lowlevel.open_process(
-                [sys.executable, "-u", str(self.manifest.entry_path)], stdout=out, stderr=out,
-                cwd=self.manifest.path)
-        finally:
-            os.close(out)
-        self.ctx.emit(AppProcessChanged(self.app_id, self.proc.pid))  # the sensor actor measures it from now on
-        await trio.sleep(0.05)  # a real start takes a moment: lets progress be seen
-        self.ctx.emit(AppStarted(self.app_id, self.port, reason))
-        self.set_state("running", reason)
-        return self.snapshot()
-
-    async def stop(self, reason: str) -> Any:
-        if self.proc is None:
-            raise Conflict(f"{self.app_id} is not running", app=self.app_id)
-        self.set_state("stopping", reason)
-        status = await self._kill()
-        self.ctx.emit(AppStopped(self.app_id, reason, status))
-        self.set_state("stopped", reason)
-        return self.snapshot()
-
-    async def _kill(self) -> int | None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        proc.terminate()
-        with trio.move_on_after(3):
-            return await proc.wait()
-        proc.kill()
-        return await proc.wait()
-
-    async def on_stop(self) -> None:
-        await self._kill()
-
-
-# For the real ServiceApp: a /health server on HH_PORT that also logs a line now and then.
+# With service=True: a /health server on HH_PORT that also logs a line now and then.
 SERVICE_MAIN = """\
 import http.server, os, threading, time
 class H(http.server.BaseHTTPRequestHandler):
@@ -156,8 +103,8 @@ async def build_tree(nursery: trio.Nursery, root: Path, n_apps: int = 3, *, sens
     """`serve`'s tree (serve.build_tree) over `n_apps` real service apps, the first scan applied.
 
     The apps run on `backend`, else on a process backend under the state root (killed at the end);
-    `service=True` (the default with a `backend`): real ServiceApps with a /health server (SERVICE_MAIN),
-    else ProcApps that print (APP_MAIN). `watch`: the scanner watches apps/ (off: these tests press Rescan;
+    `service=True` (the default with a `backend`): a /health server each (SERVICE_MAIN), else a program
+    that prints (APP_MAIN). `watch`: the scanner watches apps/ (off: these tests press Rescan;
     tests/actors/test_watcher.py covers the watcher on serve's tree)."""
     lo = random.randrange(20000, 29000, 100)  # real apps bind: a range no other test uses now
     config_kw.setdefault("service_ports", (lo, lo + 99))
@@ -169,9 +116,7 @@ async def build_tree(nursery: trio.Nursery, root: Path, n_apps: int = 3, *, sens
         nursery.start_soon(_stop_apps_at_the_end, backend)
     bus = Broadcast()
     recorder = Recorder(bus)
-    factory = None if service else (lambda ctx: lambda m: ProcApp(m, ctx))
-    rt = await build_tree_of(config, nursery, Overrides(backend=backend, bus=bus, sensors=sensors,
-                                                        app_factory=factory, watch=watch))
+    rt = await build_tree_of(config, nursery, Overrides(backend=backend, bus=bus, sensors=sensors, watch=watch))
     if auth is None:
         auth = Auth(auth_file(root), config.auth.session_hours)
         auth.ensure_password({"HOMEHELPER_PASSWORD": PASSWORD})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from homehelper.messages import ScanApplied
+from homehelper.messages import AppStarted, ScanApplied
 from homehelper.web import create_app
 from homehelper.web.ops import ACTIONS
 from tests.fixtures.tree import wait_until
@@ -78,7 +79,8 @@ async def test_start_stop_needs_csrf_and_changes_state(client, tree: Tree) -> No
     body = await r.get_json()
     assert body["app"]["state"] == "running" and body["app"]["port"] is not None
     r = await client.post("/api/apps/app-00/start", headers={"X-CSRF-Token": csrf})
-    assert r.status_code == 409  # already running: the state machine says no, clearly
+    assert r.status_code == 200 and (await r.get_json())["app"]["state"] == "running"  # already running:
+    assert len(tree.recorder.of(AppStarted, "app-00")) == 1  # left alone, not started twice
     r = await client.post("/api/apps/app-00/stop", headers={"X-CSRF-Token": csrf})
     assert (await r.get_json())["app"]["state"] == "stopped"
     kinds = [e["kind"] for e in await (await client.get("/api/events?limit=50")).get_json()]
@@ -160,19 +162,24 @@ async def test_api_tokens_for_scripts(client, tree: Tree) -> None:
     assert (await script.get("/api/apps", headers=bearer)).status_code == 401
 
 
+# The process backend dates each line of an app's output (backends/stamp.py).
+STAMPED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d .+")
+
+
 async def test_logs_tail_and_download(client, tree: Tree) -> None:
     csrf = await login(client)
     await client.post("/api/apps/app-00/start", headers={"X-CSRF-Token": csrf})
 
     async def ticked() -> list[str] | None:  # the app's own process writes the log: nothing to wait on but it
         lines = (await (await client.get("/api/apps/app-00/logs?lines=5")).get_json())["lines"]
-        return lines if any(line.startswith("tick") for line in lines) else None
+        return lines if any(STAMPED.fullmatch(line) and " tick " in line for line in lines) else None
 
     lines = await wait_until(ticked, timeout=10)
     assert len(lines) <= 5
     r = await client.get("/api/apps/app-00/logs/download")
     assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
-    assert (await r.get_data(as_text=True)).startswith("hello from")
+    first = (await r.get_data(as_text=True)).splitlines()[0]
+    assert STAMPED.fullmatch(first) and first.split(" ", 1)[1].startswith("hello from")
 
 
 async def test_login_rate_limited(client) -> None:

@@ -79,7 +79,7 @@ async def test_dashboard_in_chromium(browser, live_services: Live) -> None:
             expect(card.locator(".state")).to_have_text("stopped")
             screenshot(page, "dashboard-app-stopped")
         await browser.run(start_stop)
-        apps = {a["id"]: a["state"] for a in await live.tree.deps.registry.ask(ListApps())}
+        apps = {a["id"]: a["state"] for a in await live.tree.rt.refs["registry"].ask(ListApps())}
         assert apps["app-00"] == "stopped"
 
         def logs(b):

@@ -62,5 +62,5 @@ async def test_every_operation_needs_a_session(live: Live) -> None:
         assert r.status_code == 302 and r.headers["location"] == "/login"
         r = await c.get(live.url + "/apps/app-00/ui/")
         assert r.status_code in (302, 401)
-    apps = {a["id"]: a["state"] for a in await live.tree.deps.registry.ask(ListApps())}
+    apps = {a["id"]: a["state"] for a in await live.tree.rt.refs["registry"].ask(ListApps())}
     assert set(apps.values()) == {"stopped"}  # nothing was started by anonymous requests

@@ -105,7 +105,7 @@ async def test_action_reports_progress_to_its_client_only(live: Live) -> None:
                 break
         assert msg["id"] == 7 and msg["data"]["app"]["state"] == "running"
         states = [e["state"] for e in progress if e["kind"] == "app_state_changed"]
-        assert states[:2] == ["starting", "running"]
+        assert states == ["installing", "stopped", "starting", "running"]  # its venv first, on a first start
         assert all(e["app_id"] == "app-00" for e in progress)
         # b started nothing: it gets no pushes, only the reply to its own refresh
         reply = await call(b, {"type": "refresh", "id": 1, "what": "app", "app": "app-00"})
