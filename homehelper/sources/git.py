@@ -25,7 +25,7 @@ OUTPUT_TAIL = 2000
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)[A-Za-z0-9._~/-][^\s]*$")
 _REF = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]{1,200}$")
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
-_CTRL = re.compile(r"[\x00-\x20\x7f]")
+_CTRL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class GitFailed(HomeHelperError):
@@ -55,13 +55,15 @@ def check_url(url: str) -> str:
     if len(url) > MAX_URL:
         raise BadRequest(f"source: longer than {MAX_URL} characters")
     shown = redact(url)
-    if _CTRL.search(url):
-        raise BadRequest(f"source {shown!r}: spaces and control characters are refused")
     if url.startswith("-"):
         raise BadRequest(f"source {shown!r}: a source starting with '-' would be an option to git; refused")
     if "::" in url.split("/", 1)[0] or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*::", url):
         raise BadRequest(f"source {shown!r}: git transport helpers ('ext::' and the like) are refused")
+    if _CTRL.search(url):
+        raise BadRequest(f"source {shown!r}: control characters are refused")
     lower = url.lower()
+    if "://" in url and " " in url:
+        raise BadRequest(f"source {shown!r}: a URL with spaces is refused")
     if lower.startswith(("https://", "ssh://")):
         host = url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[2]
         if not host or host.startswith("-"):
