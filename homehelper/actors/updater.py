@@ -29,8 +29,10 @@ from ..manifest import Manifest, load_manifest
 from ..messages import (
     AppAdded,
     AppAwaitingApproval,
+    AppChanged,
     AppConfigError,
     AppCrashed,
+    AppDiscovered,
     AppHealthChanged,
     AppInstallFailed,
     AppQuarantined,
@@ -43,6 +45,7 @@ from ..messages import (
     GetSource,
     PreviewSource,
     Rescan,
+    ScanApplied,
     SetAutoUpdate,
     StartApp,
     StopApp,
@@ -59,6 +62,7 @@ DAY = 86400.0
 STOP_TIMEOUT = 120.0
 START_TIMEOUT = 3600.0  # a start may rebuild the venv
 RUNNING = ("running", "starting")
+SETTLE_TIMEOUT = 90.0  # the watcher scans a folder busy for its MAX_WAIT (60 s) all the same
 FAILURES = (AppCrashed, AppConfigError, AppInstallFailed, AppQuarantined)
 
 
@@ -160,7 +164,7 @@ class Updater(Actor):
                                 "version": staged.version, "previous": None, "added_at": now, "updated_at": now,
                                 "auto_update": False}
         await self._save()
-        await self._rescan()
+        await self._rescan(app_id, AppDiscovered)
         self.bus.publish(AppAdded(app_id, git.redact(staged.url), staged.version))
         return {"app_id": app_id, "version": staged.version}
 
@@ -177,6 +181,9 @@ class Updater(Actor):
         if rec.get("kind") != "git":
             raise Conflict(f"{app_id} came from a {rec.get('kind')}: `homehelper update {app_id}` re-reads it",
                            app=app_id)
+        if rec.get("ref") and git.is_commit(rec["ref"]):
+            raise Conflict(f"{app_id} was added at commit {rec['ref'][:12]}, not a branch or tag: nothing to "
+                           f"follow (`homehelper update {app_id} --to COMMIT` fetches another)", app=app_id)
         latest = await trio.to_thread.run_sync(git.remote_commit, rec["url"], rec.get("ref"), self.home)
         rec["last_check"] = self.wall()
         rec["available"] = latest if latest != rec.get("version") else None
@@ -221,8 +228,7 @@ class Updater(Actor):
         if was_running:
             await self.apps.ref(app_id).ask(StopApp(app_id, reason="update"), timeout=STOP_TIMEOUT)
         copy = await trio.to_thread.run_sync(v.copy_data, self.config, app_id, target)
-        await trio.to_thread.run_sync(v.switch, self.config, app_id, target)
-        await self._rescan()
+        await self._switch(app_id, current, target)
         error = await self._start_and_watch(app_id) if was_running else None
         if error is None:
             rec.update(previous=current, version=target, updated_at=self.wall(), available=None)
@@ -235,12 +241,16 @@ class Updater(Actor):
         if copy is not None:
             await trio.to_thread.run_sync(v.restore_data, self.config, app_id, copy)
         if current is not None:
-            await trio.to_thread.run_sync(v.switch, self.config, app_id, current)
-            await self._rescan()
+            await self._switch(app_id, target, current)
             await self._ask_app(app_id, StartApp(app_id, reason="rollback"), START_TIMEOUT)
         self.bus.publish(AppUpdateFailed(app_id, target, error, current))
         raise Conflict(f"{app_id}: version {target} failed ({error}); rolled back to {current}, data restored",
                        app=app_id, version=target, rolled_back_to=current)
+
+    async def _switch(self, app_id: str, old: str | None, new: str) -> None:
+        changed = old is None or await trio.to_thread.run_sync(v.manifests_differ, self.config, app_id, old, new)
+        await trio.to_thread.run_sync(v.switch, self.config, app_id, new)
+        await self._rescan(app_id, AppChanged if changed else None)
 
     async def _start_and_watch(self, app_id: str) -> str | None:
         """None when the app came up healthy and stayed so for its grace period, else what went wrong."""
@@ -291,9 +301,28 @@ class Updater(Actor):
         found = await trio.to_thread.run_sync(v.list_versions, self.config, app_id)
         return {"app_id": app_id, "source": v.shown(rec), "versions": found}
 
-    async def _rescan(self) -> None:
-        if self.scanner is not None:
+    async def _rescan(self, app_id: str, wanted: type | None) -> None:
+        """Rescan; with `wanted` (AppDiscovered for a new app, AppChanged for a new manifest), return once
+        the registry applied it. The watcher holds back a folder changed a moment ago until it is quiet
+        (actors/watcher.py): then its own scan, a second later, brings it."""
+        if self.scanner is None:
+            return
+        seen = wanted is None
+
+        def accept(e: Any) -> bool:
+            return isinstance(e, ScanApplied) or (wanted is not None and isinstance(e, wanted)
+                                                  and getattr(e, "app_id", None) == app_id)
+
+        with self.bus.subscribe(64, accept=accept) as sub:
             await self.scanner.ask(Rescan(), timeout=60)
+            with trio.move_on_after(SETTLE_TIMEOUT):
+                while True:
+                    ev = await sub.receive()
+                    if not isinstance(ev, ScanApplied):
+                        seen = True
+                    elif seen:
+                        return
+            log.warning("%s: the scan did not take the new folder within %g s", app_id, SETTLE_TIMEOUT)
 
     async def _save(self) -> None:
         await trio.to_thread.run_sync(v.write_sources, self.config, dict(self.sources))

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import Conflict
+from ..manifest import MANIFEST_NAME
 from ..storage import atomic_write_json, read_json
 from .fetch import Staged
 from .git import redact
@@ -104,6 +105,16 @@ def switch(config: Config, app_id: str, version: str) -> None:
     tmp.unlink(missing_ok=True)
     os.symlink(Path(".versions") / app_id / version, tmp)
     os.replace(tmp, link)
+
+
+def manifests_differ(config: Config, app_id: str, a: str, b: str) -> bool:
+    """Whether two installed versions' manifests differ (the scanner notices only those)."""
+    def read(version: str) -> bytes:
+        try:
+            return (versions_root(config, app_id) / version / MANIFEST_NAME).read_bytes()
+        except OSError:
+            return b""
+    return read(a) != read(b)
 
 
 def prune(config: Config, app_id: str, keep: tuple[str, ...]) -> None:
