@@ -204,7 +204,11 @@ class Updater(Actor):
         if to is not None and to in installed:
             target = to
         else:
-            target = await self._fetch(app_id, rec, to)
+            try:
+                target = await self._fetch(app_id, rec, to)
+            except HomeHelperError as exc:  # nothing changed; said on the event log (and notified)
+                self.bus.publish(AppUpdateFailed(app_id, to or "", exc.message, None))
+                raise
         if target == current:
             return {"app_id": app_id, "updated": False, "version": current, "message": f"{app_id} is at {current}"}
         return await self._switch_over(app_id, rec, current, target)

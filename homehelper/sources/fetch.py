@@ -127,6 +127,9 @@ def copy_checked(src: Path, dest: Path) -> None:
             st = os.lstat(p)
             shown = str(rel / name)
             if stat.S_ISLNK(st.st_mode):
+                if os.path.isabs(os.readlink(p)):  # inside the source now, outside the app once installed
+                    raise BadRequest(f"{shown} is an absolute symlink ({os.readlink(p)!r}): only links "
+                                     "relative to the app are accepted")
                 target = p.resolve()
                 if target != root and root not in target.parents:
                     raise BadRequest(f"{shown} is a symlink to {os.readlink(p)!r}, outside the app: refused")

@@ -16,7 +16,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from ..errors import BadRequest, HomeHelperError
+from ..errors import BadRequest, SourceFailed
 
 GIT_TIMEOUT = 300.0  # a clone over a Pi's Wi-Fi
 CHECK_TIMEOUT = 60.0  # one ls-remote
@@ -26,13 +26,6 @@ _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)[A-Za-z0-9._~/-][
 _REF = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]{1,200}$")
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class GitFailed(HomeHelperError):
-    """git could not do it (an unknown ref, an unreachable host, a timeout); nothing was changed."""
-
-    status = 502
-    code = "source_failed"
 
 
 def redact(url: str) -> str:
@@ -110,21 +103,21 @@ _HARDEN = ["-c", "protocol.ext.allow=never", "-c", "core.hooksPath=/dev/null", "
 
 
 def run_git(args: list[str], cwd: Path, home: Path, timeout: float = GIT_TIMEOUT, secret: str = "") -> str:
-    """git's stdout; GitFailed with its last words (redacted) on failure or timeout."""
+    """git's stdout; SourceFailed with its last words (redacted) on failure or timeout."""
     proc = subprocess.Popen(["git", *_HARDEN, *args], cwd=cwd, env=git_env(home), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill(proc)
-        raise GitFailed(f"git {args[0]} took longer than {timeout:g} s; stopped") from None
+        raise SourceFailed(f"git {args[0]} took longer than {timeout:g} s; stopped") from None
     finally:
         _kill(proc)
     if proc.returncode != 0:
         said = err.decode(errors="replace")[-OUTPUT_TAIL:].strip()
         if secret:
             said = said.replace(secret, redact(secret))
-        raise GitFailed(f"git {args[0]} failed: {said or f'exit status {proc.returncode}'}")
+        raise SourceFailed(f"git {args[0]} failed: {said or f'exit status {proc.returncode}'}")
     return out.decode(errors="replace")
 
 
@@ -147,10 +140,10 @@ def clone(url: str, ref: str | None, dest: Path, home: Path) -> str:
             commit = run_git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{candidate}^{{commit}}"],
                              dest, home).strip()
             break
-        except GitFailed:
+        except SourceFailed:
             continue
     if not commit:
-        raise GitFailed(f"ref {target!r} is neither a branch, a tag nor a commit of {redact(url)}")
+        raise SourceFailed(f"ref {target!r} is neither a branch, a tag nor a commit of {redact(url)}")
     run_git(["checkout", "--quiet", "--detach", commit], dest, home)
     return commit
 
@@ -166,4 +159,4 @@ def remote_commit(url: str, ref: str | None, home: Path) -> str:
     for name in (target, f"refs/heads/{target}", f"refs/tags/{target}^{{}}", f"refs/tags/{target}"):
         if name in found:
             return found[name]
-    raise GitFailed(f"{redact(url)} has no branch or tag {target!r}")
+    raise SourceFailed(f"{redact(url)} has no branch or tag {target!r}")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trio
 
-from homehelper.errors import BadRequest
+from homehelper.errors import BadRequest, SourceFailed
 from homehelper.sources import fetch, git
 from tests.sources.helpers import GOOD_MAIN, commit, manifest
 from tests.web.conftest import start_live
@@ -108,9 +108,13 @@ def test_a_folder_with_a_symlink_out_is_refused(tmp_path: Path) -> None:
     (src / "ok.txt").write_text("x")
     (src / "inside").symlink_to("ok.txt")
     assert _stage(src, tmp_path / "w1").manifest.id == "notes"  # a link inside the app is fine
-    (src / "secrets").symlink_to("/etc/shadow")
-    with pytest.raises(BadRequest, match="symlink to '/etc/shadow', outside the app"):
+    (src / "secrets").symlink_to("../../../../../../../etc/shadow")
+    with pytest.raises(BadRequest, match=r"symlink to '.*etc/shadow', outside the app"):
         _stage(src, tmp_path / "w2")
+    (src / "secrets").unlink()
+    (src / "again").symlink_to(src / "ok.txt")  # inside the source, but out of the installed copy
+    with pytest.raises(BadRequest, match="absolute symlink"):
+        _stage(src, tmp_path / "w3")
 
 
 def test_a_subdir_that_leaves_the_source_is_refused(tmp_path: Path) -> None:
@@ -120,7 +124,7 @@ def test_a_subdir_that_leaves_the_source_is_refused(tmp_path: Path) -> None:
     for bad in ("../..", "/etc", "apps/../../x"):
         with pytest.raises(BadRequest, match="subdir"):
             _stage(repo, tmp_path / "w2", subdir=bad)
-    with pytest.raises(git.GitFailed, match="no-such-branch"):
+    with pytest.raises(SourceFailed, match="no-such-branch"):
         _stage(repo, tmp_path / "w3", subdir="apps/notes", ref="no-such-branch")
 
 
