@@ -25,6 +25,7 @@ OUTPUT_TAIL = 2000
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)[A-Za-z0-9._~/-][^\s]*$")
 _REF = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]{1,200}$")
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
+_USERINFO = re.compile(r"(://[^/\s:@]*):[^@\s/]+@")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -117,6 +118,7 @@ def run_git(args: list[str], cwd: Path, home: Path, timeout: float = GIT_TIMEOUT
         said = err.decode(errors="replace")[-OUTPUT_TAIL:].strip()
         if secret:
             said = said.replace(secret, redact(secret))
+        said = _USERINFO.sub(r"\1:***@", said)  # any other spelling of a URL with a password
         raise SourceFailed(f"git {args[0]} failed: {said or f'exit status {proc.returncode}'}")
     return out.decode(errors="replace")
 
