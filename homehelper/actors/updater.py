@@ -196,6 +196,9 @@ class Updater(Actor):
     async def update(self, app_id: str, to: str | None) -> dict[str, Any]:
         rec = self._record(app_id)
         current = await trio.to_thread.run_sync(v.current_version, self.config, app_id)
+        if current is None:  # restored from a backup, or replaced by hand: not ours to switch
+            raise Conflict(f"{self.config.apps_dir / app_id} is not a version HomeHelper installed (a plain folder, "
+                           f"or gone): move it away and `homehelper add` the source again", app=app_id)
         installed = {x["version"] for x in await trio.to_thread.run_sync(v.list_versions, self.config, app_id)}
         if to is not None and to not in installed:
             if rec.get("kind") != "git":
@@ -226,27 +229,32 @@ class Updater(Actor):
         finally:
             await trio.to_thread.run_sync(shutil.rmtree, work, True)
 
-    async def _switch_over(self, app_id: str, rec: dict[str, Any], current: str | None, target: str
-                           ) -> dict[str, Any]:
+    async def _switch_over(self, app_id: str, rec: dict[str, Any], current: str, target: str) -> dict[str, Any]:
         was_running = await self._running(app_id)
         if was_running:
             await self.apps.ref(app_id).ask(StopApp(app_id, reason="update"), timeout=STOP_TIMEOUT)
-        copy = await trio.to_thread.run_sync(v.copy_data, self.config, app_id, target)
+        try:
+            copy = await trio.to_thread.run_sync(v.copy_data, self.config, app_id, target)
+        except OSError as exc:  # a full disk, say: nothing switched; the app runs on as it was
+            if was_running:
+                await self._ask_app(app_id, StartApp(app_id, reason="update"), START_TIMEOUT)
+            self.bus.publish(AppUpdateFailed(app_id, target, f"copying its data failed: {exc}", None))
+            raise Conflict(f"{app_id}: copying its data before the update failed ({exc}); nothing changed",
+                           app=app_id) from None
         await self._switch(app_id, current, target)
         error = await self._start_and_watch(app_id) if was_running else None
         if error is None:
             rec.update(previous=current, version=target, updated_at=self.wall(), available=None)
             await self._save()
-            await trio.to_thread.run_sync(v.prune, self.config, app_id, tuple(x for x in (current, target) if x))
-            self.bus.publish(AppUpdated(app_id, current or "", target))
+            await trio.to_thread.run_sync(v.prune, self.config, app_id, (current, target))
+            self.bus.publish(AppUpdated(app_id, current, target))
             return {"app_id": app_id, "updated": True, "version": target, "previous": current}
         log.warning("%s: version %s failed (%s); rolling back to %s", app_id, target, error, current)
         await self._ask_app(app_id, StopApp(app_id, reason="update"), STOP_TIMEOUT)
         if copy is not None:
             await trio.to_thread.run_sync(v.restore_data, self.config, app_id, copy)
-        if current is not None:
-            await self._switch(app_id, target, current)
-            await self._ask_app(app_id, StartApp(app_id, reason="rollback"), START_TIMEOUT)
+        await self._switch(app_id, target, current)
+        await self._ask_app(app_id, StartApp(app_id, reason="rollback"), START_TIMEOUT)
         self.bus.publish(AppUpdateFailed(app_id, target, error, current))
         raise Conflict(f"{app_id}: version {target} failed ({error}); rolled back to {current}, data restored",
                        app=app_id, version=target, rolled_back_to=current)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from tests.cli.test_approve import serving
@@ -47,3 +48,10 @@ def test_add_previews_then_installs_and_update_checks_lists_and_switches(tmp_pat
         assert "auto-update on" in run("update", "notes", "--list").stdout
         out = run("add", "ext::sh -c touch% x", "--yes")
         assert out.returncode == 1 and "transport helpers" in out.stderr
+        # apps/notes replaced by a plain folder (a restore, a copy by hand): refused before anything stops
+        real = (apps / "notes").resolve()
+        (apps / "notes").unlink()
+        shutil.copytree(real, apps / "notes")
+        out = run("update", "notes", "--to", v2)
+        assert out.returncode == 1 and "not a version HomeHelper installed" in out.stderr
+        assert not (apps / "notes").is_symlink()
