@@ -84,20 +84,18 @@ def stage(source: str, subdir: str, ref: str | None, work: Path, home: Path) -> 
         url = str(Path(source).expanduser().resolve())
         version = ""
     base = raw if kind != "folder" else Path(url)
-    if kind == "folder" and not (base / subdir / MANIFEST_NAME).is_file():  # before copying anything
-        raise BadRequest(f"no {MANIFEST_NAME} in {url}{'/' + subdir if subdir else ''}: not a HomeHelper app")
     if kind == "archive" and not subdir:
         base = _single_top(raw)
     app_src = base / subdir if subdir else base
     if not app_src.is_dir() or app_src.is_symlink():
         raise BadRequest(f"subdir {subdir!r}: no such folder in the source")
+    if not (app_src / MANIFEST_NAME).is_file():  # before copying anything
+        raise BadRequest(f"no {MANIFEST_NAME} in the source{' folder ' + subdir if subdir else ''}: "
+                         "not a HomeHelper app (use --subdir for an app in a subfolder)")
     app = work / "app"
     copy_checked(app_src, app)
     if kind == "git":
         shutil.rmtree(raw, ignore_errors=True)
-    if not (app / MANIFEST_NAME).is_file():
-        raise BadRequest(f"no {MANIFEST_NAME} in the source{' folder ' + subdir if subdir else ''}: "
-                         "not a HomeHelper app (use --subdir for an app in a subfolder)")
     try:
         manifest = parse_manifest((app / MANIFEST_NAME).read_bytes(), app)
     except ManifestError as exc:

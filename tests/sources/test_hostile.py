@@ -117,6 +117,16 @@ def test_a_folder_with_a_symlink_out_is_refused(tmp_path: Path) -> None:
         _stage(src, tmp_path / "w3")
 
 
+def test_a_source_without_a_manifest_is_refused_before_anything_is_copied(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    commit(repo, {"apps/notes/homehelper.json": manifest(), "apps/notes/main.py": GOOD_MAIN}, "v1")
+    with pytest.raises(BadRequest, match=r"no homehelper\.json in the source: not a HomeHelper app"):
+        _stage(repo, tmp_path / "w1")  # the app is in a subfolder: --subdir
+    assert not (tmp_path / "w1" / "app").exists()
+    with pytest.raises(BadRequest, match=r"no homehelper\.json"):
+        _stage(tmp_path, tmp_path / "w2")  # a plain folder: not even looked through
+
+
 def test_a_subdir_that_leaves_the_source_is_refused(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     commit(repo, {"apps/notes/homehelper.json": manifest(), "apps/notes/main.py": GOOD_MAIN}, "v1")
