@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_backup_commands(sub, root)
     add_options_commands(sub, root)
+    from .clisource import add_commands as add_source_commands
+
+    add_source_commands(sub, root)
     return p
 
 
@@ -113,6 +116,10 @@ def _main(argv: list[str]) -> int:
         from . import clibackup
 
         return clibackup.run(config, args)
+    if args.command in ("add", "update"):
+        from . import clisource
+
+        return clisource.run(config, args)
     if args.command == "config":
         from . import clioptions
 

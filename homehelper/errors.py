@@ -136,3 +136,10 @@ class BackupError(HomeHelperError):
     """A backup could not be written (the folder is missing or full, an app's pre command failed...)."""
 
     code = "backup_failed"
+
+
+class SourceFailed(HomeHelperError):
+    """git could not fetch an app's source (an unknown ref, an unreachable host, a timeout); nothing changed."""
+
+    status = 502
+    code = "source_failed"

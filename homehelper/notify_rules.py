@@ -27,6 +27,7 @@ KINDS: dict[str, str] = {
     "alert_raised": "a machine alert: temperature, under-voltage, disk, memory, CPU",
     "state_file_damaged": "a state file was damaged and rebuilt",
     "backup_failed": "a backup failed",
+    "app_update_failed": "an app's update failed: fetching it, or its health check (then rolled back)",
 }
 LEVELS = ("careful", "warning", "critical")
 TAG_RE = re.compile(r"^[a-z0-9_-]{1,32}$")

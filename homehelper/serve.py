@@ -33,6 +33,7 @@ from .actors.service import ServiceApp
 from .actors.settings import Settings
 from .actors.streamlit import StreamlitApp
 from .actors.ttl import TTLClock
+from .actors.updater import Updater
 from .approvals import ApprovalStore
 from .backends import SystemdBackend, choose_backend
 from .backends.base import Backend
@@ -175,6 +176,7 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
         config.apps_dir, registry, bus.publish, follow=bus if o.scanner_follows else None,
         watch=o.watch))) if o.scan else None
     backup = root.start_child(ChildSpec("backup", lambda: BackupActor(config, bus.publish, apps, installer)))
+    updater = root.start_child(ChildSpec("updater", lambda: Updater(config, bus, apps, scanner)))  # add/update
 
     async def follow(old: Config, new: Config) -> None:
         ctx.config = new  # app actors and the UI manager read streamlit.* (and redis_url at a start) here
@@ -187,7 +189,7 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
     settings.follow(follow)
     refs = dict(backend=backend, ui=ui, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
                 sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref, view=view,
-                backup=backup, history=history)
+                backup=backup, history=history, updater=updater)
     return Runtime(config, bus, root, apps, refs, ctx, settings, instances)
 
 
@@ -200,7 +202,7 @@ def web_deps(rt: Runtime, auth: Auth | None) -> WebDeps:
                    scanner=rt.refs["scanner"], view=rt.refs["view"], sensors=rt.refs["sensors"],
                    event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
                    notifier=rt.refs["notifier"], logs=log_sources(rt.refs["backend"]),
-                   backup=rt.refs["backup"], history=rt.refs["history"])
+                   backup=rt.refs["backup"], history=rt.refs["history"], updater=rt.refs.get("updater"))
     settings_ref = rt.refs["settings"]
 
     async def set_config(changes: dict[str, Any]) -> Config:

@@ -44,9 +44,11 @@ LAYERS: dict[str, int] = {
     "homehelper.backup": 2,  # writing and reading archives (blocking; run on worker threads)
     "homehelper.backup.schedule": 0,  # pure: config.py checks backup.schedule with it
     "homehelper.backupspec": 0,  # a manifest's `backup` section
+    "homehelper.sources": 2,  # apps from a source: git (blocking, with timeouts), checked copies, versions
     "homehelper.actors": 3,  # the domain actors, and the package re-exporting the runtime
     "homehelper.actors.history": 3,
     "homehelper.actors.job": 3,
+    "homehelper.actors.updater": 3,  # add, update, roll back
     "homehelper.ui": 3,
     "homehelper.web": 4,
     "homehelper.web.history": 4,
@@ -59,6 +61,7 @@ LAYERS: dict[str, int] = {
     "homehelper.sdk": 5,  # what apps import; nothing in homehelper imports it
     "homehelper.sdkoptions": 5,  # sdk.options() and sdk.secret(name)
     "homehelper.clioptions": 5,  # homehelper config APP key=value
+    "homehelper.clisource": 5,  # homehelper add / update
 }
 
 

@@ -21,6 +21,7 @@ from . import (
     _options,
     _records,
     _services,
+    _sources,
     _streamlit,
     _system,
 )
@@ -35,11 +36,12 @@ from ._notify import *  # noqa: F403
 from ._options import *  # noqa: F403
 from ._records import *  # noqa: F403 - plain records (not Events), listed in its own __all__
 from ._services import *  # noqa: F403
+from ._sources import *  # noqa: F403
 from ._streamlit import *  # noqa: F403
 from ._system import *  # noqa: F403
 
 _AREAS: tuple[ModuleType, ...] = (_apps, _backup, _bus, _history, _jobs, _monitor, _notify, _options, _services,
-                                  _streamlit, _system)
+                                  _sources, _streamlit, _system)
 
 
 def _messages(module: ModuleType) -> list[str]:

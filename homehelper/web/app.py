@@ -22,6 +22,7 @@ from .guard import HostGuard, own_names
 from .history import register as register_history
 from .options import register_options
 from .proxy import register_proxy
+from .sources import register_sources
 from .ws import register_ws
 
 HASHING = 1  # password checks at once, across every client (scrypt: 16 MiB each)
@@ -189,6 +190,7 @@ def create_app(deps: WebDeps) -> QuartTrio:
     register_backup(app, deps)
     register_history(app, deps)
     register_options(app, deps)
+    register_sources(app, deps)
     register_ws(app, deps)
     register_proxy(app, deps)
     names, suffixes = own_names(deps.config.host, deps.config.allowed_hosts)

@@ -38,6 +38,7 @@ class WebDeps:
     notifier: ActorRef[Any] | None = None  # answers SendTestNotification (POST /api/notify/test)
     backup: ActorRef[Any] | None = None  # the backup actor: RunBackup, RestoreAppData (web/backup.py)
     history: ActorRef[Any] | None = None  # the metrics history (GetMetricHistory) and Redis figures
+    updater: ActorRef[Any] | None = None  # apps added and updated from a source (web/sources.py)
     set_config: Callable[[dict[str, Any]], Any] | None = None  # changes -> new Config (may be async)
     auth: Auth | None = None  # built from config.root when None
     dashboard_port: int | None = None  # the ports really bound (serve_app sets them; port 0 in tests)

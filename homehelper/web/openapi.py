@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .history import PATHS as HISTORY_PATHS
+from .sourcesdoc import openapi_paths as source_paths
 
 APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"},
           "description": "the app's id (its manifest `id`)"}
@@ -152,6 +153,7 @@ def spec() -> dict[str, Any]:
                             "ok": {"type": "boolean"}, "error": {"type": "string", "nullable": True}}}}}}),
                     **_err(403, 409, 429)})},
             **HISTORY_PATHS,
+            **source_paths(_op, _ok, _err, APP_ID),
             "/api/tokens": {
                 "get": _op("API tokens (without their secrets)", _ok({"type": "array", "items": {
                     "$ref": "#/components/schemas/Token"}})),
