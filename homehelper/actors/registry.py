@@ -157,7 +157,8 @@ class Registry(Actor):
         rec.version, rec.description, rec.ui = m.version, m.description, m.ui
         rec.ttl = m.ttl if m.type == "streamlit" else None
         rec.permissions, rec.devices = m.permissions, m.devices
-        rec.job = {"armed": False, **(rec.job or {}), "schedule": m.job.schedule, "timeout": m.job.timeout} if m.job else None
+        rec.job = ({"armed": False, **(rec.job or {}), "schedule": m.job.schedule, "timeout": m.job.timeout}
+                   if m.job else None)
         rec.approved = not m.grants or (self.approvals is not None and self.approvals.is_approved(m.id, m.grants))
 
     async def _remove(self, app_id: str) -> None:
