@@ -58,6 +58,8 @@ LAYERS: dict[str, int] = {
     "homehelper.sdk": 5,  # what apps import; nothing in homehelper imports it
     "homehelper.sdkoptions": 5,  # sdk.options() and sdk.secret(name)
     "homehelper.clioptions": 5,  # homehelper config APP key=value
+    "homehelper.scaffold": 5,  # homehelper new APP: a working app to start from
+    "homehelper.sdkdoc": 5,  # docs/sdk.md from the SDK's docstrings
 }
 
 

@@ -157,6 +157,8 @@ def test_every_repeats_a_task_until_stopped_and_survives_its_failures(env: dict[
 def test_data_dir_is_made_and_run_by_hand_is_relative(tmp_path: Path) -> None:
     folder = sdk.data_dir({"HH_APP_ID": "lamp", "HH_DATA_DIR": str(tmp_path / "a" / "b")})
     assert folder == tmp_path / "a" / "b" and folder.is_dir()
+    # A job is started with HH_PORT=0: no port, not an error (it once failed every sdk call).
+    assert sdk.settings({"HH_APP_ID": "lamp", "HH_PORT": "0"}).port is None
 
 
 def test_ready_and_heartbeat_reach_the_notify_socket(notify_socket: tuple[socket.socket, str]) -> None:

@@ -41,7 +41,7 @@ def settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ValueError(f"HH_APP_ID must be 1-40 lowercase letters, digits or '-', got {app_id!r}")
     port: int | None = None
     raw_port = env.get("HH_PORT", "")
-    if raw_port:
+    if raw_port and raw_port != "0":  # "0": no port (a job gets one)
         try:
             port = int(raw_port)
             if not 1 <= port <= 65535:

@@ -1,0 +1,83 @@
+"""`homehelper new`: each type's output passes `homehelper validate`, and the service and the job run
+in serve's real tree on the process backend (the service healthy, its page served; the job once)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from homehelper import cli
+from homehelper.backends import ProcessBackend
+from homehelper.config import Config
+from homehelper.messages import AppStateChanged, GetApp, JobFailed, JobFinished, RunJob, StartApp, StopApp
+from homehelper.scaffold import TYPES
+from tests.backends.apps import make_config
+from tests.fixtures.systemd import _stop_processes
+from tests.fixtures.tree import open_tree
+
+
+def test_new_writes_a_valid_app_of_each_type(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    apps = tmp_path / "apps"
+    for kind in TYPES:
+        assert cli.main(["new", f"my-{kind}", "--type", kind, "--dir", str(apps)]) == 0
+        assert "it is valid" in capsys.readouterr().out
+        assert cli.main(["validate", str(apps / f"my-{kind}")]) == 0
+        assert f"valid {kind} app 'my-{kind}'" in capsys.readouterr().out
+        manifest = json.loads((apps / f"my-{kind}" / "homehelper.json").read_text())
+        assert manifest["type"] == kind and manifest["options"]["api_key"]["type"] == "password"
+        entry = apps / f"my-{kind}" / manifest["entry"]
+        assert "from homehelper import sdk" in entry.read_text()
+        compile(entry.read_text(), str(entry), "exec")
+    assert sorted(p.name for p in (apps / "my-service").iterdir()) == ["homehelper.json", "main.py",
+                                                                        "requirements.txt"]
+
+
+def test_new_refuses_bad_ids_and_never_overwrites(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    apps = tmp_path / "apps"
+    assert cli.main(["new", "lamp", "--dir", str(apps)]) == 0
+    (apps / "lamp" / "main.py").write_text("# mine\n")
+    assert cli.main(["new", "lamp", "--type", "job", "--dir", str(apps)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (apps / "lamp" / "main.py").read_text() == "# mine\n"
+    for bad in ("Lamp", "../lamp", "a" * 41, "lamp!", "lamp/x", ""):
+        assert cli.main(["new", bad, "--dir", str(apps)]) == 2
+        assert "is not an app id" in capsys.readouterr().err
+    assert sorted(p.name for p in apps.iterdir()) == ["lamp"]
+    with pytest.raises(SystemExit):
+        cli.main(["new", "other", "--type", "daemon", "--dir", str(apps)])
+
+
+@pytest.fixture
+def config(state_root: Path) -> Iterator[Config]:
+    config = make_config(state_root, backend="process")
+    yield config
+    _stop_processes(ProcessBackend(config.run_dir / "procs"))
+
+
+async def test_new_service_and_job_run_under_the_process_backend(config: Config) -> None:
+    for kind in ("service", "job"):
+        assert cli.main(["new", f"new-{kind}", "--type", kind, "--dir", str(config.apps_dir)]) == 0
+    async with open_tree(config, backend=ProcessBackend(config.run_dir / "procs"), sensors=False) as (rt, rec):
+        service = rt.apps.ref("new-service")
+        await service.ask(StartApp("new-service"), timeout=120)
+        await rec.wait(AppStateChanged, "new-service", state="running", timeout=120)
+        snap: dict[str, Any] = await service.ask(GetApp("new-service"), timeout=10)
+        assert snap["healthy"] is True
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{snap['port']}", trust_env=False) as client:
+            health = (await client.get("/health")).json()
+            assert health["status"] == "ok" and health["app"] == "new-service"
+            page = (await client.get("/ui"))
+            assert page.status_code == 200 and "<h1>New service</h1>" in page.text and "Hello #" in page.text
+        await service.ask(StopApp("new-service"), timeout=30)
+
+        job = rt.apps.ref("new-job")
+        await job.ask(RunJob("new-job"), timeout=120)
+        ended = (await rec.wait(lambda e: isinstance(e, (JobFinished, JobFailed)), "new-job", timeout=120))[0]
+        assert isinstance(ended, JobFinished), ended
+        runs = (config.data_dir("new-job") / "runs.log").read_text().splitlines()
+        assert len(runs) == 1 and runs[0].endswith(" Hello")  # the option's default reached the job
