@@ -28,10 +28,10 @@ from ._bus import MAX_MESSAGE, Bus, Message, Subscription
 from ._env import Settings, data_dir, heartbeat, notify, ready, settings, watchdog_interval
 from ._server import AppServer, Request, Response, serve_health
 
-__all__ = [
-    "AppServer", "Bus", "MAX_MESSAGE", "Message", "Request", "Response", "Settings", "Subscription", "bus",
-    "data_dir", "events", "heartbeat", "notify", "options", "publish", "ready", "secret", "serve_health",
-    "settings", "status", "subscribe", "watchdog_interval",
+__all__ = [  # in the order docs/sdk.md shows them: the everyday calls first
+    "options", "secret", "data_dir", "settings", "publish", "subscribe", "events", "status", "bus",
+    "serve_health", "AppServer", "Request", "Response", "ready", "heartbeat", "watchdog_interval", "notify",
+    "Settings", "Bus", "Subscription", "Message", "MAX_MESSAGE",
 ]
 
 _bus: Bus | None = None

@@ -81,6 +81,13 @@ def _encode(result: Any) -> Response:
 class AppServer:
     """An HTTP server on the app's port answering `/health` and the routes added with `route()`.
 
+        app = sdk.AppServer(health=lambda: {"readings": count})
+        @app.route("/ui")
+        def page(request): return "<h1>Hello</h1>"   # str: HTML; dict or list: JSON; bytes; or a Response
+        @app.every(5)
+        def sample(): ...                            # every 5 s, in its own thread, while the server runs
+        app.run()                                    # blocks until SIGTERM or Ctrl-C
+
     `health`: called for each `/health` request; what it returns (a dict) is added to the answer,
     `{"status": "ok", "app": <id>, ...}`. A "status" other than "ok" in it, False, or an exception
     answers 503, which HomeHelper counts as a failed check. `host`/`port` default to $HH_HOST and
@@ -129,6 +136,7 @@ class AppServer:
 
     @property
     def url(self) -> str:
+        """http://host:port, as it listens."""
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> AppServer:
