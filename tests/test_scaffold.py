@@ -17,6 +17,7 @@ from homehelper.config import Config
 from homehelper.messages import AppStateChanged, GetApp, JobFailed, JobFinished, RunJob, StartApp, StopApp
 from homehelper.scaffold import TYPES
 from tests.backends.apps import make_config
+from tests.fixtures.common import REPO
 from tests.fixtures.systemd import _stop_processes
 from tests.fixtures.tree import open_tree
 
@@ -81,3 +82,21 @@ async def test_new_service_and_job_run_under_the_process_backend(config: Config)
         assert isinstance(ended, JobFinished), ended
         runs = (config.data_dir("new-job") / "runs.log").read_text().splitlines()
         assert len(runs) == 1 and runs[0].endswith(" Hello")  # the option's default reached the job
+
+
+def test_the_manifests_in_first_app_md_are_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (REPO / "docs" / "first-app.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```json\n")[1:]]
+    assert len(blocks) == 2
+    for block in blocks:
+        manifest = json.loads(block)
+        folder = tmp_path / manifest["id"]
+        folder.mkdir()
+        (folder / "homehelper.json").write_text(block)
+        (folder / manifest.get("entry", "main.py")).write_text("print('hi')\n")
+        assert cli.main(["validate", str(folder)]) == 0, capsys.readouterr().err
+    # the tutorial's manifest is what `homehelper new greeter` writes, less the fields it leaves out
+    assert cli.main(["new", "greeter", "--dir", str(tmp_path / "apps")]) == 0
+    made = json.loads((tmp_path / "apps" / "greeter" / "homehelper.json").read_text())
+    shown = json.loads(blocks[0])
+    assert {k: made[k] for k in shown} == shown
