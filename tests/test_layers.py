@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "homehelper.errors": 0,
     "homehelper.storage": 0,
     "homehelper.manifest": 0,
+    "homehelper.appid": 0,  # the app-id rule, stdlib only (the SDK imports it)
     "homehelper.calendar": 0,  # job schedules: systemd calendar events
     "homehelper.config": 0,
     "homehelper.approvals": 0,
