@@ -100,3 +100,23 @@ def test_the_manifests_in_first_app_md_are_valid(tmp_path: Path, capsys: pytest.
     made = json.loads((tmp_path / "apps" / "greeter" / "homehelper.json").read_text())
     shown = json.loads(blocks[0])
     assert {k: made[k] for k in shown} == shown
+
+
+def test_a_new_streamlit_app_runs_in_streamlit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    assert cli.main(["new", "notes", "--type", "streamlit", "--dir", str(tmp_path / "apps")]) == 0
+    options = tmp_path / "options.json"
+    options.write_text(json.dumps({"greeting": "Good morning"}))  # as HomeHelper writes the user's values
+    for name, value in {"HH_APP_ID": "notes", "HH_DATA_DIR": str(tmp_path / "data"),
+                        "HH_OPTIONS_FILE": str(options)}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("HH_REDIS_URL", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    app = AppTest.from_file(str(tmp_path / "apps" / "notes" / "app.py"), default_timeout=60).run()
+    assert not app.exception
+    assert app.title[0].value == "Notes" and "Good morning!" in app.markdown[0].value
+    app.text_area[0].input("buy milk")
+    app.button[0].click().run()
+    assert not app.exception and app.success[0].value == "Saved"
+    assert (tmp_path / "data" / "notes.txt").read_text() == "buy milk"
