@@ -42,6 +42,30 @@ print(sdk.status("ok", said=1))
     assert out.stdout.splitlines() == ["2 greeter greetings hello greeter True", "0"]
 
 
+@pytest.mark.redis
+def test_on_calls_a_handler_for_each_message_in_its_own_thread(redis, tmp_path: Path) -> None:
+    code = """
+import threading
+from homehelper import sdk
+got, done = [], threading.Event()
+
+@sdk.on("readings", app="greeter")
+def reading(msg):
+    if msg.data == "bad":
+        raise ValueError("a handler that fails on one message")
+    got.append((msg.app_id, msg.data, threading.current_thread().name))
+    if len(got) == 2:
+        done.set()
+
+for data in ("bad", 1, 2):
+    sdk.publish("readings", data)
+print(done.wait(10), got)
+"""
+    out = run_app(code, HH_APP_ID="greeter", HH_REDIS_URL=redis.url, HH_DATA_DIR=str(tmp_path))
+    assert out.stdout.strip() == "True [('greeter', 1, 'sdk-on-readings'), ('greeter', 2, 'sdk-on-readings')]"
+    assert "ValueError: a handler that fails on one message" in out.stderr  # logged, and it carried on
+
+
 def test_without_redis_the_module_level_calls_do_nothing_and_never_fail(tmp_path: Path) -> None:
     code = """
 from homehelper import sdk

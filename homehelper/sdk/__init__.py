@@ -20,7 +20,9 @@ protocol to $NOTIFY_SOCKET, under systemd and on the process backend alike.
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..sdkoptions import options, secret
@@ -29,11 +31,12 @@ from ._env import Settings, data_dir, heartbeat, notify, ready, settings, watchd
 from ._server import AppServer, Request, Response, serve_health
 
 __all__ = [  # in the order docs/sdk.md shows them: the everyday calls first
-    "options", "secret", "data_dir", "settings", "publish", "subscribe", "events", "status", "bus",
+    "options", "secret", "data_dir", "settings", "publish", "subscribe", "on", "events", "status", "bus",
     "serve_health", "AppServer", "Request", "Response", "ready", "heartbeat", "watchdog_interval", "notify",
     "Settings", "Bus", "Subscription", "Message", "MAX_MESSAGE",
 ]
 
+log = logging.getLogger("homehelper.sdk")
 _bus: Bus | None = None
 _bus_lock = threading.Lock()
 
@@ -57,6 +60,29 @@ def subscribe(topic: str = "*", app: str | None = None) -> Subscription:
     """Messages that apps publish on `topic` ('*': every topic), from every app or only `app`.
     Iterate it (blocks; use a thread of its own) or call `get(timeout)`."""
     return bus().subscribe(topic, app)
+
+
+def on(topic: str = "*", app: str | None = None) -> Callable[[Callable[[Message], Any]], Callable[[Message], Any]]:
+    """Decorator: call the function with each Message apps publish on `topic` (from `app` only, if
+    given), in a thread of its own, for as long as the app runs. An exception is logged with its
+    traceback and the next message still comes. Without Redis nothing arrives.
+
+        @sdk.on("readings", app="sensor-logger")
+        def got(msg): print(msg.data["temperature_c"])
+    """
+    def start(handler: Callable[[Message], Any]) -> Callable[[Message], Any]:
+        sub = subscribe(topic, app)
+
+        def listen() -> None:
+            for msg in sub:
+                try:
+                    handler(msg)
+                except Exception:
+                    log.exception("homehelper.sdk: %s failed on a %r message", getattr(handler, "__name__", handler),
+                                  msg.topic)
+        threading.Thread(target=listen, name=f"sdk-on-{topic}", daemon=True).start()
+        return handler
+    return start
 
 
 def events(*kinds: str, app: str | None = None) -> Subscription:
