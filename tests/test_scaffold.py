@@ -53,6 +53,12 @@ def test_new_refuses_bad_ids_and_never_overwrites(tmp_path: Path, capsys: pytest
         cli.main(["new", "other", "--type", "daemon", "--dir", str(apps)])
 
 
+def test_without_dir_the_app_goes_into_the_roots_apps_folder(state_root: Path) -> None:
+    assert cli.main(["new", "lamp", "--root", str(state_root)]) == 0
+    config = make_config(state_root)
+    assert (config.apps_dir / "lamp" / "homehelper.json").is_file()
+
+
 @pytest.fixture
 def config(state_root: Path) -> Iterator[Config]:
     config = make_config(state_root, backend="process")
