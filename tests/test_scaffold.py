@@ -1,5 +1,6 @@
-"""`homehelper new`: each type's output passes `homehelper validate`, and the service and the job run
-in serve's real tree on the process backend (the service healthy, its page served; the job once)."""
+"""`homehelper new`: each type's output passes `homehelper validate` and runs: the service in serve's real
+tree on both backends (healthy, its page served), the job once on the process backend, the Streamlit
+app in Streamlit."""
 
 from __future__ import annotations
 
@@ -66,10 +67,9 @@ def config(state_root: Path) -> Iterator[Config]:
     _stop_processes(ProcessBackend(config.run_dir / "procs"))
 
 
-async def test_new_service_and_job_run_under_the_process_backend(config: Config) -> None:
-    for kind in ("service", "job"):
-        assert cli.main(["new", f"new-{kind}", "--type", kind, "--dir", str(config.apps_dir)]) == 0
-    async with open_tree(config, backend=ProcessBackend(config.run_dir / "procs"), sensors=False) as (rt, rec):
+async def test_a_new_service_runs_healthy_and_serves_its_page(any_backend: Any, config: Config) -> None:
+    assert cli.main(["new", "new-service", "--type", "service", "--dir", str(config.apps_dir)]) == 0
+    async with open_tree(config, backend=any_backend, sensors=False) as (rt, rec):
         service = rt.apps.ref("new-service")
         await service.ask(StartApp("new-service"), timeout=120)
         await rec.wait(AppStateChanged, "new-service", state="running", timeout=120)
@@ -80,8 +80,14 @@ async def test_new_service_and_job_run_under_the_process_backend(config: Config)
             assert health["status"] == "ok" and health["app"] == "new-service"
             page = (await client.get("/ui"))
             assert page.status_code == 200 and "<h1>New service</h1>" in page.text and "Hello #" in page.text
+        # it wrote to its data folder (under systemd: the one folder its sandbox may write)
+        assert (config.data_dir("new-service") / "last.txt").read_text().startswith("Hello #")
         await service.ask(StopApp("new-service"), timeout=30)
 
+
+async def test_a_new_job_runs_once_on_the_process_backend(config: Config) -> None:
+    assert cli.main(["new", "new-job", "--type", "job", "--dir", str(config.apps_dir)]) == 0
+    async with open_tree(config, backend=ProcessBackend(config.run_dir / "procs"), sensors=False) as (rt, rec):
         job = rt.apps.ref("new-job")
         await job.ask(RunJob("new-job"), timeout=120)
         ended = (await rec.wait(lambda e: isinstance(e, (JobFinished, JobFailed)), "new-job", timeout=120))[0]
