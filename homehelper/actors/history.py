@@ -21,6 +21,7 @@ import trio
 
 from ..config import Config, MonitorConfig
 from ..errors import BadRequest
+from ..manifest import ID_RE
 from ..messages import (
     FlushHistory,
     GetHistoryState,
@@ -37,7 +38,7 @@ from . import Actor, ActorRef, Broadcast
 log = logging.getLogger(__name__)
 
 RANGES = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
-SERIES_RE = re.compile(r"^(machine|redis|app:[a-z0-9][a-z0-9-]{0,39})$")
+SERIES_RE = re.compile(rf"^(machine|redis|app:{ID_RE.pattern})$")
 MAX_PENDING = 20_000  # rows held while the file cannot be written (a full disk): the oldest go first
 MAX_POINTS = 2000
 

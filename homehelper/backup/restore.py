@@ -36,8 +36,8 @@ MAX_MEMBER = 8 << 30  # one file: 8 GiB
 MAX_MEMBERS = 500_000
 MAX_MANIFEST = 64 << 20
 _NAME = re.compile(
-    r"^(state/(config|registry|options)/[^\x00-\x1f\x7f]+|state/history\.sqlite|state/data/(?P<data>[a-z0-9][a-z0-9-]{0,39})(/[^\x00-\x1f\x7f]+)?|"
-    r"apps/(?P<app>[a-z0-9][a-z0-9-]{0,39})(/[^\x00-\x1f\x7f]+)?|secrets\.enc|backup\.json)$")
+    rf"^(state/(config|registry|options)/[^\x00-\x1f\x7f]+|state/history\.sqlite|state/data/(?P<data>{ID_RE.pattern})(/[^\x00-\x1f\x7f]+)?|"
+    rf"apps/(?P<app>{ID_RE.pattern})(/[^\x00-\x1f\x7f]+)?|secrets\.enc|backup\.json)$")
 TOPS = ("config", "registry", "options", "data", "secrets", "history.sqlite")  # what a full restore replaces
 
 
@@ -239,7 +239,7 @@ def _restore_secrets(archive: Path, tmp: Path, passphrase: str | None, without: 
     folder = tmp / "state" / "secrets"
     folder.mkdir(parents=True, mode=0o700)
     for name, data in files.items():
-        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}\.json", name):
+        if not re.fullmatch(rf"{ID_RE.pattern}\.json", name):
             raise refuse(archive, f"its sealed secrets hold an unexpected name {name[:60]!r}")
         fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
