@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     from .clisource import add_commands as add_source_commands
 
     add_source_commands(sub, root)
+    from .scaffold import add_commands as add_scaffold_commands
+
+    add_scaffold_commands(sub, root)
     return p
 
 
@@ -88,6 +91,10 @@ def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.command == "validate":
         return validate(args.path)
+    if args.command == "new":
+        from . import scaffold
+
+        return scaffold.run(args)
     overrides: dict[str, Any] = {}
     for key in ("apps_dir", "host", "port", "backend", "redis_url"):
         value = getattr(args, key, None)

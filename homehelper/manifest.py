@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .appid import ID_RE  # the id rule, one definition for every module
 from .backupspec import BackupSpec, parse_backup
 from .calendar import JobSpec, job_fields
 from .errors import ManifestError
@@ -24,8 +25,6 @@ from .options import Option, parse_schema
 
 MANIFEST_NAME = "homehelper.json"
 MAX_MANIFEST_BYTES = 64 * 1024
-# Used with fullmatch: `$` alone would accept a trailing newline, which splits a unit's lines.
-ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # C0 and C1 controls, DEL, and Unicode line breaks: any of them in a value that reaches a unit
 # file, a path or a command line could start a new directive or hide one.

@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "homehelper.errors": 0,
     "homehelper.storage": 0,
     "homehelper.manifest": 0,
+    "homehelper.appid": 0,  # the app-id rule, stdlib only (the SDK imports it)
     "homehelper.calendar": 0,  # job schedules: systemd calendar events
     "homehelper.config": 0,
     "homehelper.config_sections": 0,  # the config's section classes (config.py re-exports them)
@@ -62,6 +63,8 @@ LAYERS: dict[str, int] = {
     "homehelper.sdkoptions": 5,  # sdk.options() and sdk.secret(name)
     "homehelper.clioptions": 5,  # homehelper config APP key=value
     "homehelper.clisource": 5,  # homehelper add / update
+    "homehelper.scaffold": 5,  # homehelper new APP: a working app to start from
+    "homehelper.sdkdoc": 5,  # docs/sdk.md from the SDK's docstrings
 }
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from ..manifest import ID_RE
+from ..appid import ID_RE
 
 PREFIX = "homehelper"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")  # node ids, kinds: no ':' and no glob chars

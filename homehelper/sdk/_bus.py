@@ -1,50 +1,22 @@
-"""The app SDK: an app's settings, and the HomeHelper bus (plain, sync redis-py).
+"""The bus from an app's side: publish and subscribe on HomeHelper's Redis channels (sync redis-py).
 
-    from homehelper.sdk import Bus, settings
-
-    cfg = settings()                    # HH_APP_ID, HH_PORT, HH_DATA_DIR, HH_REDIS_URL, ...
-    bus = Bus(cfg)
-    bus.status("ok", sensors=3)         # shown on the dashboard, kept in the app's health hash
-    bus.heartbeat()
-    bus.publish("temperature", {"room": "kitchen", "c": 21.5})
-    for msg in bus.subscribe("temperature"):       # every app's "temperature" publications
-        print(msg.app_id, msg.data)
-
-An app without an HTTP server can still be watched (manifest `"health": {"type":
-"watchdog", "interval": 10}`): it says when it is ready, then keeps saying it is alive.
-
-    from homehelper import sdk
-
-    sdk.ready()                         # set up: HomeHelper shows it running
-    while True:
-        do_work()
-        sdk.heartbeat()                 # at least every health.interval seconds (half is safe)
-
-Both speak systemd's sd_notify protocol to the socket in $NOTIFY_SOCKET, under systemd and
-without it, and do nothing when the app runs by hand (no socket).
-
-Without Redis (HH_REDIS_URL empty) the bus is off: publishing does nothing, says
-so once in the log, and subscriptions yield nothing; the app still runs. A Redis
-outage is logged, never raised, so the bus cannot take an app down. The SDK is
-optional: the channels are plain Redis (see docs/bus.md).
+Without Redis (HH_REDIS_URL empty) the bus is off: publishing does nothing, says so once in the
+log, and subscriptions yield nothing; the app still runs. A Redis outage is logged, never raised,
+so the bus cannot take an app down. The channels are plain Redis (docs/bus.md): the SDK is optional.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from pathlib import Path
 from typing import Any
 
-from .bus.channels import APP_RE, Channels, check_app, check_name, check_topic
-from .sdkoptions import options, secret  # noqa: F401 - an app's options and secrets (sdkoptions.py)
+from ..bus.channels import Channels, check_app, check_name, check_topic
+from ._env import Settings, settings
 
 log = logging.getLogger("homehelper.sdk")
 
@@ -52,96 +24,9 @@ MAX_MESSAGE = 64 * 1024  # bytes; the bridge ignores bigger messages
 
 
 @dataclass(frozen=True)
-class Settings:
-    app_id: str
-    port: int | None  # None when HomeHelper gave the app no port
-    host: str
-    data_dir: Path
-    log_dir: Path
-    redis_url: str | None  # None: no bus
-    node_id: str
-
-
-def settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """The app's settings from the environment HomeHelper starts it with.
-
-    Run by hand (no HH_* variables) an app gets workable defaults: its folder's
-    name as id, ./data and ./logs, and no bus.
-    """
-    env = os.environ if environ is None else environ
-    app_id = env.get("HH_APP_ID") or _default_id()
-    if not APP_RE.fullmatch(app_id):
-        raise ValueError(f"HH_APP_ID must be 1-40 lowercase letters, digits or '-', got {app_id!r}")
-    port: int | None = None
-    raw_port = env.get("HH_PORT", "")
-    if raw_port:
-        try:
-            port = int(raw_port)
-            if not 1 <= port <= 65535:
-                raise ValueError
-        except ValueError:
-            raise ValueError(f"HH_PORT must be an integer from 1 to 65535, got {raw_port!r}") from None
-    node_id = env.get("HH_NODE_ID") or "main"
-    check_name("HH_NODE_ID", node_id)
-    return Settings(
-        app_id=app_id, port=port, host=env.get("HH_HOST") or "127.0.0.1",
-        data_dir=Path(env.get("HH_DATA_DIR") or "data").expanduser(),
-        log_dir=Path(env.get("HH_LOG_DIR") or "logs").expanduser(),
-        redis_url=env.get("HH_REDIS_URL") or None, node_id=node_id,
-    )
-
-
-def notify(state: str, environ: Mapping[str, str] | None = None) -> bool:
-    """Send an sd_notify message ("READY=1", "WATCHDOG=1", "STATUS=...") to $NOTIFY_SOCKET, a path
-    or an abstract name ('@...'). False when there is no socket (run by hand) or it cannot be
-    reached (HomeHelper restarting): never raises, so health reporting cannot end the app."""
-    env = os.environ if environ is None else environ
-    address = env.get("NOTIFY_SOCKET", "")
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    elif not address.startswith("/"):
-        return False  # unset, or a kind of address HomeHelper never gives (vsock)
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.connect(address)
-            sock.sendall(state.encode())
-    except OSError as exc:
-        log.debug("homehelper.sdk: notify %r to %s failed: %s", state, env.get("NOTIFY_SOCKET"), exc)
-        return False
-    return True
-
-
-def ready(environ: Mapping[str, str] | None = None) -> bool:
-    """Tell HomeHelper the app is set up and running (READY=1); a watchdog app is 'starting' until then."""
-    return notify("READY=1", environ)
-
-
-def heartbeat(environ: Mapping[str, str] | None = None) -> bool:
-    """Tell HomeHelper the app is alive (WATCHDOG=1). A watchdog app silent for longer than its
-    manifest's health.interval is restarted as if it had crashed."""
-    return notify("WATCHDOG=1", environ)
-
-
-def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
-    """Seconds within which heartbeat() must be called ($WATCHDOG_USEC), None when nobody watches."""
-    env = os.environ if environ is None else environ
-    try:
-        usec = int(env.get("WATCHDOG_USEC", ""))
-        if env.get("WATCHDOG_PID") and int(env["WATCHDOG_PID"]) != os.getpid():
-            return None  # inherited by a child: the watchdog means the main process
-    except ValueError:
-        return None
-    return usec / 1_000_000 if usec > 0 else None
-
-
-def _default_id() -> str:
-    script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else Path.cwd()
-    name = (script.parent if script.is_file() else script).name.lower()
-    return name if APP_RE.fullmatch(name) else "app"
-
-
-@dataclass(frozen=True)
 class Message:
+    """One message from the bus: who sent it, on which topic, and what (JSON-decoded)."""
+
     channel: str
     app_id: str | None  # who published it (for HomeHelper's own events: the app they are about)
     topic: str  # an app's topic, or for HomeHelper's events their kind
@@ -179,6 +64,7 @@ class Bus:
         return self._send(self.ch.status(self.settings.app_id), {"status": status, **detail})
 
     def heartbeat(self, **data: Any) -> int:
+        """Say "I am alive" on the bus (shown on the dashboard); the watchdog is sdk.heartbeat()."""
         return self._send(self.ch.heartbeat(self.settings.app_id), data)
 
     def subscribe(self, topic: str = "*", app: str | None = None) -> Subscription:
