@@ -87,15 +87,21 @@ class Server:
 
 
 def _spawned(hh: int) -> bool:
-    """HomeHelper has forked a child (an app: installs are done before). Cheap: no
-    /proc scan, so the spin below sees the fork before the exec and the PID's write that follow it."""
+    """HomeHelper has started an app: a child of it runs with a run token (its log stamper, also a
+    child, has none). Cheap: no /proc scan, so the spin below sees the exec before the PID's write."""
     for tid in os.listdir(f"/proc/{hh}/task"):  # trio forks from a worker thread
         try:
             with open(f"/proc/{hh}/task/{tid}/children") as f:
-                if f.read().split():
-                    return True
+                children = f.read().split()
         except OSError:
             continue
+        for child in children:
+            try:
+                with open(f"/proc/{child}/environ", "rb") as f:
+                    if b"HH_RUN_TOKEN=" in f.read():
+                        return True
+            except OSError:
+                continue
     return False
 
 
