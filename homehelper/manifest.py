@@ -19,8 +19,8 @@ import attrs
 
 from .appid import ID_RE  # the id rule, one definition for every module
 from .backupspec import BackupSpec, parse_backup
-from .calendar import JobSpec, job_fields
 from .errors import ManifestError
+from .oncalendar import JobSpec, job_fields
 from .options import Option, parse_schema
 
 MANIFEST_NAME = "homehelper.json"
@@ -93,7 +93,7 @@ class Manifest:
     options: tuple[Option, ...] = ()  # what the user may set (homehelper.options), in the manifest's order
     digest: str = ""  # sha256 of the manifest bytes, to notice changes
     backup: BackupSpec = attrs.field(factory=BackupSpec)  # what a backup leaves out, and how it is taken
-    job: JobSpec | None = None  # type job: its schedule and timeout (homehelper.calendar)
+    job: JobSpec | None = None  # type job: its schedule and timeout (homehelper.oncalendar)
 
     @property
     def grants(self) -> tuple[str, ...]:

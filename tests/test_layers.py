@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     "homehelper.storage": 0,
     "homehelper.manifest": 0,
     "homehelper.appid": 0,  # the app-id rule, stdlib only (the SDK imports it)
-    "homehelper.calendar": 0,  # job schedules: systemd calendar events
+    "homehelper.oncalendar": 0,  # job schedules: systemd calendar events
     "homehelper.config": 0,
     "homehelper.config_sections": 0,  # the config's section classes (config.py re-exports them)
     "homehelper.approvals": 0,
@@ -50,8 +50,7 @@ LAYERS: dict[str, int] = {
     "homehelper.actors.history": 3,
     "homehelper.actors.job": 3,
     "homehelper.actors.updater": 3,  # add, update, roll back
-    "homehelper.ui": 3,
-    "homehelper.web": 4,
+        "homehelper.web": 4,
     "homehelper.web.history": 4,
     "homehelper.serve": 5,
     "homehelper.cli": 5,
@@ -189,4 +188,4 @@ def test_the_checker_names_an_import_that_goes_up() -> None:
 
 def test_type_checking_imports_are_exempt() -> None:
     source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..actors.service import ServiceApp\n"
-    assert upward_imports("homehelper.backends.health", source) == []
+    assert upward_imports("homehelper.backends.restarts", source) == []

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..backends.health import judge_end
+from ..backends.restarts import judge_end
 from ..errors import HomeHelperError
 from ..messages import AppCrashed, AppHealthChanged, AppQuarantined, AppStopped
 from . import ActorError

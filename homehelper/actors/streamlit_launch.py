@@ -1,5 +1,5 @@
 """Launching a Streamlit app's run: the backend starts it on a port, then it counts as up once
-it answers its health check (homehelper.ui.launcher.wait_ready); a port found taken is avoided on
+it answers its health check (homehelper.actors.streamlit_spec.wait_ready); a port found taken is avoided on
 the next of PORT_ATTEMPTS tries. The actor (streamlit.py) calls it for a StartApp or OpenUI.
 """
 
@@ -15,8 +15,8 @@ from ..backends.base import UnitStatus
 from ..backends.delivery import with_options
 from ..bus.acl import app_secrets
 from ..errors import BackendError, HomeHelperError
-from ..ui import launcher
-from ..ui.launcher import PortTaken, StartFailed, exit_code
+from . import streamlit_spec as launcher
+from .streamlit_spec import PortTaken, StartFailed, exit_code
 
 if TYPE_CHECKING:
     from .streamlit import StreamlitApp

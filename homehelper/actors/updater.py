@@ -29,7 +29,6 @@ from ..manifest import Manifest, load_manifest
 from ..messages import (
     AppAdded,
     AppAwaitingApproval,
-    AppChanged,
     AppConfigError,
     AppCrashed,
     AppDiscovered,
@@ -43,6 +42,7 @@ from ..messages import (
     ConfirmAdd,
     GetApp,
     GetSource,
+    ManifestChanged,
     PreviewSource,
     Rescan,
     ScanApplied,
@@ -69,10 +69,10 @@ FAILURES = (AppCrashed, AppConfigError, AppInstallFailed, AppQuarantined)
 class Updater(Actor):
     name = "updater"
 
-    def __init__(self, config: Config, bus: Broadcast, apps: Supervisor, scanner: ActorRef[Any] | None,
+    def __init__(self, config: Config, broadcast: Broadcast, apps: Supervisor, scanner: ActorRef[Any] | None,
                  wall: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.bus = bus
+        self.broadcast = broadcast
         self.apps = apps
         self.scanner = scanner
         self.wall = wall
@@ -165,7 +165,7 @@ class Updater(Actor):
                                 "auto_update": False}
         await self._save()
         await self._rescan(app_id, AppDiscovered)
-        self.bus.publish(AppAdded(app_id, git.redact(staged.url), staged.version))
+        self.broadcast.publish(AppAdded(app_id, git.redact(staged.url), staged.version))
         return {"app_id": app_id, "version": staged.version}
 
     # --- checking and updating ---------------------------------------------------------
@@ -189,7 +189,7 @@ class Updater(Actor):
         rec["available"] = latest if latest != rec.get("version") else None
         await self._save()
         if rec["available"]:
-            self.bus.publish(AppUpdateAvailable(app_id, str(rec.get("version")), latest))
+            self.broadcast.publish(AppUpdateAvailable(app_id, str(rec.get("version")), latest))
         return {"app_id": app_id, "current": rec.get("version"), "latest": latest,
                 "update_available": bool(rec["available"])}
 
@@ -210,7 +210,7 @@ class Updater(Actor):
             try:
                 target = await self._fetch(app_id, rec, to)
             except HomeHelperError as exc:  # nothing changed; said on the event log (and notified)
-                self.bus.publish(AppUpdateFailed(app_id, to or "", exc.message, None))
+                self.broadcast.publish(AppUpdateFailed(app_id, to or "", exc.message, None))
                 raise
         if target == current:
             return {"app_id": app_id, "updated": False, "version": current, "message": f"{app_id} is at {current}"}
@@ -238,7 +238,7 @@ class Updater(Actor):
         except OSError as exc:  # a full disk, say: nothing switched; the app runs on as it was
             if was_running:
                 await self._ask_app(app_id, StartApp(app_id, reason="update"), START_TIMEOUT)
-            self.bus.publish(AppUpdateFailed(app_id, target, f"copying its data failed: {exc}", None))
+            self.broadcast.publish(AppUpdateFailed(app_id, target, f"copying its data failed: {exc}", None))
             raise Conflict(f"{app_id}: copying its data before the update failed ({exc}); nothing changed",
                            app=app_id) from None
         await self._switch(app_id, current, target)
@@ -247,7 +247,7 @@ class Updater(Actor):
             rec.update(previous=current, version=target, updated_at=self.wall(), available=None)
             await self._save()
             await trio.to_thread.run_sync(v.prune, self.config, app_id, (current, target))
-            self.bus.publish(AppUpdated(app_id, current, target))
+            self.broadcast.publish(AppUpdated(app_id, current, target))
             return {"app_id": app_id, "updated": True, "version": target, "previous": current}
         log.warning("%s: version %s failed (%s); rolling back to %s", app_id, target, error, current)
         await self._ask_app(app_id, StopApp(app_id, reason="update"), STOP_TIMEOUT)
@@ -255,18 +255,18 @@ class Updater(Actor):
             await trio.to_thread.run_sync(v.restore_data, self.config, app_id, copy)
         await self._switch(app_id, target, current)
         await self._ask_app(app_id, StartApp(app_id, reason="rollback"), START_TIMEOUT)
-        self.bus.publish(AppUpdateFailed(app_id, target, error, current))
+        self.broadcast.publish(AppUpdateFailed(app_id, target, error, current))
         raise Conflict(f"{app_id}: version {target} failed ({error}); rolled back to {current}, data restored",
                        app=app_id, version=target, rolled_back_to=current)
 
     async def _switch(self, app_id: str, old: str | None, new: str) -> None:
         changed = old is None or await trio.to_thread.run_sync(v.manifests_differ, self.config, app_id, old, new)
         await trio.to_thread.run_sync(v.switch, self.config, app_id, new)
-        await self._rescan(app_id, AppChanged if changed else None)
+        await self._rescan(app_id, ManifestChanged if changed else None)
 
     async def _start_and_watch(self, app_id: str) -> str | None:
         """None when the app came up healthy and stayed so for its grace period, else what went wrong."""
-        with self.bus.subscribe(64, accept=lambda e: getattr(e, "app_id", None) == app_id and isinstance(
+        with self.broadcast.subscribe(64, accept=lambda e: getattr(e, "app_id", None) == app_id and isinstance(
                 e, (*FAILURES, AppHealthChanged, AppAwaitingApproval))) as sub:
             try:
                 await self.apps.ref(app_id).ask(StartApp(app_id, reason="update"), timeout=START_TIMEOUT)
@@ -314,7 +314,7 @@ class Updater(Actor):
         return {"app_id": app_id, "source": v.shown(rec), "versions": found}
 
     async def _rescan(self, app_id: str, wanted: type | None) -> None:
-        """Rescan; with `wanted` (AppDiscovered for a new app, AppChanged for a new manifest), return once
+        """Rescan; with `wanted` (AppDiscovered for a new app, ManifestChanged for a new manifest), return once
         the registry applied it. The watcher holds back a folder changed a moment ago until it is quiet
         (actors/watcher.py): then its own scan, a second later, brings it."""
         if self.scanner is None:
@@ -325,7 +325,7 @@ class Updater(Actor):
             return isinstance(e, ScanApplied) or (wanted is not None and isinstance(e, wanted)
                                                   and getattr(e, "app_id", None) == app_id)
 
-        with self.bus.subscribe(64, accept=accept) as sub:
+        with self.broadcast.subscribe(64, accept=accept) as sub:
             await self.scanner.ask(Rescan(), timeout=60)
             with trio.move_on_after(SETTLE_TIMEOUT):
                 while True:

@@ -27,7 +27,7 @@ class WebDeps:
     """Everything the web layer talks to, passed in by serve.py."""
 
     config: Config
-    bus: Broadcast
+    broadcast: Broadcast
     apps: Supervisor
     scanner: ActorRef[Any]
     view: AppsView  # the registry's read model of every app: what the web shows and acts on

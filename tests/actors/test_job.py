@@ -87,15 +87,16 @@ class Harness:
 @asynccontextmanager
 async def harness(config: Config, backend: Any, notify: NotifyConfig | None = None) -> AsyncIterator[Harness]:
     """serve's tree without a scanner: the tests add their job actors under its apps supervisor."""
-    bus = Broadcast()
+    broadcast = Broadcast()
     if notify is not None:
         config = attrs.evolve(config, notify=notify)  # serve's notifier reads notify.* at start
     async with trio.open_nursery() as nursery:
-        rt = await build_tree(config, nursery, Overrides(backend=backend, bus=bus, scan=False, sensors=False))
+        rt = await build_tree(config, nursery, Overrides(backend=backend, broadcast=broadcast, scan=False,
+                                                         sensors=False))
         h = Harness(rt.apps, rt.ctx)
 
         async def collect() -> None:
-            with bus.subscribe() as sub:
+            with broadcast.subscribe() as sub:
                 async for event in sub:
                     h.events.append(event)
                     h.timed.append((trio.current_time(), event))

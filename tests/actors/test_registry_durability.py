@@ -16,7 +16,7 @@ from pathlib import Path
 from homehelper.actors.registry import AppRecord, Registry
 
 path = Path(sys.argv[1])
-reg = Registry(apps=None, factory=None, bus=None, state_file=path)
+reg = Registry(apps=None, factory=None, broadcast=None, state_file=path)
 i = 0
 while True:
     i += 1

@@ -48,7 +48,8 @@ class Harness:
 
     def __init__(self, rt: Runtime, recorder: Recorder) -> None:
         self.rt, self.recorder = rt, recorder
-        self.config, self.backend, self.bus, self.sup, self.ctx = rt.config, rt.ctx.backend, rt.bus, rt.apps, rt.ctx
+        self.config, self.backend, self.broadcast = rt.config, rt.ctx.backend, rt.broadcast
+        self.sup, self.ctx = rt.apps, rt.ctx
 
     @property
     def events(self) -> list[Any]:

@@ -30,9 +30,9 @@ async def test_auto_update_checks_once_a_day_and_installs_the_new_commit(
         nursery: trio.Nursery, state_root: Path, clock: trio.testing.MockClock) -> None:
     config = Config(root=state_root, apps_dir=state_root / "apps")
     config.apps_dir.mkdir(parents=True)
-    bus = Broadcast()
-    root = Supervisor("root", emit=bus.publish)
-    apps = Supervisor("apps", emit=bus.publish)
+    broadcast = Broadcast()
+    root = Supervisor("root", emit=broadcast.publish)
+    apps = Supervisor("apps", emit=broadcast.publish)
     await nursery.start(root.run)
     await nursery.start(apps.run)
     repo = state_root / "repo"
@@ -40,10 +40,10 @@ async def test_auto_update_checks_once_a_day_and_installs_the_new_commit(
     made: list[Updater] = []
 
     def make() -> Updater:
-        made.append(Updater(config, bus, apps, None, wall=lambda: BASE + trio.current_time()))
+        made.append(Updater(config, broadcast, apps, None, wall=lambda: BASE + trio.current_time()))
         return made[-1]
 
-    with bus.subscribe(accept=lambda e: isinstance(e, (AppUpdateAvailable, AppUpdated))) as sub:
+    with broadcast.subscribe(accept=lambda e: isinstance(e, (AppUpdateAvailable, AppUpdated))) as sub:
         ref: Any = root.start_child(ChildSpec("updater", make))
         preview = await ref.ask(PreviewSource(str(repo), "", "main"), timeout=60)
         assert (await ref.ask(ConfirmAdd(preview["token"]), timeout=60))["version"] == v1

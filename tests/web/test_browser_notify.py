@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.browser]
 
 async def test_the_button_sends_and_says_which_url_failed(browser, live: Live, receiver: Receiver) -> None:
     down = f"json://127.0.0.1:{closed_port()}/down"
-    notifier = Notifier(NotifyConfig(urls=(receiver.url("phone"), down)), live.tree.bus)
+    notifier = Notifier(NotifyConfig(urls=(receiver.url("phone"), down)), live.tree.broadcast)
     await live.tree.root.stop_child("notifier")  # serve's, on the test config (no URLs): this one instead
     live.tree.deps.notifier = live.tree.root.start_child(ChildSpec("notifier", lambda: notifier))
     ctx, page = await browser.run(_login, live.url, {"width": 1280, "height": 900})

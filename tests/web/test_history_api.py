@@ -35,7 +35,7 @@ async def test_series_are_served_and_bad_queries_refused_by_name(tree: Tree) -> 
     await login(client)
     state = await (await client.get("/api/history")).get_json()
     assert state["available"] is True and state["file"].endswith("history.sqlite")
-    tree.bus.publish(SystemSampled(_sample(time.time())))
+    tree.broadcast.publish(SystemSampled(_sample(time.time())))
     r = await client.get("/api/history", query_string={"series": "machine", "range": "24h", "points": "50"})
     body = await r.get_json()
     assert r.status_code == 200 and body["resolution"] == "fine" and body["points"][-1]["cpu"] == 7.0
