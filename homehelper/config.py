@@ -94,6 +94,16 @@ class HistoryConfig:
 
 
 @attrs.frozen
+class FleetConfig:
+    """Several HomeHelpers over one Redis (docs/fleet.md); read at start."""
+
+    interval: float = 5.0  # seconds between presence refreshes
+    ttl: float = 15.0  # a node that stops refreshing is shown offline after this many seconds
+    command_timeout: float = 30.0  # how long an action on another node waits for its answer (then it expires)
+    address: str = ""  # the dashboard URL other nodes link to; "" = the one this node listens on
+
+
+@attrs.frozen
 class Config:
     root: Path
     apps_dir: Path
@@ -116,6 +126,7 @@ class Config:
     notify: NotifyConfig = NotifyConfig()
     backup: BackupConfig = BackupConfig()
     history: HistoryConfig = HistoryConfig()
+    fleet: FleetConfig = FleetConfig()
 
     # --- layout ---
     @property
@@ -171,6 +182,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "history.step": (1, 3600), "history.keep_hours": (1, 24 * 31), "history.coarse_step": (60, 86400),
     "history.keep_days": (1, 3660), "history.flush_every": (1, 3600),
     "notify.dedup_window": (0, 7 * 86400), "notify.rate_limit": (1, 1000), "notify.rate_window": (1, 86400),
+    "fleet.interval": (0.05, 3600), "fleet.ttl": (0.1, 86400), "fleet.command_timeout": (0.5, 3600),
 }
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _NODE_ID = re.compile(r"^[A-Za-z0-9._-]{1,40}$")  # it names Redis channels

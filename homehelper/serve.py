@@ -21,6 +21,7 @@ from .actors.app import AppActor, AppContext
 from .actors.backup import BackupActor
 from .actors.bridge import RedisBridge
 from .actors.eventlog import EventLog
+from .actors.fleet import FleetActor, FleetLink, node_summary
 from .actors.history import HistoryActor
 from .actors.job import JobApp
 from .actors.notifier import Notifier
@@ -48,6 +49,7 @@ from .stateroot import RootLock, lock_root, prepare_root
 from .ui import UIManager
 from .web import WebDeps, create_app, serve_app
 from .web.auth import Auth, open_auth
+from .web.fleet import performer
 from .web.logs import log_sources
 
 log = logging.getLogger("homehelper")
@@ -175,6 +177,12 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
         config.apps_dir, registry, bus.publish, follow=bus if o.scanner_follows else None,
         watch=o.watch))) if o.scan else None
     backup = root.start_child(ChildSpec("backup", lambda: BackupActor(config, bus.publish, apps, installer)))
+    # Presence in the fleet's Redis, and commands from other nodes acted on like the web's own.
+    fleet_link = FleetLink(config.redis_url, config.node_id, timeout=config.fleet.command_timeout)
+    fleet_link.address = config.fleet.address
+    fleet = root.start_child(ChildSpec("fleet", _remembered(instances, "fleet", lambda: FleetActor(
+        fleet_link, partial(node_summary, fleet_link, view, sensors), performer(view, apps, sensors), bus.publish,
+        interval=config.fleet.interval, ttl=config.fleet.ttl))))
 
     async def follow(old: Config, new: Config) -> None:
         ctx.config = new  # app actors and the UI manager read streamlit.* (and redis_url at a start) here
@@ -187,7 +195,7 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
     settings.follow(follow)
     refs = dict(backend=backend, ui=ui, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
                 sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref, view=view,
-                backup=backup, history=history)
+                backup=backup, history=history, fleet=fleet, fleet_link=fleet_link)
     return Runtime(config, bus, root, apps, refs, ctx, settings, instances)
 
 
@@ -200,7 +208,7 @@ def web_deps(rt: Runtime, auth: Auth | None) -> WebDeps:
                    scanner=rt.refs["scanner"], view=rt.refs["view"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
                    event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
                    notifier=rt.refs["notifier"], logs=log_sources(rt.refs["backend"]),
-                   backup=rt.refs["backup"], history=rt.refs["history"])
+                   backup=rt.refs["backup"], history=rt.refs["history"], fleet=rt.refs["fleet_link"])
     settings_ref = rt.refs["settings"]
 
     async def set_config(changes: dict[str, Any]) -> Config:
@@ -250,6 +258,7 @@ async def _serve(config: Config, notices: Sequence[Event], overrides: Overrides 
         bound: list[str] = await nursery.start(partial(serve_app, web, config.host, config.port, trio.Event(),
                                                        graceful=2.0))
         rt.url = bound[0] if bound else f"http://{config.host}:{config.port}"
+        rt.refs["fleet_link"].address = config.fleet.address or rt.url  # what the other nodes' cards link to
         rt.bus.publish(ServerStarted(rt.url, backend=rt.refs["backend"].name))
         log.info("HomeHelper serving %s (apps in %s, state in %s)", rt.url, config.apps_dir, config.root)
         task_status.started(rt)

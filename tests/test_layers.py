@@ -49,6 +49,11 @@ LAYERS: dict[str, int] = {
     "homehelper.ui": 3,
     "homehelper.web": 4,
     "homehelper.web.history": 4,
+    "homehelper.bus.presence": 2,  # the fleet's presence keys (blocking; worker threads)
+    "homehelper.bus.commands": 2,  # the fleet's command streams (blocking; worker threads)
+    "homehelper.actors.fleet": 3,
+    "homehelper.web.fleet": 4,
+    "homehelper.messages._fleet": 1,
     "homehelper.serve": 5,
     "homehelper.cli": 5,
     "homehelper.clictl": 5,  # the commands that control the running server (uses backends.logsearch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .fleet import PATHS as FLEET_PATHS
 from .history import PATHS as HISTORY_PATHS
 
 APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"},
@@ -152,6 +153,7 @@ def spec() -> dict[str, Any]:
                             "ok": {"type": "boolean"}, "error": {"type": "string", "nullable": True}}}}}}),
                     **_err(403, 409, 429)})},
             **HISTORY_PATHS,
+            **FLEET_PATHS,
             "/api/tokens": {
                 "get": _op("API tokens (without their secrets)", _ok({"type": "array", "items": {
                     "$ref": "#/components/schemas/Token"}})),
