@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
     "homehelper.web.history": 4,
     "homehelper.bus.presence": 2,  # the fleet's presence keys (blocking; worker threads)
     "homehelper.bus.commands": 2,  # the fleet's command streams (blocking; worker threads)
+    "homehelper.bus.nodeacl": 2,  # a node's own Redis user (ACL rules)
     "homehelper.actors.fleet": 3,
     "homehelper.web.fleet": 4,
     "homehelper.messages._fleet": 1,

@@ -61,14 +61,14 @@ class Node:
 
 
 @asynccontextmanager
-async def open_node(config: Config) -> AsyncIterator[Node]:
+async def open_node(config: Config, join: bool = True) -> AsyncIterator[Node]:
     """`homehelper serve` in this process, once its first scan is applied and it joined the fleet."""
     bus = Broadcast()
     recorder = Recorder(bus)
     async with trio.open_nursery() as nursery:
         rt = await nursery.start(partial(serve, config, overrides=Overrides(bus=bus)))
         await recorder.wait(ScanApplied)
-        if config.redis_url:
+        if config.redis_url and join:
             await recorder.wait(FleetJoined)
         yield Node(rt, recorder, config)
         nursery.cancel_scope.cancel()
