@@ -64,6 +64,7 @@ LAYERS: dict[str, int] = {
     "homehelper.sdk": 5,  # what apps import; nothing in homehelper imports it
     "homehelper.sdkoptions": 5,  # sdk.options() and sdk.secret(name)
     "homehelper.clioptions": 5,  # homehelper config APP key=value
+    "homehelper.clifleet": 5,  # homehelper fleet, apps --all-nodes, status --node
 }
 
 
