@@ -69,6 +69,7 @@ async def test_a_command_taken_but_not_finished_is_acted_on_at_the_next_start(st
     async with open_node(node_config(state_root / "b", "b", redis.url)) as b:
         got = await reply(rc, cmd)
         assert got["ok"] is True and got["app"]["state"] in ("starting", "running")
+        await b.recorder.wait(FleetCommandHandled, "lamp")  # published once the reply is out
         assert len(b.recorder.of(FleetCommandHandled, "lamp")) == 1
         assert rc.xpending(commands.stream_key("b"), commands.GROUP)["pending"] == 0
         await b.recorder.wait(AppStateChanged, "lamp", state="running", timeout=60)
@@ -95,7 +96,7 @@ async def test_a_redis_restart_loses_no_acknowledged_command_and_repeats_none(st
         second = command("b", "lamp", "stop")  # and the stream works on after the restart
         commands.send(rc, second)
         assert (await reply(rc, second))["ok"] is True
-        handled = [e.command_id for e in b.recorder.of(FleetCommandHandled, "lamp")]
+        handled = [e.command_id for e in await b.recorder.wait(FleetCommandHandled, "lamp", count=2)]
         assert handled == [first.id, second.id]
         assert len(b.recorder.of(AppStateChanged, "lamp", state="starting")) == 1
     rc.close()

@@ -114,6 +114,7 @@ async def test_a_repeated_command_is_answered_again_not_acted_on_twice(state_roo
         commands.send(rc, cmd)  # the same id again: a retry, a redelivery
         second = await trio.to_thread.run_sync(commands.wait_reply, rc, "x", cmd.id, 30)
         assert second == first
+        await b.recorder.wait(FleetCommandHandled, "lamp")
         assert len(b.recorder.of(FleetCommandHandled, "lamp")) == 1
         assert len(b.recorder.of(AppStateChanged, "lamp", state="starting")) == 1
         assert rc.xpending(commands.stream_key("b"), commands.GROUP)["pending"] == 0
