@@ -187,6 +187,7 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
     async def follow(old: Config, new: Config) -> None:
         ctx.config = new  # app actors and the UI manager read streamlit.* (and redis_url at a start) here
         installer.config = new  # monitor.min_free_disk_mb
+        fleet_link.set_url(new.redis_url)  # the fleet moves with the bridge (a no-op when unchanged)
         logging.getLogger().setLevel(new.log_level)
         if new.monitor != old.monitor and sensors is not None:
             await sensors.tell(SetMonitorConfig(new.monitor))

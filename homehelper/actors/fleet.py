@@ -42,6 +42,9 @@ COMMAND_TIMEOUT = 30.0  # seconds an asker waits for the other node's answer (an
 CONCURRENT = 8  # commands a node acts on at once (a start may wait minutes for an install)
 
 Perform = Callable[[commands.FleetCommand], Awaitable[dict[str, Any]]]
+# A session ends on these: a lost connection, and what Redis refuses (NOPERM: a node user without the
+# rights docs/fleet.md lists; a key of ours turned into another type). The node goes on alone and retries.
+FAILURES: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, redis.RedisError)
 
 
 def _describe(exc: BaseException) -> str:
@@ -84,6 +87,17 @@ class FleetLink:
         self._make = client
         self._client: Any = None
         self._last: list[dict[str, Any]] = []  # the fleet as last read: shown as "unknown" while Redis is away
+        self.changed = trio.Event()  # set (and replaced) when redis_url changes: the actor moves over
+
+    def set_url(self, url: str | None) -> None:
+        """A new redis_url (ConfigChanged): this node leaves the old Redis and joins the new one."""
+        url = configured(url)
+        if url != self.url:
+            self.url = url
+            self._drop()
+            self._last = []
+            old, self.changed = self.changed, trio.Event()
+            old.set()
 
     def _conn(self) -> Any:
         if self._client is None:
@@ -103,7 +117,7 @@ class FleetLink:
         try:
             nodes = await trio.to_thread.run_sync(presence.read, self._conn(), limiter=self.limiter,
                                                   abandon_on_cancel=True)
-        except CONNECTION_ERRORS as exc:
+        except FAILURES as exc:
             self._drop()
             known = [{**n, "status": "unknown"} for n in self._last]
             return {"enabled": True, "node": self.node, "redis": "unknown", "error": _describe(exc), "nodes": known}
@@ -136,7 +150,7 @@ class FleetLink:
                                                       limiter=self.limiter, abandon_on_cancel=True)
             finally:
                 waiter.close()
-        except CONNECTION_ERRORS as exc:
+        except FAILURES as exc:
             self._drop()
             raise Unavailable(f"the fleet's Redis did not answer: {_describe(exc)}") from None
         took = round(time.monotonic() - sent, 3)
@@ -170,14 +184,13 @@ class FleetActor(Actor):
         self.handled = 0
 
     async def on_start(self, nursery: trio.Nursery) -> None:
-        if self.link.url is not None:
-            nursery.start_soon(self._loop, self.link.url)
+        nursery.start_soon(self._loop)
 
     async def on_stop(self) -> None:
-        url = self.link.url
-        if url is None or not self.joined:
-            return
+        if self.link.url is not None and self.joined:
+            await self._leave(self.link.url)
 
+    async def _leave(self, url: str) -> None:
         def leave() -> None:  # its own connection: the session's is closing under cancellation
             client = connect(url)
             try:
@@ -187,9 +200,10 @@ class FleetActor(Actor):
 
         try:  # a clean leave: gone from the fleet at once
             await trio.to_thread.run_sync(leave, limiter=self.limiter, abandon_on_cancel=True)
-            log.info("fleet: node %s left the fleet", self.node)
-        except CONNECTION_ERRORS:
+            log.info("fleet: node %s left the fleet at %s", self.node, redact(url))
+        except FAILURES:
             pass  # Redis is away: the TTL removes us instead
+        self.joined = False
 
     async def handle(self, msg: Any) -> Any:
         match msg:
@@ -202,17 +216,36 @@ class FleetActor(Actor):
     async def _thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter, abandon_on_cancel=True)
 
-    async def _loop(self, url: str) -> None:
+    async def _loop(self) -> None:
         delay = self.backoff[0]
         while True:
-            try:
-                await self._session(url)
-            except CONNECTION_ERRORS as exc:
+            url, changed = self.link.url, self.link.changed
+            if url is None:
+                await changed.wait()
+                continue
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._cancel_on, changed, nursery.cancel_scope)
+                try:
+                    await self._session(url)
+                except FAILURES as exc:
+                    if self.joined:
+                        delay = self.backoff[0]  # it was up: try again soon
+                    self._away(_describe(exc))
+                nursery.cancel_scope.cancel()
+            if changed.is_set():  # redis_url changed: leave the old Redis, join the new one now
                 if self.joined:
-                    delay = self.backoff[0]  # it was up: try again soon
-                self._away(_describe(exc))
-            await trio.sleep(delay)
+                    with trio.CancelScope(shield=True), trio.move_on_after(3):
+                        await self._leave(url)
+                self.last_error, delay = None, self.backoff[0]
+                continue
+            with trio.move_on_after(delay):
+                await changed.wait()
             delay = min(delay * 2, self.backoff[1])
+
+    @staticmethod
+    async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
+        await event.wait()
+        scope.cancel()
 
     def _away(self, error: str) -> None:
         if self.joined or self.last_error is None:
@@ -221,7 +254,7 @@ class FleetActor(Actor):
         self.joined, self.last_error = False, error
 
     async def _session(self, url: str) -> None:
-        """Join, refresh the presence and read commands until Redis fails (raised as a ConnectionError)."""
+        """Join, refresh the presence and read commands until Redis fails (raised: one of FAILURES)."""
         client = await self._thread(connect, url)
         reader = None
         lost: list[BaseException] = []
@@ -230,16 +263,19 @@ class FleetActor(Actor):
                           task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
             try:
                 await fn(*args, task_status=task_status)
-            except CONNECTION_ERRORS as exc:
+            except FAILURES as exc:
                 lost.append(exc)
                 nursery.cancel_scope.cancel()
+
+        def spawn(fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+            nursery.start_soon(guarded, fn, *args)
 
         try:
             reader = await self._thread(lambda: connect(url, socket_timeout=self.block + 5.0))
             await self._thread(commands.ensure_group, client, self.node)
             async with trio.open_nursery() as nursery:
                 await nursery.start(guarded, self._presence_loop, client)
-                nursery.start_soon(guarded, self._command_loop, client, reader, nursery)
+                nursery.start_soon(guarded, self._command_loop, client, reader, spawn)
         finally:
             for c in (client, reader):
                 if c is not None:
@@ -259,7 +295,7 @@ class FleetActor(Actor):
             await trio.sleep(self.interval)
 
     # --- commands from other nodes -------------------------------------------
-    async def _command_loop(self, client: Any, reader: Any, nursery: trio.Nursery,
+    async def _command_loop(self, client: Any, reader: Any, spawn: Callable[..., None],
                             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         # First what this node took and did not finish (a crash, a lost Redis), one at a time.
         while entries := await self._thread(lambda: commands.read(reader, self.node, pending=True, block_ms=0)):
@@ -271,9 +307,10 @@ class FleetActor(Actor):
                                                                block_ms=int(self.block * 1000)))
             for entry_id, text in entries:
                 await self.acting.acquire()  # bounded: a flood waits in the stream, not in memory
-                nursery.start_soon(self._act, client, entry_id, text)
+                spawn(self._act, client, entry_id, text)
 
-    async def _act(self, client: Any, entry_id: str, text: Any) -> None:
+    async def _act(self, client: Any, entry_id: str, text: Any,
+                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             try:
                 cmd = commands.FleetCommand.parse(text)

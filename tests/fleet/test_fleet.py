@@ -159,3 +159,20 @@ def test_the_summary_of_a_node_is_small(state_root: Path) -> None:
     summary = {"apps": [{"id": f"app-{i}", "name": f"App {i}", "state": "running", "healthy": True,
                          "type": "service", "approved": True, "last_error": ""} for i in range(200)]}
     assert len(json.dumps(summary)) < presence.MAX_SUMMARY
+
+
+async def test_the_fleet_follows_redis_url_changed_at_run_time(state_root, redis):
+    async with open_node(node_config(state_root / "a", "a", None)) as a:
+        assert (await get_fleet(a.url))["enabled"] is False
+        async with httpx.AsyncClient() as c:
+            r = await c.patch(f"{a.url}/api/config", json={"redis_url": redis.url}, timeout=30)
+            assert r.status_code == 200, r.text
+            await a.recorder.wait(FleetJoined)
+            assert statuses(await get_fleet(a.url)) == {"a": "online"}
+            r = await c.patch(f"{a.url}/api/config", json={"redis_url": None}, timeout=30)
+            assert r.status_code == 200, r.text
+        rc = redis_py.Redis.from_url(redis.url, decode_responses=True)
+        await wait_until(lambda: rc.exists(presence.alive_key("a")) == 0)  # it left at once, not by TTL
+        assert rc.smembers(presence.NODES) == set()
+        rc.close()
+        assert a.rt.root.children()["fleet"]["starts"] == 1

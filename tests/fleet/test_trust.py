@@ -101,3 +101,15 @@ async def test_a_wrong_password_leaves_the_node_working_alone(state_root, redis,
         await x.recorder.wait(FleetAway)
         assert (await get_fleet(x.url))["redis"] == "unknown"
         assert statuses(await get_fleet(a.url)) == {"a": "online"}  # x never appears
+
+
+async def test_a_node_user_without_stream_rights_keeps_the_node_alone_not_crashing(state_root, redis, admin):
+    admin.execute_command("ACL", "SETUSER", "hh-node.weak", "on", ">weak-password-1234", "~homehelper:*",
+                          "&homehelper:*", "+@all", "-@stream")
+    url = redis.url.replace("redis://", "redis://hh-node.weak:weak-password-1234@")
+    async with open_node(node_config(state_root / "w", "weak", url), join=False) as w:
+        away = (await w.recorder.wait(FleetAway))[0]
+        assert "NOPERM" in away.error or "permission" in away.error.lower()
+        assert w.rt.root.children()["fleet"]["starts"] == 1  # refused, said, retried: not a crash loop
+        async with httpx.AsyncClient() as c:
+            assert (await c.get(f"{w.url}/api/apps")).status_code == 200
