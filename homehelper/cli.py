@@ -113,11 +113,9 @@ def _main(argv: list[str]) -> int:
         return approve(config, args.app, assume_yes=args.yes)
     if args.command == "password":
         return set_password(config)
-    if args.command == "fleet" or (args.command == "status" and getattr(args, "node", None)):
+    if args.command == "fleet" or getattr(args, "node", None):  # status/start/stop/restart --node N
         from . import clifleet
 
-        if args.command == "status":
-            return clifleet.all_apps(config, args.json, args.node)
         return clifleet.run(config, args)
     if args.command in ("start", "stop", "restart", "status", "logs", "install-app"):
         from . import clictl

@@ -54,7 +54,9 @@ def add_commands(sub: Any, root: argparse.ArgumentParser) -> None:
         return p
 
     for name, what in (("start", "start"), ("stop", "stop"), ("restart", "restart")):
-        command(name, f"{what} apps; each is reported").add_argument("apps", nargs="+", metavar="APP")
+        act = command(name, f"{what} apps; each is reported")
+        act.add_argument("apps", nargs="+", metavar="APP")
+        act.add_argument("--node", metavar="NODE", help="apps of another node of the fleet (docs/fleet.md)")
     st = command("status", "show apps' state, port and last error")
     st.add_argument("app", nargs="?", metavar="APP")
     st.add_argument("--node", metavar="NODE", help="another node of the fleet: its apps as it last reported them")

@@ -10,6 +10,7 @@ import json
 import sys
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from .clictl import FAILED, NOT_RUNNING, OK, USAGE, Failed, NotRunning, Server, safe
 from .config import Config
@@ -31,7 +32,11 @@ def add_commands(sub: Any, root: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
+    if args.command == "status":
+        return all_apps(config, args.json, args.node)
     try:
+        if args.command in ("start", "stop", "restart"):
+            return act(Server(config), args.node, args.command, args.apps, args.json)
         if args.what == "credentials":
             return credentials(args.node, args.admin_url)
         return nodes(Server(config), args.json)
@@ -125,6 +130,37 @@ def all_apps(config: Config, as_json: bool, only: str | None = None) -> int:
     if any(n.get("status") != "online" for n in found):
         print("* not online: its last known apps (`homehelper fleet` says since when)")
     return OK
+
+
+def act(server: Server, node: str, action: str, app_ids: list[str], as_json: bool) -> int:
+    """`homehelper stop lamp --node garage`: through this node's server and the fleet, each app in turn."""
+    import httpx
+
+    results = []
+    for app_id in app_ids:
+        path = f"/api/fleet/{quote(node, safe='')}/apps/{quote(app_id, safe='')}/{action}"
+        try:
+            r = httpx.post(server.base + path, headers=server.headers, timeout=600)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            raise server.not_running() from None
+        except httpx.HTTPError as exc:
+            raise Failed(f"{server.base}: {exc}") from None
+        if r.status_code == 401:
+            raise server.refused()
+        body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+        ok = r.status_code == 200 and body.get("ok") is True
+        app: dict[str, Any] = body["app"] if isinstance(body.get("app"), dict) else {}
+        result = {"node": node, "app": app_id, "ok": ok, "state": app.get("state"),
+                  "message": "" if ok else safe(body.get("error") or body.get("message") or f"HTTP {r.status_code}")}
+        results.append(result)
+        if not as_json:
+            if ok:
+                print(f"{safe(node)}/{safe(app_id)}: {safe(result['state'])}")
+            else:
+                print(f"{safe(node)}/{safe(app_id)}: failed: {result['message']}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"action": action, "node": node, "results": results}, indent=2))
+    return OK if all(r["ok"] for r in results) else FAILED
 
 
 def credentials(node: str | None, admin_url: str | None) -> int:

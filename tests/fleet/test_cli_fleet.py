@@ -44,6 +44,14 @@ async def test_apps_of_every_node_and_one_nodes_status(state_root, redis, capsys
         assert await cli("fleet", "--root", root, "--port", port) == 0
         lines = capsys.readouterr().out.splitlines()
         assert [line.split()[:2] for line in lines[1:]] == [["a", "online"], ["b", "online"]]
+        # start and stop on node b, from node a's CLI
+        assert await cli("start", "lamp", "--node", "b", "--root", root, "--port", port) == 0
+        assert capsys.readouterr().out.strip() in ("b/lamp: running", "b/lamp: starting")
+        assert await cli("stop", "lamp", "--node", "b", "--json", "--root", root, "--port", port) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["results"] == [{"node": "b", "app": "lamp", "ok": True, "state": "stopped", "message": ""}]
+        assert await cli("stop", "nosuch", "--node", "b", "--root", root, "--port", port) == 1
+        assert "nosuch" in capsys.readouterr().err
 
 
 async def test_credentials_make_a_node_user_that_can_join(state_root, redis, admin, capsys):
