@@ -29,7 +29,7 @@ from ..bus import commands, presence
 from ..bus._threads import CONNECTION_ERRORS, connect
 from ..bus.acl import configured, redact
 from ..bus.channels import check_app, check_name
-from ..errors import BadRequest, Unavailable
+from ..errors import BadRequest, Conflict, Unavailable
 from ..messages import FleetAway, FleetCommandHandled, FleetJoined, GetFleet, GetSystemSnapshot
 from . import Actor, ActorRef
 from .readmodel import AppsView
@@ -129,7 +129,7 @@ class FleetLink:
         """Send a command to `node` and wait for its result: {"ok", "timeout", "error", "app", ...}.
         A node that does not answer within the timeout gets no later say: the command expires."""
         if self.url is None:
-            raise Unavailable("no Redis configured: this node is not in a fleet")
+            raise Conflict("no Redis configured: this node is not in a fleet (set redis_url)")
         try:
             node, app_id = check_name("node id", node), check_app(app_id)
         except ValueError as exc:
