@@ -29,6 +29,7 @@ async def post(url: str, path: str, **kw: object) -> httpx.Response:
 
 async def test_three_nodes_see_each_other_a_stop_crosses_and_a_killed_node_goes_offline(state_root, redis):
     write_app(state_root / "b" / "apps", "lamp", HEALTHY_APP)
+    write_app(state_root / "c" / "apps", "gate", HEALTHY_APP)
     child = ChildNode(state_root / "c", "c", redis.url)
     try:
         async with open_node(node_config(state_root / "a", "a", redis.url)) as a, \
@@ -63,6 +64,9 @@ async def test_three_nodes_see_each_other_a_stop_crosses_and_a_killed_node_goes_
             c_node = next(n for n in gone["nodes"] if n["node"] == "c")
             assert c_node["since"] <= killed + 0.5  # offline since its last summary
             assert statuses(gone)["b"] == "online"
+            assert [x["id"] for x in c_node["summary"]["apps"]] == ["gate"]  # its last report, kept
+            for node in (a, b):  # nobody acts for a dead node
+                assert node.recorder.of(FleetCommandHandled, "gate") == []
     finally:
         child.stop()
 
