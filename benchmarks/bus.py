@@ -121,14 +121,14 @@ async def baseline_outbound(url: str, events: list[Event]) -> float:
 
 
 async def bridge_outbound(url: str, events: list[Event]) -> tuple[float, int]:
-    async def body(bus: Broadcast, bridge: RedisBridge) -> tuple[float, int]:
+    async def body(broadcast: Broadcast, bridge: RedisBridge) -> tuple[float, int]:
         while bridge.buffered:  # noqa: ASYNC110  (BusConnected itself goes out first)
             await trio.sleep(0.001)
         start = bridge.published
         t0 = time.perf_counter()
         for i in range(0, len(events), 1000):
             for ev in events[i:i + 1000]:
-                bus.publish(ev)
+                broadcast.publish(ev)
             await trio.lowlevel.checkpoint()
         while bridge.published - start < len(events):  # noqa: ASYNC110  (a counter; 0.5 ms polls cost ~nothing)
             await trio.sleep(0.0005)
@@ -191,22 +191,22 @@ async def baseline_inbound(server: Server, n: int) -> float:
 
 async def with_bridge(url: str, body: Any, node_id: str = "bench", **bridge_kw: Any) -> Any:
     """Run `body(bus, bridge)` once a real bridge under a supervisor is connected to `url`."""
-    bus = Broadcast()
-    bridge = RedisBridge(bus, url, node_id=node_id, history=HISTORY, **bridge_kw)
-    watch = bus.subscribe(16, accept=lambda e: isinstance(e, BusConnected))
+    broadcast = Broadcast()
+    bridge = RedisBridge(broadcast, url, node_id=node_id, history=HISTORY, **bridge_kw)
+    watch = broadcast.subscribe(16, accept=lambda e: isinstance(e, BusConnected))
     async with trio.open_nursery() as nursery:
-        root = Supervisor("bench", emit=bus.publish)
+        root = Supervisor("bench", emit=broadcast.publish)
         await nursery.start(root.run)
         root.start_child(ChildSpec("bridge", lambda: bridge))
         await watch.receive()
-        result = await body(bus, bridge)
+        result = await body(broadcast, bridge)
         nursery.cancel_scope.cancel()
     return result
 
 
 async def bridge_inbound(server: Server, n: int) -> float:
-    async def body(bus: Broadcast, bridge: RedisBridge) -> float:
-        sub = bus.subscribe(n + 10, accept=lambda e: type(e) is BusMessage)
+    async def body(broadcast: Broadcast, bridge: RedisBridge) -> float:
+        sub = broadcast.subscribe(n + 10, accept=lambda e: type(e) is BusMessage)
         t0 = time.perf_counter()
         proc = storm(server.port, n)
         count = 0
@@ -255,8 +255,8 @@ async def baseline_latency(url: str, samples: int, gap: float) -> tuple[list[flo
 
 
 async def bridge_latency(url: str, samples: int, gap: float) -> tuple[list[float], float]:
-    async def body(bus: Broadcast, bridge: RedisBridge) -> tuple[list[float], float]:
-        sub = bus.subscribe(1000, accept=lambda e: type(e) is BusMessage)
+    async def body(broadcast: Broadcast, bridge: RedisBridge) -> tuple[list[float], float]:
+        sub = broadcast.subscribe(1000, accept=lambda e: type(e) is BusMessage)
         lat: list[float] = []
         cpu: list[float] = []
         async with trio.open_nursery() as nursery:

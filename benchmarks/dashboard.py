@@ -45,8 +45,8 @@ from homehelper.messages import ScanApplied  # noqa: E402
 from homehelper.serve import Overrides, build_tree, web_deps  # noqa: E402
 from homehelper.web import create_app  # noqa: E402
 from homehelper.web.auth import Auth, auth_file  # noqa: E402
+from homehelper.web.listener import serve_app  # noqa: E402
 from homehelper.web.ops import FRESH_ENOUGH  # noqa: E402
-from homehelper.web.server import serve_app  # noqa: E402
 from tests.web.wsclient import WSClient  # noqa: E402
 
 APPS = 20
@@ -71,10 +71,10 @@ def make_apps(apps_dir: Path, n: int) -> None:
 async def build(nursery: trio.Nursery, root: Path) -> tuple[Any, str]:
     config = Config(root=root, apps_dir=root / "apps")
     make_apps(config.apps_dir, APPS)
-    bus = Broadcast()
-    scanned = bus.subscribe(4, accept=lambda e: isinstance(e, ScanApplied))
+    broadcast = Broadcast()
+    scanned = broadcast.subscribe(4, accept=lambda e: isinstance(e, ScanApplied))
     # serve's tree (its apps never started here: nothing needs a backend's process)
-    rt = await build_tree(config, nursery, Overrides(backend=ProcessBackend(config.run_dir / "procs"), bus=bus))
+    rt = await build_tree(config, nursery, Overrides(backend=ProcessBackend(config.run_dir / "procs"), broadcast=broadcast))
     auth = Auth(auth_file(root), config.auth.session_hours)
     auth.ensure_password({"HOMEHELPER_PASSWORD": PASSWORD})
     deps = web_deps(rt, auth)

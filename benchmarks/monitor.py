@@ -211,11 +211,11 @@ async def _actor_snapshot_ms(table: ProcessTable, n: int) -> float:
     from homehelper.messages import GetSystemSnapshot
 
     cfg = Config(root=REPO / "state" / "bench", apps_dir=REPO / "state" / "bench-apps")
-    bus = Broadcast()
+    broadcast = Broadcast()
     async with trio.open_nursery() as nursery:
-        sup = Supervisor("root", emit=bus.publish)
+        sup = Supervisor("root", emit=broadcast.publish)
         await nursery.start(sup.run)
-        ref = sup.start_child(ChildSpec("sensors", lambda: SensorActor(cfg, bus.publish, bus, table)))
+        ref = sup.start_child(ChildSpec("sensors", lambda: SensorActor(cfg, broadcast.publish, broadcast, table)))
         await ref.ask(GetSystemSnapshot(fresh=True))
         times = []
         for _ in range(5):
@@ -258,8 +258,8 @@ async def _idle_child(root: Path, window: float, pids: list[int]) -> None:
         sensors = rt.refs.get("sensors")
         wired = sensors is not None
         if sensors is None:  # serve.py without the sensor yet: attach it the way serve.py will
-            procs = ProcessTable.following(rt.bus)
-            sensors = rt.root.start_child(ChildSpec("sensors", lambda: SensorActor(config, rt.bus.publish, rt.bus,
+            procs = ProcessTable.following(rt.broadcast)
+            sensors = rt.root.start_child(ChildSpec("sensors", lambda: SensorActor(config, rt.broadcast.publish, rt.broadcast,
                                                                                    procs)))
         registered = 0
         for _ in range(50):  # let the scanner register the apps
@@ -268,7 +268,7 @@ async def _idle_child(root: Path, window: float, pids: list[int]) -> None:
             if registered >= APPS:
                 break
         for i, pid in enumerate(pids):
-            rt.bus.publish(AppProcessChanged(f"bench-{i:02d}", pid))
+            rt.broadcast.publish(AppProcessChanged(f"bench-{i:02d}", pid))
         await trio.sleep(0.5)
         print("ready", flush=True)
         await trio.sleep(window)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness import NotAvailable
 from homehelper.actors import Broadcast
 from homehelper.backends import SystemdBackend
-from homehelper.backends.health import probe
+from homehelper.backends.restarts import probe
 from homehelper.messages import GetApp, ScanApplied, StartApp, StopApp
 from homehelper.serve import Overrides, build_tree
 from tests.backends.apps import HEALTHY_APP, make_config, write_app
@@ -66,12 +66,12 @@ async def _bench(n: int, rounds: int, env: dict[str, str], root: Path) -> dict[s
     manifests = [write_app(config.apps_dir, f"app{i:02d}", HEALTHY_APP) for i in range(n)]
     units = [backend.unit(m.id) for m in manifests]
     times: dict[str, list[float]] = {"hh_start": [], "hh_stop": [], "ctl_start": [], "ctl_stop": []}
-    bus = Broadcast()
-    scanned = bus.subscribe(4, accept=lambda e: isinstance(e, ScanApplied))
+    broadcast = Broadcast()
+    scanned = broadcast.subscribe(4, accept=lambda e: isinstance(e, ScanApplied))
     try:
         async with trio.open_nursery() as nursery:
             # serve's tree on this backend; its registry makes one ServiceApp actor per app folder
-            rt = await build_tree(config, nursery, Overrides(backend=backend, bus=bus))
+            rt = await build_tree(config, nursery, Overrides(backend=backend, broadcast=broadcast))
             await scanned.receive()
             refs = [rt.apps.ref(m.id) for m in manifests]
 

@@ -52,9 +52,9 @@ async def _homehelper_rounds(root: Path, n: int, rounds: int) -> list[float]:
     times: list[float] = []
     try:
         async with trio.open_nursery() as nursery:
-            bus = Broadcast()
-            scanned = bus.subscribe(4, accept=lambda e: isinstance(e, ScanApplied))
-            rt = await build_tree(config, nursery, Overrides(bus=bus))
+            broadcast = Broadcast()
+            scanned = broadcast.subscribe(4, accept=lambda e: isinstance(e, ScanApplied))
+            rt = await build_tree(config, nursery, Overrides(broadcast=broadcast))
             healthy: set[str] = set()
             changed = trio.Event()
 
@@ -65,7 +65,7 @@ async def _homehelper_rounds(root: Path, n: int, rounds: int) -> list[float]:
                     changed.set()
                 return False
 
-            rt.bus.subscribe(1, accept=seen)
+            rt.broadcast.subscribe(1, accept=seen)
             with trio.fail_after(30):
                 await scanned.receive()  # the first scan applied: every app has its actor
 

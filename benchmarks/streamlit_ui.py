@@ -34,8 +34,8 @@ import trio_websocket
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import percentile
+from homehelper.actors.streamlit_spec import streamlit_argv
 from homehelper.messages import GetApp, StopApp
-from homehelper.ui.launcher import streamlit_argv
 from tests.fixtures.streamlit import PASSWORD, make_app, tree_factory
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,8 +18,8 @@ from typing import Any, Literal
 import attrs
 
 from .backupspec import BackupSpec, parse_backup
-from .calendar import JobSpec, job_fields
 from .errors import ManifestError
+from .oncalendar import JobSpec, job_fields
 from .options import Option, parse_schema
 
 MANIFEST_NAME = "homehelper.json"
@@ -94,7 +94,7 @@ class Manifest:
     options: tuple[Option, ...] = ()  # what the user may set (homehelper.options), in the manifest's order
     digest: str = ""  # sha256 of the manifest bytes, to notice changes
     backup: BackupSpec = attrs.field(factory=BackupSpec)  # what a backup leaves out, and how it is taken
-    job: JobSpec | None = None  # type job: its schedule and timeout (homehelper.calendar)
+    job: JobSpec | None = None  # type job: its schedule and timeout (homehelper.oncalendar)
 
     @property
     def grants(self) -> tuple[str, ...]:

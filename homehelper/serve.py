@@ -1,6 +1,6 @@
 """The composition root: build the actor tree, serve the web app, stop cleanly.
 
-root supervisor: ports, ttl, eventlog, sensors, ui, registry, bridge, scanner
+root supervisor: ports, ttl, eventlog, sensors, slots, registry, bridge, scanner
 apps supervisor: one actor per app (ServiceApp or StreamlitApp), named by app id
 backend: systemd when a manager answers, else supervised subprocesses
 """
@@ -33,6 +33,7 @@ from .actors.sensors import SensorActor
 from .actors.service import ServiceApp
 from .actors.settings import Settings
 from .actors.streamlit import StreamlitApp
+from .actors.streamlit_slots import StreamlitSlots
 from .actors.ttl import TTLClock
 from .approvals import ApprovalStore
 from .backends import SystemdBackend, choose_backend
@@ -46,7 +47,6 @@ from .manifest import Manifest
 from .messages import ChangeConfig, Event, ServerStarted, SetMonitorConfig
 from .monitor import ProcessTable
 from .stateroot import RootLock, lock_root, prepare_root
-from .ui import UIManager
 from .web import WebDeps, create_app, serve_app
 from .web.auth import Auth, open_auth
 from .web.fleet import performer
@@ -63,7 +63,7 @@ class Runtime:
     """Handles on a running tree, for tests and the CLI."""
 
     config: Config
-    bus: Broadcast
+    broadcast: Broadcast
     root: Supervisor
     apps: Supervisor
     refs: dict[str, Any]
@@ -98,14 +98,14 @@ class Overrides:
     clock, so a `MockClock` drives it) comes from the config and the running trio loop."""
 
     backend: Backend | None = None  # None: `choose_backend(config)`, systemd when a manager answers
-    bus: Broadcast | None = None  # a broadcast the caller subscribed to before the first event
+    broadcast: Broadcast | None = None  # a broadcast the caller subscribed to before the first event
     app_factory: Callable[[AppContext], Callable[[Manifest], Actor]] | None = None  # None: ServiceApp/StreamlitApp
     policy: RestartPolicy | None = None  # both supervisors' restart policy; None: the runtime's default
     scan: bool = True  # False: no scanner; the caller starts app actors under `Runtime.apps` itself
     scanner_follows: bool = True  # the scanner hands a restarted registry the apps again
     watch: bool = True  # the scanner watches apps/ (inotify): folders appear without a rescan
     sensors: bool = True  # False: no sensor actor (no background sampling)
-    ui_memory: Callable[[], float] | None = None  # the UI manager's reading of available memory (MB)
+    ui_memory: Callable[[], float] | None = None  # the Streamlit slots's reading of available memory (MB)
     ui_memory_check: float | None = None  # below this many MB it refuses to open another app
 
 
@@ -121,29 +121,29 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
     """Start every actor under `nursery`; returns once they are running (the first scan may still run:
     wait for `ScanApplied` on a bus passed in `overrides`)."""
     o = overrides if overrides is not None else Overrides()
-    bus = o.bus if o.bus is not None else Broadcast()
+    broadcast = o.bus if o.bus is not None else Broadcast()
     # Recording from the first event on; the same instance across restarts keeps the ring.
-    eventlog = EventLog(bus, config.event_history)
-    notifier = Notifier(config.notify, bus)  # the same: following from the first event; notify.* read at start
+    eventlog = EventLog(broadcast, config.event_history)
+    notifier = Notifier(config.notify, broadcast)  # the same: following from the first event; notify.* read at start
     # The live config's owner; actors restarted later are built from its current value.
-    settings = Settings(config, bus.publish)
+    settings = Settings(config, broadcast.publish)
     live = lambda: settings.current  # noqa: E731
     instances: dict[str, Any] = {}
-    root = Supervisor("root", o.policy, emit=bus.publish)
+    root = Supervisor("root", o.policy, emit=broadcast.publish)
     await nursery.start(root.run)
-    apps = Supervisor("apps", o.policy, emit=bus.publish)
+    apps = Supervisor("apps", o.policy, emit=broadcast.publish)
     await nursery.start(apps.run)
     settings_ref = root.start_child(ChildSpec("settings", lambda: settings))
     ranges = {"service": config.service_ports, "streamlit": config.streamlit_ports}
     ports = root.start_child(ChildSpec("ports", lambda: PortAllocator(ranges, config.registry_dir / "ports.json",
-                                                                     bus.publish)))
+                                                                     broadcast.publish)))
     ttl = root.start_child(ChildSpec("ttl", TTLClock))
     root.start_child(ChildSpec("eventlog", lambda: eventlog))
     notifier_ref = root.start_child(ChildSpec("notifier", lambda: notifier))
     # Before any app actor starts, so the sensors see every AppProcessChanged.
-    procs = ProcessTable.following(bus)
+    procs = ProcessTable.following(broadcast)
     sensors = root.start_child(ChildSpec("sensors", _remembered(
-        instances, "sensors", lambda: SensorActor(live(), bus.publish, bus, procs)))) if o.sensors else None
+        instances, "sensors", lambda: SensorActor(live(), broadcast.publish, broadcast, procs)))) if o.sensors else None
     backend = o.backend if o.backend is not None else await choose_backend(config)  # says which at start
     await nursery.start(backend.run)  # batches systemctl calls; up before any app actor
     installer = Installer(config, sandbox=backend if isinstance(backend, SystemdBackend) else None)
@@ -151,41 +151,41 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
     # Each app's Redis credentials: made by the bridge's side, handed to app actors through ctx.
     identities = AppIdentities(config.redis_url, config.node_id, config.redis_acl)
     # ctx.config is the live config as app actors read it; the settings actor keeps it current.
-    ctx = AppContext(config=config, emit=bus.publish, ports=ports, ttl=ttl, identities=identities,
+    ctx = AppContext(config=config, emit=broadcast.publish, ports=ports, ttl=ttl, identities=identities,
                      apps=apps, backend=backend, installer=installer, approvals=approvals,
                      exposure=ExposureMeter(config.registry_dir / "exposure.json"))
     ui_kw: dict[str, Any] = {} if o.ui_memory is None else {"memory": o.ui_memory}
     if o.ui_memory_check is not None:
         ui_kw["memory_check"] = o.ui_memory_check
-    ui = root.start_child(ChildSpec("ui", _remembered(
-        instances, "ui", lambda: UIManager(live(), apps=apps, live=lambda: ctx.config, **ui_kw))))
-    ctx.ui = ui
+    slots = root.start_child(ChildSpec("slots", _remembered(
+        instances, "slots", lambda: StreamlitSlots(live(), apps=apps, live=lambda: ctx.config, **ui_kw))))
+    ctx.slots = slots
     factory = (o.app_factory or app_factory)(ctx)
     view = AppsView()  # the registry's read model, read by the web; one across registry restarts
-    registry = root.start_child(ChildSpec("registry", lambda: Registry(apps, factory, bus,
+    registry = root.start_child(ChildSpec("registry", lambda: Registry(apps, factory, broadcast,
                                                                        config.registry_dir / "apps.json",
                                                                        approvals=approvals, view=view)))
     # The bridge subscribes before the first scan, so discovery reaches Redis too. It follows
     # redis_url from ConfigChanged; a restarted bridge starts from the current value.
     bridge = root.start_child(ChildSpec("bridge", _remembered(instances, "bridge", lambda: RedisBridge(
-        bus, live().redis_url, config.node_id, history=config.event_history, apps=registry,
+        broadcast, live().redis_url, config.node_id, history=config.event_history, registry=registry,
         identities=identities))))
     # Keeps the sensors' samples and Redis's figures in <root>/history.sqlite (batched writes).
     history = root.start_child(ChildSpec("history", _remembered(instances, "history", lambda: HistoryActor(
-        live(), bus.publish, bus, bridge))))
+        live(), broadcast.publish, broadcast, bridge))))
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(
-        config.apps_dir, registry, bus.publish, follow=bus if o.scanner_follows else None,
+        config.apps_dir, registry, broadcast.publish, follow=broadcast if o.scanner_follows else None,
         watch=o.watch))) if o.scan else None
-    backup = root.start_child(ChildSpec("backup", lambda: BackupActor(config, bus.publish, apps, installer)))
+    backup = root.start_child(ChildSpec("backup", lambda: BackupActor(config, broadcast.publish, apps, installer)))
     # Presence in the fleet's Redis, and commands from other nodes acted on like the web's own.
     fleet_link = FleetLink(config.redis_url, config.node_id, timeout=config.fleet.command_timeout)
     fleet_link.address = config.fleet.address
     fleet = root.start_child(ChildSpec("fleet", _remembered(instances, "fleet", lambda: FleetActor(
-        fleet_link, partial(node_summary, fleet_link, view, sensors), performer(view, apps, sensors), bus.publish,
+        fleet_link, partial(node_summary, fleet_link, view, sensors), performer(view, apps, sensors), broadcast.publish,
         interval=config.fleet.interval, ttl=config.fleet.ttl))))
 
     async def follow(old: Config, new: Config) -> None:
-        ctx.config = new  # app actors and the UI manager read streamlit.* (and redis_url at a start) here
+        ctx.config = new  # app actors and the Streamlit slots read streamlit.* (and redis_url at a start) here
         installer.config = new  # monitor.min_free_disk_mb
         fleet_link.set_url(new.redis_url)  # the fleet moves with the bridge (a no-op when unchanged)
         logging.getLogger().setLevel(new.log_level)
@@ -194,10 +194,10 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
             await history.tell(SetMonitorConfig(new.monitor))  # the Redis alert levels
 
     settings.follow(follow)
-    refs = dict(backend=backend, ui=ui, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
+    refs = dict(backend=backend, slots=slots, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
                 sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref, view=view,
                 backup=backup, history=history, fleet=fleet, fleet_link=fleet_link)
-    return Runtime(config, bus, root, apps, refs, ctx, settings, instances)
+    return Runtime(config, broadcast, root, apps, refs, ctx, settings, instances)
 
 
 def web_deps(rt: Runtime, auth: Auth | None) -> WebDeps:
@@ -205,7 +205,7 @@ def web_deps(rt: Runtime, auth: Auth | None) -> WebDeps:
 
     serve and the tests' web fixtures both call it: a new dependency of the web goes here."""
     config = rt.config
-    deps = WebDeps(config=config, bus=rt.bus, registry=rt.refs["registry"], apps=rt.apps,
+    deps = WebDeps(config=config, broadcast=rt.broadcast, registry=rt.refs["registry"], apps=rt.apps,
                    scanner=rt.refs["scanner"], view=rt.refs["view"], sensors=rt.refs["sensors"], ttl=rt.refs["ttl"],
                    event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
                    notifier=rt.refs["notifier"], logs=log_sources(rt.refs["backend"]),
@@ -252,7 +252,7 @@ async def _serve(config: Config, notices: Sequence[Event], overrides: Overrides 
     async with trio.open_nursery() as nursery:
         rt = await build_tree(config, nursery, overrides)
         for notice in notices:
-            rt.bus.publish(notice)
+            rt.broadcast.publish(notice)
         rt.cancel_scope = nursery.cancel_scope
         web = create_app(web_deps(rt, auth))
         # the dashboard, and app pages on their own port (apps_port); stopped by cancellation
@@ -260,7 +260,7 @@ async def _serve(config: Config, notices: Sequence[Event], overrides: Overrides 
                                                        graceful=2.0))
         rt.url = bound[0] if bound else f"http://{config.host}:{config.port}"
         rt.refs["fleet_link"].address = config.fleet.address or rt.url  # what the other nodes' cards link to
-        rt.bus.publish(ServerStarted(rt.url, backend=rt.refs["backend"].name))
+        rt.broadcast.publish(ServerStarted(rt.url, backend=rt.refs["backend"].name))
         log.info("HomeHelper serving %s (apps in %s, state in %s)", rt.url, config.apps_dir, config.root)
         task_status.started(rt)
 

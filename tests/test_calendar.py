@@ -1,4 +1,4 @@
-"""The job calendar (homehelper/calendar.py) against systemd's own: `systemd-analyze calendar`."""
+"""The job calendar (homehelper/oncalendar.py) against systemd's own: `systemd-analyze calendar`."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 import jsonschema
 import pytest
 
-from homehelper.calendar import DEFAULT_TIMEOUT, CalendarError, JobSpec, check_schedule, parse_calendar
 from homehelper.errors import ManifestError
 from homehelper.manifest import SCHEMA_PATH, Manifest, parse_manifest
+from homehelper.oncalendar import DEFAULT_TIMEOUT, CalendarError, JobSpec, check_schedule, parse_calendar
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 

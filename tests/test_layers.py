@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
     "homehelper.errors": 0,
     "homehelper.storage": 0,
     "homehelper.manifest": 0,
-    "homehelper.calendar": 0,  # job schedules: systemd calendar events
+    "homehelper.oncalendar": 0,  # job schedules: systemd calendar events
     "homehelper.config": 0,
     "homehelper.approvals": 0,
     "homehelper.options": 0,  # the options schema and values files (actors/options.py writes them)
@@ -46,8 +46,7 @@ LAYERS: dict[str, int] = {
     "homehelper.actors": 3,  # the domain actors, and the package re-exporting the runtime
     "homehelper.actors.history": 3,
     "homehelper.actors.job": 3,
-    "homehelper.ui": 3,
-    "homehelper.web": 4,
+        "homehelper.web": 4,
     "homehelper.web.history": 4,
     "homehelper.bus.presence": 2,  # the fleet's presence keys (blocking; worker threads)
     "homehelper.bus.commands": 2,  # the fleet's command streams (blocking; worker threads)
@@ -189,4 +188,4 @@ def test_the_checker_names_an_import_that_goes_up() -> None:
 
 def test_type_checking_imports_are_exempt() -> None:
     source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..actors.service import ServiceApp\n"
-    assert upward_imports("homehelper.backends.health", source) == []
+    assert upward_imports("homehelper.backends.restarts", source) == []

@@ -35,7 +35,7 @@ async def test_a_config_change_is_validated_persisted_applied_and_announced(stat
                 assert ok.status_code == 200, ok.text
                 assert ok.json()["streamlit"]["ttl"] == 60
                 kinds = [e["kind"] for e in (await c.get("/api/events")).json()]
-            assert rt.ctx.config.streamlit.ttl == 60  # what app actors and the UI manager read
+            assert rt.ctx.config.streamlit.ttl == 60  # what app actors and the Streamlit slots read
             assert rt.ctx.config.streamlit.max_running == 1
             assert logging.getLogger().level == logging.WARNING
             assert "config_changed" in kinds
@@ -122,8 +122,8 @@ def observe(rt: Runtime, key: str) -> list[object]:
         return [logging.getLevelName(logging.getLogger().level)]
     if key == "redis_url":
         return [rt.instances["bridge"].url, rt.ctx.config.redis_url]  # the bridge; apps at their next start
-    if section == "streamlit":  # the UI manager and the Streamlit app actors (through ctx.config)
-        return [getattr(rt.instances["ui"].cfg, name), getattr(rt.ctx.config.streamlit, name)]
+    if section == "streamlit":  # the Streamlit slots and the Streamlit app actors (through ctx.config)
+        return [getattr(rt.instances["slots"].cfg, name), getattr(rt.ctx.config.streamlit, name)]
     if section == "monitor":
         sensors = rt.instances["sensors"]
         seen = [getattr(sensors.monitor, name), getattr(sensors.health.config, name)]

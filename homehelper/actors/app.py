@@ -63,7 +63,7 @@ class AppContext:
     backend: Backend | None = None  # how apps run: service and Streamlit apps need one
     installer: Installer | None = None  # shared, so one install runs at a time; None: each actor makes its own
     apps: Supervisor | None = None  # the apps supervisor: a Streamlit app addresses itself through it
-    ui: ActorRef[Any] | None = None  # the UI manager (caps Streamlit apps running at once); None: no cap
+    slots: ActorRef[Any] | None = None  # the Streamlit slots (caps Streamlit apps running at once); None: no cap
     approvals: ApprovalStore | None = None  # None: an app asking for permissions never starts
     exposure: ExposureMeter | None = None  # systemd-analyze security scores; None: not measured
 

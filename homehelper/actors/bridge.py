@@ -59,19 +59,19 @@ def _describe(exc: BaseException) -> str:
 class RedisBridge(Actor):
     name = "bridge"
 
-    def __init__(self, bus: Broadcast, url: str | None, node_id: str = "main", *, history: int = 1000,
+    def __init__(self, broadcast: Broadcast, url: str | None, node_id: str = "main", *, history: int = 1000,
                  buffer: int = 5000, backoff: tuple[float, float] = (0.5, 30.0), batch: int = BATCH,
-                 apps: ActorRef[Any] | None = None, emit: Callable[[object], None] | None = None,
+                 registry: ActorRef[Any] | None = None, emit: Callable[[object], None] | None = None,
                  identities: AppIdentities | None = None) -> None:
-        self.bus = bus
+        self.broadcast = broadcast
         self.url = configured(url)
         self.ch = Channels(node_id)
         self.history = history
         self.buffer = buffer
         self.backoff = backoff
         self.batch = batch
-        self.apps = apps  # answers ListApps: refills the health hashes after Redis lost them
-        self.emit = emit or bus.publish
+        self.registry = registry  # answers ListApps: refills the health hashes after Redis lost them
+        self.emit = emit or broadcast.publish
         self.identities = identities  # per-app Redis users: made on connect, deleted with their app
         self.limiter = trio.CapacityLimiter(4)  # publisher, subscriber, history reads, one spare
         self.connected = False
@@ -93,7 +93,7 @@ class RedisBridge(Actor):
     # --- the actor ---------------------------------------------------------
     async def on_start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
-        self.sub = self.bus.subscribe(self.buffer, accept=self._accept)
+        self.sub = self.broadcast.subscribe(self.buffer, accept=self._accept)
         if self.url is None:
             self._report_down("", "no Redis configured: HomeHelper runs on its in-process bus alone")
         nursery.start_soon(self._connection_loop)
@@ -310,10 +310,10 @@ class RedisBridge(Actor):
             pass  # the actor is stopping (on_stop closed the subscription)
 
     async def _refill_health(self, publisher: Publisher) -> None:
-        if self.apps is None:
+        if self.registry is None:
             return
         try:
-            apps = await self.apps.ask(ListApps(), timeout=5)
+            apps = await self.registry.ask(ListApps(), timeout=5)
         except Exception as exc:  # best effort: the events refill the hashes anyway
             log.debug("bus: no app snapshot for the health hashes: %s", exc)
             return

@@ -27,18 +27,18 @@ MAX_COUNT = 10_000
 class EventLog(Actor):
     name = "eventlog"
 
-    def __init__(self, bus: Broadcast, size: int = 1000) -> None:
-        self.bus = bus
+    def __init__(self, broadcast: Broadcast, size: int = 1000) -> None:
+        self.broadcast = broadcast
         self.ring: deque[Event] = deque(maxlen=max(size, 1))
         self.seq = 0  # events recorded since construction: lets a reader tell how many it missed
         # Recording starts now, not when the supervisor gets round to on_start, so the
         # events of the actors started just before are kept too. The filter records each
         # event as it is published and queues nothing: no task, no wake-up per event.
-        self.sub = bus.subscribe(1, accept=self._record)
+        self.sub = broadcast.subscribe(1, accept=self._record)
 
     async def on_start(self, nursery: trio.Nursery) -> None:
         if self.sub.closed:  # restarted (the same instance): record again, the ring is kept
-            self.sub = self.bus.subscribe(1, accept=self._record)
+            self.sub = self.broadcast.subscribe(1, accept=self._record)
 
     async def on_stop(self) -> None:
         self.sub.close()

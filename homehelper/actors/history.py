@@ -45,12 +45,12 @@ MAX_POINTS = 2000
 class HistoryActor(Actor):
     name = "history"
 
-    def __init__(self, config: Config, emit: Callable[[object], None], bus: Broadcast,
+    def __init__(self, config: Config, emit: Callable[[object], None], broadcast: Broadcast,
                  bridge: ActorRef[Any] | None = None) -> None:
         self.config = config
         self.hc = config.history
         self.emit = emit
-        self.bus = bus
+        self.broadcast = broadcast
         self.bridge = bridge
         self.store: HistoryStore | None = None
         self.bucketer = Bucketer(self.hc.step)
@@ -70,7 +70,7 @@ class HistoryActor(Actor):
 
     # --- lifecycle ---------------------------------------------------------
     async def on_start(self, nursery: trio.Nursery) -> None:
-        self.sub = self.bus.subscribe(64, accept=lambda e: isinstance(e, SystemSampled))
+        self.sub = self.broadcast.subscribe(64, accept=lambda e: isinstance(e, SystemSampled))
         if self.hc.enabled:
             hc = self.hc
             store = HistoryStore(self.config.history_file, step=hc.step, coarse_step=hc.coarse_step,

@@ -5,7 +5,7 @@ progress), plus installing, install_failed, config_error and awaiting_approval a
 
 - StartApp arms the schedule (and, unless it comes from the boot restore, runs the job now);
   StopApp ends a run in progress and pauses the schedule; RunJob runs it now either way.
-- The TTL clock wakes the actor at each elapse of the schedule (homehelper.calendar, the same
+- The TTL clock wakes the actor at each elapse of the schedule (homehelper.oncalendar, the same
   parser on both backends). On the process backend the actor then starts the run; under systemd the
   job's timer has started it already (homehelper.backends.jobs) and the actor reads how it went.
 - A failed run (non-zero exit, signal, timeout) is a JobFailed event, which notifies like a crash;
@@ -28,7 +28,6 @@ from ..backends.base import app_spec, log_file
 from ..backends.installer import Installer
 from ..backends.jobs import SEEN_WITHIN, JobRunner, RunResult, runner_for
 from ..bus.acl import app_secrets
-from ..calendar import Calendar, JobSpec
 from ..errors import BackendError, DiskFull, InstallFailed
 from ..manifest import Manifest
 from ..messages import (
@@ -44,6 +43,7 @@ from ..messages import (
     RunJob,
     ScheduleDeadline,
 )
+from ..oncalendar import Calendar, JobSpec
 from ..storage import atomic_write_json
 from . import ActorError, ActorRef
 from .app import AppActor, AppContext

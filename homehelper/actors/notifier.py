@@ -82,10 +82,10 @@ class Notifier(Actor):
 
     name = "notifier"
 
-    def __init__(self, config: NotifyConfig, bus: Broadcast, emit: Callable[[object], None] | None = None) -> None:
+    def __init__(self, config: NotifyConfig, broadcast: Broadcast, emit: Callable[[object], None] | None = None) -> None:
         self.config = config
-        self.bus = bus
-        self.emit = emit or bus.publish
+        self.broadcast = broadcast
+        self.emit = emit or broadcast.publish
         self.entries = [split_url(u) for u in config.urls]
         self.routes = dict(config.routes)
         self.sender = Sender([url for _, url in self.entries])
@@ -99,7 +99,7 @@ class Notifier(Actor):
         self.sub: Subscription | None = self._subscribe() if self.entries else None
 
     def _subscribe(self) -> Subscription:
-        return self.bus.subscribe(SUB_RING, accept=lambda e: wanted(e, self.config.min_level))
+        return self.broadcast.subscribe(SUB_RING, accept=lambda e: wanted(e, self.config.min_level))
 
     async def on_start(self, nursery: trio.Nursery) -> None:
         if self.sub is None:

@@ -57,11 +57,11 @@ def check_saved(value: Any) -> tuple[dict[str, Any], list[str]]:
 class Registry(Actor):
     name = "registry"
 
-    def __init__(self, apps: Supervisor, factory: AppFactory, bus: Broadcast, state_file: Path | None,
+    def __init__(self, apps: Supervisor, factory: AppFactory, broadcast: Broadcast, state_file: Path | None,
                  approvals: ApprovalStore | None = None, view: AppsView | None = None) -> None:
         self.apps = apps
         self.factory = factory
-        self.bus = bus
+        self.broadcast = broadcast
         self.state_file = state_file
         # Made by the composition root and handed to the web too, so it outlives a restart of this
         # actor (the web holds the same object); each registry starts it afresh from a scan.
@@ -80,9 +80,9 @@ class Registry(Actor):
                 read_state, self.state_file, check_saved, {},
                 "apps rebuilt from a scan and what the backend reports running; the others stay stopped")
             if damaged is not None:
-                self.bus.publish(damaged)
+                self.broadcast.publish(damaged)
         # Applied inside publish (the filter queues nothing): current before the publisher goes on.
-        nursery.start_soon(self._follow, self.bus.subscribe(maxlen=1, accept=self._on_event))
+        nursery.start_soon(self._follow, self.broadcast.subscribe(maxlen=1, accept=self._on_event))
         if self.writer is not None:
             await nursery.start(self.writer.run)
 
@@ -136,7 +136,7 @@ class Registry(Actor):
         self._save()
         if self.writer is not None:
             await self.writer.flush()  # on disk before the boot starts it decided on
-        self.bus.publish(ScanApplied(len(found), len(invalid)))
+        self.broadcast.publish(ScanApplied(len(found), len(invalid)))
         for app_id in boot:  # bring back what was running before (adopted if still up)
             await self._tell(app_id, StartApp(app_id, reason="boot"))
 

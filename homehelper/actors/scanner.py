@@ -17,7 +17,7 @@ import trio
 
 from ..errors import BadRequest, ManifestError
 from ..manifest import MANIFEST_NAME, Manifest, load_manifest
-from ..messages import AppChanged, AppDiscovered, AppInvalid, ApplyScan, AppRemoved, Rescan
+from ..messages import AppDiscovered, AppInvalid, ApplyScan, AppRemoved, ManifestChanged, Rescan
 from . import Actor, ActorRef, Broadcast, ChildRestarting
 from .watcher import QUIET, AppsWatcher
 
@@ -118,7 +118,7 @@ class Scanner(Actor):
                 self.emit(AppDiscovered(app_id, m.name, m.type, str(m.path)))
             elif old.digest != m.digest or old.path != m.path:
                 summary["changed"].append(app_id)
-                self.emit(AppChanged(app_id, m.digest))
+                self.emit(ManifestChanged(app_id, m.digest))
         for app_id in self.known.keys() - found.keys():
             summary["removed"].append(app_id)
             self.emit(AppRemoved(app_id))

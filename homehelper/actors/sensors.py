@@ -35,7 +35,7 @@ from ..monitor.apps import ProcessTable
 from ..monitor.metrics import install_space
 from ..monitor.pi import PiPaths
 from ..monitor.system import SystemSampler, history_dicts, history_point
-from ..monitor.thresholds import HealthMonitor
+from ..monitor.thresholds import MachineAlerts
 from . import Actor, Broadcast, Subscription
 
 log = logging.getLogger(__name__)
@@ -48,16 +48,16 @@ class SensorActor(Actor):
     name = "sensors"
     sampler: SystemSampler  # built in on_start: its first CPU reading is the baseline
 
-    def __init__(self, config: Config, emit: Callable[[object], None], bus: Broadcast | None = None,
+    def __init__(self, config: Config, emit: Callable[[object], None], broadcast: Broadcast | None = None,
                  table: ProcessTable | None = None, pi: PiPaths | None = None, proc: Path = Path("/proc")) -> None:
         self.config = config
         self.monitor: MonitorConfig = config.monitor
         self.emit = emit
-        self.bus = bus
+        self.broadcast = broadcast
         self.table = table if table is not None else ProcessTable()
         self.pi_paths = pi
         self.proc = proc
-        self.health = HealthMonitor(self.monitor)
+        self.health = MachineAlerts(self.monitor)
         self.history: deque[tuple[Any, ...]] = deque(maxlen=max(1, self.monitor.history))
         self.last: dict[str, Any] | None = None
         self.last_at = 0.0  # trio time of `last`
@@ -72,8 +72,8 @@ class SensorActor(Actor):
         self.sampler = self._timed(lambda: SystemSampler(self.table, self.pi_paths, self.proc))
         if self.table.subscription is not None:  # serve.py's: it outlives this actor
             nursery.start_soon(self._follow, self.table.subscription)
-        elif self.bus is not None:
-            nursery.start_soon(self._follow_own, self.bus.subscribe(maxlen=1024, accept=_follows))
+        elif self.broadcast is not None:
+            nursery.start_soon(self._follow_own, self.broadcast.subscribe(maxlen=1024, accept=_follows))
         nursery.start_soon(self._background)
 
     async def _follow(self, sub: Subscription) -> None:

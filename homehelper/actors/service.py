@@ -23,9 +23,9 @@ import trio
 from ..backends import logs
 from ..backends.base import Backend, UnitStatus, app_spec, env_port, env_value, log_file
 from ..backends.delivery import with_options
-from ..backends.health import RestartTracker, judge_end
 from ..backends.installer import Installer
 from ..backends.journal import run_output
+from ..backends.restarts import RestartTracker, judge_end
 from ..bus.acl import app_secrets
 from ..errors import BackendError, Conflict, DiskFull, HomeHelperError, InstallFailed
 from ..manifest import Manifest

@@ -12,7 +12,7 @@ import httpx
 import trio
 
 from ..backends.base import probe_delays, ready_timeout
-from ..backends.health import probe
+from ..backends.restarts import probe
 from ..messages import AppHealthChanged
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ order (app context, installer, log level, sensors, the web layer), then ConfigCh
 for those that follow the bus (the Redis bridge: `redis_url`).
 
 Who follows which editable key (config.EDITABLE): `log_level` the root logger; `redis_url` the
-bridge, and apps at their next start; `streamlit.*` the UI manager and the Streamlit app actors;
+bridge, and apps at their next start; `streamlit.*` the Streamlit slots and the Streamlit app actors;
 `monitor.*` the sensor actor (and `min_free_disk_mb` the installer); `auth.*` the web layer.
 """
 

@@ -2,7 +2,7 @@
 
 It runs through the same backend as a service app (`ctx.backend`: a
 systemd unit with the manifest's sandbox and limits, or the process backend),
-from an AppSpec whose command is `streamlit run` (homehelper.ui.launcher), with
+from an AppSpec whose command is `streamlit run` (homehelper.actors.streamlit_spec), with
 its output in logs/<id>/app.log. OpenUI starts it (once, however many ask at the
 same time: the mailbox serialises them, and the second finds it running) and
 replies when it answers its health check. Two deadlines on the TTL clock end it:
@@ -11,7 +11,7 @@ number tags each start, so a deadline or exit notice from an earlier run is
 ignored. One found running at start (HomeHelper was restarted) is adopted.
 
 From its AppContext: `backend` and `apps` (the apps Supervisor, to address this actor) are
-required; `ui` (the UI manager's ref; without it there is no cap) and `installer` (shared, so one
+required; `slots` (the Streamlit slots' ref; without it there is no cap) and `installer` (shared, so one
 install runs at a time; without it the actor makes its own) are optional.
 """
 
@@ -43,18 +43,18 @@ from ..messages import (
     AppStopped,
     CancelDeadline,
     PortAssigned,
-    ReleaseUI,
-    ReserveUI,
+    ReleaseSlot,
+    ReserveSlot,
     ScheduleDeadline,
     TouchDeadline,
     UIDeadlines,
     UIExpired,
     UIProcessExited,
 )
-from ..ui import launcher
-from ..ui.launcher import PortTaken, StartFailed, cmdline_port, exit_code
 from . import ActorError, ActorRef, MailboxClosed
+from . import streamlit_spec as launcher
 from .app import AppActor, AppContext
+from .streamlit_spec import PortTaken, StartFailed, cmdline_port, exit_code
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +159,9 @@ class StreamlitApp(AppActor):
             age = max(0.0, time.time() - psutil.Process(status.pid).create_time())
         except psutil.Error:
             age = 0.0
-        ui = self.ctx.ui
-        if ui is not None:
-            await ui.tell(ReserveUI(self.app_id, self.me(), adopted=True))
+        slots = self.ctx.slots
+        if slots is not None:
+            await slots.tell(ReserveSlot(self.app_id, self.me(), adopted=True))
         if self.ctx.identities is not None:  # its Redis user may be gone with a Redis restart
             assert self.nursery is not None
             self.nursery.start_soon(self.ctx.identities.adopt, self.app_id, env_value(status.pid, "HH_REDIS_URL"))
@@ -250,15 +250,15 @@ class StreamlitApp(AppActor):
             raise Conflict(self.approval_message(), app=self.app_id, grants=list(self.manifest.grants))
         if self._needs_venv() and not self.installer.is_current(self.manifest):
             await self._install(force=False)  # first open, or requirements changed
-        ui = self.ctx.ui
-        if ui is not None:
-            await ui.ask(ReserveUI(self.app_id, self.me()), timeout=self.cfg.stop_grace + 15)
+        slots = self.ctx.slots
+        if slots is not None:
+            await slots.ask(ReserveSlot(self.app_id, self.me()), timeout=self.cfg.stop_grace + 15)
         self.set_state("starting", reason)
         try:
             status = await self._launch_ready()
         except BaseException as exc:
-            if ui is not None:
-                self._tell_nowait(ui, ReleaseUI(self.app_id))
+            if slots is not None:
+                self._tell_nowait(slots, ReleaseSlot(self.app_id))
             if isinstance(exc, HomeHelperError):
                 self.last_error = exc.message
                 if isinstance(exc, StartFailed):
@@ -367,9 +367,9 @@ class StreamlitApp(AppActor):
         if self.ctx.ttl is not None:
             self._tell_nowait(self.ctx.ttl, CancelDeadline(self._key("idle")))
             self._tell_nowait(self.ctx.ttl, CancelDeadline(self._key("life")))
-        ui = self.ctx.ui
-        if ui is not None:
-            self._tell_nowait(ui, ReleaseUI(self.app_id))
+        slots = self.ctx.slots
+        if slots is not None:
+            self._tell_nowait(slots, ReleaseSlot(self.app_id))
         self.ctx.emit(AppProcessChanged(self.app_id, None, None))
 
     @staticmethod

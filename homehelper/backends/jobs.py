@@ -4,7 +4,7 @@ Under systemd a job is its app's unit made `Type=oneshot` (the same sandbox, lim
 a service app: units.render_unit with `AppSpec.run_timeout`) plus a `hh-<id>.timer` with the
 schedule as `OnCalendar=`: systemd starts the runs, also while HomeHelper is down, and the job's
 actor looks at each one when its calendar says it is due. On the process backend the TTL clock
-wakes the job's actor at the same calendar times (homehelper.calendar) and the actor starts the run.
+wakes the job's actor at the same calendar times (homehelper.oncalendar) and the actor starts the run.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from ..calendar import JobSpec, parse_calendar
 from ..errors import BackendError, UnsafeUnitValue
+from ..oncalendar import JobSpec, parse_calendar
 from .base import AppSpec, Backend, probe_delays, wait_pid_exit
 from .process import ProcessBackend
 from .systemd import SystemdBackend, parse_show
@@ -49,7 +49,7 @@ def timer_name(app_id: str, prefix: str) -> str:
 
 
 def render_timer(app_id: str, job: JobSpec, prefix: str) -> str:
-    """The timer unit of a job. The schedule was parsed (homehelper.calendar): it holds only letters,
+    """The timer unit of a job. The schedule was parsed (homehelper.oncalendar): it holds only letters,
     digits and `*.,:/ -`, so no specifier, quote or line break reaches the file; checked again here."""
     parse_calendar(job.schedule)
     if not all(c.isalnum() or c in "*.,:/ -" for c in job.schedule):

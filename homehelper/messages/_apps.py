@@ -134,7 +134,7 @@ class AppDiscovered(Event):
 
 
 @attrs.frozen
-class AppChanged(Event):
+class ManifestChanged(Event):
     app_id: str
     digest: str
 

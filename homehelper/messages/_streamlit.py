@@ -1,4 +1,4 @@
-"""Messages of the Streamlit UI part: the app actors, the UI manager, the proxy."""
+"""Messages of the Streamlit UI part: the app actors, the Streamlit slots, the proxy."""
 
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ class UIProcessExited(Command):
     status: int | None
 
 
-# --- to the UI manager ------------------------------------------------------------
+# --- to the Streamlit slots ------------------------------------------------------------
 
 
 @attrs.frozen
-class ReserveUI(Command):
+class ReserveSlot(Command):
     """Ask: a running slot for this app, evicting an idle one if the cap is reached."""
 
     app_id: str
@@ -42,14 +42,14 @@ class ReserveUI(Command):
 
 
 @attrs.frozen
-class ReleaseUI(Command):
+class ReleaseSlot(Command):
     """Tell: the app's Streamlit process is gone; its slot is free."""
 
     app_id: str
 
 
 @attrs.frozen
-class GetUISlots(Command):
+class GetSlots(Command):
     """Ask: {app_id: seconds since it was reserved} for every app holding a slot."""
 
 

@@ -8,12 +8,12 @@ from .apps import AppSampler, ProcessTable
 from .metrics import MachineSampler, install_space
 from .pi import PiPaths, PiReader
 from .system import SystemSampler
-from .thresholds import LEVELS, HealthMonitor, LevelTracker
+from .thresholds import LEVELS, LevelTracker, MachineAlerts
 
 __all__ = [
     "LEVELS",
     "AppSampler",
-    "HealthMonitor",
+    "MachineAlerts",
     "LevelTracker",
     "MachineSampler",
     "PiPaths",

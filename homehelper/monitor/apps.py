@@ -95,9 +95,9 @@ class ProcessTable:
         self.subscription: Subscription | None = None
 
     @classmethod
-    def following(cls, bus: Broadcast, maxlen: int = 1024) -> ProcessTable:
+    def following(cls, broadcast: Broadcast, maxlen: int = 1024) -> ProcessTable:
         table = cls()
-        table.subscription = bus.subscribe(maxlen=maxlen, accept=lambda e: isinstance(e, cls.FOLLOWED))
+        table.subscription = broadcast.subscribe(maxlen=maxlen, accept=lambda e: isinstance(e, cls.FOLLOWED))
         return table
 
     def apply(self, event: object) -> None:

@@ -92,7 +92,7 @@ def temperature_thresholds(config: tuple[float, float, float], high: float | Non
     return careful, warning, crit
 
 
-class HealthMonitor:
+class MachineAlerts:
     """Levels of every metric of a sample; returns the alert events to emit."""
 
     UNITS = {"cpu": " %", "memory": " %", "swap": " %", "disk": " %", "temperature": " °C"}

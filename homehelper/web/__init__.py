@@ -2,6 +2,6 @@
 
 from .app import create_app
 from .deps import WebDeps
-from .server import hypercorn_config, serve_app
+from .listener import hypercorn_config, serve_app
 
 __all__ = ["WebDeps", "create_app", "hypercorn_config", "serve_app"]

@@ -27,7 +27,7 @@ class WebDeps:
     """Everything the web layer talks to, passed in by serve.py."""
 
     config: Config
-    bus: Broadcast
+    broadcast: Broadcast
     registry: ActorRef[Any]
     apps: Supervisor
     scanner: ActorRef[Any]

@@ -234,16 +234,16 @@ async def set_config(deps: WebDeps, changes: Any) -> dict[str, Any]:
         result = deps.set_config(changes)
         new = await result if inspect.isawaitable(result) else result
         return (new if new is not None else deps.config).to_json()
-    new = await persist_config_change(deps.config, deps.bus, changes)
+    new = await persist_config_change(deps.config, deps.broadcast, changes)
     deps.config = new
     return new.to_json()
 
 
-async def persist_config_change(config: Config, bus: Broadcast, changes: dict[str, Any]) -> Config:
+async def persist_config_change(config: Config, broadcast: Broadcast, changes: dict[str, Any]) -> Config:
     """Without a settings actor (a bare web app): validate, persist over config.json, announce; the new Config."""
     new = change_config(config, changes)
     await trio.to_thread.run_sync(save_changes, config.config_file, changes)
-    bus.publish(ConfigChanged(_dotted(changes)))
+    broadcast.publish(ConfigChanged(_dotted(changes)))
     return new
 
 

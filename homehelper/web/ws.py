@@ -227,7 +227,7 @@ class Connection:
         outcome: dict[str, Any] = {}
         # Subscribed before the ask, so no event of this action is missed.
         accept = lambda e: isinstance(e, Event) and getattr(e, "app_id", None) == app_id  # noqa: E731
-        with self.deps.bus.subscribe(maxlen=256, accept=accept) as sub:
+        with self.deps.broadcast.subscribe(maxlen=256, accept=accept) as sub:
             async with trio.open_nursery() as n:
                 n.start_soon(self._progress, req_id, sub)
                 try:

@@ -54,10 +54,10 @@ class Refuser(Actor):
 
 
 async def test_a_tell_that_raises_a_domain_error_is_published_and_the_actor_carries_on() -> None:
-    bus = Broadcast()
-    sub = bus.subscribe()
+    broadcast = Broadcast()
+    sub = broadcast.subscribe()
     async with trio.open_nursery() as nursery:
-        sup = Supervisor("apps", emit=bus.publish)
+        sup = Supervisor("apps", emit=broadcast.publish)
         await nursery.start(sup.run)
         ref = sup.start_child(ChildSpec("lamp", Refuser))
         assert await ref.ask("count") == 1
@@ -77,17 +77,17 @@ async def test_a_tell_that_raises_a_domain_error_is_published_and_the_actor_carr
 
 
 async def test_a_crash_is_an_event_in_the_event_log_and_json_for_the_bridge() -> None:
-    bus = Broadcast()
-    log = EventLog(bus, 100)
+    broadcast = Broadcast()
+    log = EventLog(broadcast, 100)
     policy = RestartPolicy(intensity=1, period=60, backoff_initial=0.01, quarantine_retry=3600)
     async with trio.open_nursery() as nursery:
-        root = Supervisor("root", emit=bus.publish)
+        root = Supervisor("root", emit=broadcast.publish)
         await nursery.start(root.run)
         events = root.start_child(ChildSpec("eventlog", lambda: log))
-        sup = Supervisor("apps", policy, emit=bus.publish)
+        sup = Supervisor("apps", policy, emit=broadcast.publish)
         await nursery.start(sup.run)
         ref = sup.start_child(ChildSpec("lamp", Refuser))
-        sub = bus.subscribe()
+        sub = broadcast.subscribe()
         await ref.tell("boom")
         crashed = await next_event(sub, lambda e: isinstance(e, ChildCrashed))
         assert (crashed.supervisor, crashed.child, crashed.start) == ("apps", "lamp", 1)

@@ -32,19 +32,19 @@ def sample(at: float, cpu: float, apps: tuple[str, ...] = ("app-a",)) -> dict[st
 
 
 async def start(nursery: trio.Nursery, cfg: Config) -> tuple[Broadcast, Supervisor, Any, list[HistoryActor]]:
-    bus = Broadcast()
-    sup = Supervisor("root", emit=bus.publish)
+    broadcast = Broadcast()
+    sup = Supervisor("root", emit=broadcast.publish)
     await nursery.start(sup.run)
     made: list[HistoryActor] = []
 
     def make() -> HistoryActor:
-        made.append(HistoryActor(cfg, bus.publish, bus))
+        made.append(HistoryActor(cfg, broadcast.publish, broadcast))
         return made[-1]
 
     ref = sup.start_child(ChildSpec("history", make))
     await trio.testing.wait_all_tasks_blocked()
     await made[-1].opened.wait()
-    return bus, sup, ref, made
+    return broadcast, sup, ref, made
 
 
 async def test_samples_are_written_in_one_batch_per_flush_interval(tmp_path: Path,
@@ -53,9 +53,9 @@ async def test_samples_are_written_in_one_batch_per_flush_interval(tmp_path: Pat
     base = time.time() - 1200
     base -= base % 30
     async with trio.open_nursery() as nursery:
-        bus, _, ref, (actor,) = await start(nursery, cfg)
+        broadcast, _, ref, (actor,) = await start(nursery, cfg)
         for i in range(10):  # five minutes of samples at 30 s
-            bus.publish(SystemSampled(sample(base + 30 * i, float(i))))
+            broadcast.publish(SystemSampled(sample(base + 30 * i, float(i))))
         await trio.testing.wait_all_tasks_blocked()
         assert actor.store is not None and actor.store.writes == 0  # nothing written yet
         began, flushed = trio.current_time(), actor.flushed
@@ -66,7 +66,7 @@ async def test_samples_are_written_in_one_batch_per_flush_interval(tmp_path: Pat
         await trio.sleep(3600)  # idle: no samples, no writes, no timer firing
         assert actor.store.writes == 1
         for i in range(10, 20):
-            bus.publish(SystemSampled(sample(base + 30 * i, float(i))))
+            broadcast.publish(SystemSampled(sample(base + 30 * i, float(i))))
         began, flushed = trio.current_time(), actor.flushed
         await flushed.wait()
         assert actor.store.writes == 2 and trio.current_time() - began >= 300
@@ -89,9 +89,9 @@ async def test_a_restart_keeps_the_charts_data(tmp_path: Path) -> None:
     now = time.time()
     ats = [now - 30 * (10 - i) for i in range(10)]
     async with trio.open_nursery() as nursery:
-        bus, _, ref, (actor,) = await start(nursery, cfg)
+        broadcast, _, ref, (actor,) = await start(nursery, cfg)
         for i, at in enumerate(ats):
-            bus.publish(SystemSampled(sample(at, float(i))))
+            broadcast.publish(SystemSampled(sample(at, float(i))))
         await trio.testing.wait_all_tasks_blocked()
         before = (await ref.ask(GetMetricHistory("machine", "1h", 360)))["points"]
         assert actor.store is not None and actor.store.writes == 0
@@ -118,9 +118,9 @@ async def test_the_file_is_only_touched_off_the_trio_thread(tmp_path: Path, monk
         monkeypatch.setattr(HistoryStore, name, spy)
     cfg = config(tmp_path)
     async with trio.open_nursery() as nursery:
-        bus, _, ref, _ = await start(nursery, cfg)
-        bus.publish(SystemSampled(sample(time.time() - 60, 1.0)))
-        bus.publish(SystemSampled(sample(time.time(), 2.0)))
+        broadcast, _, ref, _ = await start(nursery, cfg)
+        broadcast.publish(SystemSampled(sample(time.time() - 60, 1.0)))
+        broadcast.publish(SystemSampled(sample(time.time(), 2.0)))
         await trio.testing.wait_all_tasks_blocked()
         assert await ref.ask(FlushHistory()) == 2
         await ref.ask(GetMetricHistory("machine", "24h", 100))
@@ -133,17 +133,17 @@ async def test_a_damaged_file_is_reported_and_history_starts_anew(tmp_path: Path
     cfg.root.mkdir(parents=True)
     cfg.history_file.write_bytes(b"\x00garbage" * 1000)
     async with trio.open_nursery() as nursery:
-        bus = Broadcast()
-        with bus.subscribe(accept=lambda e: isinstance(e, StateFileDamaged)) as damaged:
-            sup = Supervisor("root", emit=bus.publish)
+        broadcast = Broadcast()
+        with broadcast.subscribe(accept=lambda e: isinstance(e, StateFileDamaged)) as damaged:
+            sup = Supervisor("root", emit=broadcast.publish)
             await nursery.start(sup.run)
-            ref = sup.start_child(ChildSpec("history", lambda: HistoryActor(cfg, bus.publish, bus)))
+            ref = sup.start_child(ChildSpec("history", lambda: HistoryActor(cfg, broadcast.publish, broadcast)))
             with trio.fail_after(10):
                 event = await damaged.receive()
         assert event.path == str(cfg.history_file) and event.set_aside_as and "new history" in event.what
         kept = await trio.to_thread.run_sync(Path(event.set_aside_as).read_bytes)
         assert kept == b"\x00garbage" * 1000
-        bus.publish(SystemSampled(sample(time.time(), 3.0)))
+        broadcast.publish(SystemSampled(sample(time.time(), 3.0)))
         await trio.testing.wait_all_tasks_blocked()
         assert len((await ref.ask(GetMetricHistory("machine", "1h", 10)))["points"]) == 1
         nursery.cancel_scope.cancel()
@@ -154,9 +154,9 @@ async def test_an_unwritable_root_keeps_the_history_in_memory(tmp_path: Path) ->
     cfg.root.parent.mkdir(parents=True, exist_ok=True)
     cfg.root.write_text("a file where the state root should be")
     async with trio.open_nursery() as nursery:
-        bus, _, ref, (actor,) = await start(nursery, cfg)
+        broadcast, _, ref, (actor,) = await start(nursery, cfg)
         assert actor.store is None and actor.last_error
-        bus.publish(SystemSampled(sample(time.time(), 3.0)))
+        broadcast.publish(SystemSampled(sample(time.time(), 3.0)))
         await trio.testing.wait_all_tasks_blocked()
         assert len((await ref.ask(GetMetricHistory("machine", "1h", 10)))["points"]) == 1
         nursery.cancel_scope.cancel()

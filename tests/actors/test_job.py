@@ -87,23 +87,23 @@ class Harness:
 
 @asynccontextmanager
 async def harness(config: Config, backend: Any, notify: NotifyConfig | None = None) -> AsyncIterator[Harness]:
-    bus = Broadcast()
+    broadcast = Broadcast()
     async with trio.open_nursery() as nursery:
         await nursery.start(backend.run)
-        sup = Supervisor("apps", emit=bus.publish)
+        sup = Supervisor("apps", emit=broadcast.publish)
         await nursery.start(sup.run)
         if notify is not None:
-            notifier = Notifier(notify, bus)
+            notifier = Notifier(notify, broadcast)
             sup.start_child(ChildSpec("notifier", lambda: notifier))
         ports = sup.start_child(ChildSpec("ports", lambda: PortAllocator(
-            {"service": config.service_ports}, config.registry_dir / "ports.json", bus.publish)))
+            {"service": config.service_ports}, config.registry_dir / "ports.json", broadcast.publish)))
         ttl = sup.start_child(ChildSpec("ttl", TTLClock))
-        ctx = AppContext(config, bus.publish, ports, ttl=ttl, backend=backend, installer=Installer(config),
+        ctx = AppContext(config, broadcast.publish, ports, ttl=ttl, backend=backend, installer=Installer(config),
                          apps=sup)
         h = Harness(sup, ctx)
 
         async def collect() -> None:
-            with bus.subscribe() as sub:
+            with broadcast.subscribe() as sub:
                 async for event in sub:
                     h.events.append(event)
                     h.timed.append((trio.current_time(), event))

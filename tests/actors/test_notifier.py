@@ -31,7 +31,7 @@ from tests.fixtures.receiver import closed_port
 
 @attrs.define
 class Tree:
-    bus: Broadcast
+    broadcast: Broadcast
     ref: ActorRef[Any]
     actor: Notifier
 
@@ -39,20 +39,20 @@ class Tree:
 @pytest.fixture
 async def start(nursery: trio.Nursery) -> AsyncIterator[Any]:
     async def make(**config: Any) -> Tree:
-        bus = Broadcast()
-        sup = Supervisor("root", emit=bus.publish)
+        broadcast = Broadcast()
+        sup = Supervisor("root", emit=broadcast.publish)
         await nursery.start(sup.run)
-        notifier = Notifier(NotifyConfig(**config), bus)  # following from here, as serve.py builds it
+        notifier = Notifier(NotifyConfig(**config), broadcast)  # following from here, as serve.py builds it
         ref = sup.start_child(ChildSpec("notifier", lambda: notifier))
-        return Tree(bus, ref, notifier)
+        return Tree(broadcast, ref, notifier)
 
     yield make
 
 
 async def test_a_crash_reaches_a_real_receiver_naming_the_app_and_what_happened(start, receiver) -> None:
     tree = await start(urls=(receiver.url(),))
-    tree.bus.publish(AppStarted("sensor-logger", 8100))  # routine: never a notification
-    tree.bus.publish(AppCrashed("sensor-logger", exit_status=3, restarts=1, next_try_in=2.0))
+    tree.broadcast.publish(AppStarted("sensor-logger", 8100))  # routine: never a notification
+    tree.broadcast.publish(AppCrashed("sensor-logger", exit_status=3, restarts=1, next_try_in=2.0))
     [(path, body)] = await receiver.wait(1)
     assert path == "/hook"
     assert "sensor-logger" in body["title"] and "crashed" in body["title"]
@@ -63,7 +63,7 @@ async def test_a_crash_loop_sends_one_message_then_one_summary_not_fifty(
         start, receiver, autojump_clock: trio.testing.MockClock) -> None:
     tree = await start(urls=(receiver.url(),), dedup_window=600.0)
     for n in range(50):
-        tree.bus.publish(AppCrashed("flappy", exit_status=1, restarts=n, next_try_in=1.0))
+        tree.broadcast.publish(AppCrashed("flappy", exit_status=1, restarts=n, next_try_in=1.0))
     got = await receiver.wait(2)  # the clock jumps to the window's end: the summary goes
     assert len(got) == 2
     first, summary = got[0][1], got[1][1]
@@ -79,7 +79,7 @@ async def test_past_the_rate_limit_one_summary_says_how_many_were_held_back(
         start, receiver, autojump_clock: trio.testing.MockClock) -> None:
     tree = await start(urls=(receiver.url(),), rate_limit=3, rate_window=600.0)
     for n in range(7):  # seven different apps: no deduplication, the rate limit alone
-        tree.bus.publish(AppInstallFailed(f"app-{n}", "pip failed"))
+        tree.broadcast.publish(AppInstallFailed(f"app-{n}", "pip failed"))
     got = await receiver.wait(4)
     assert len(got) == 4
     assert [b["title"] for _, b in got[:3]] == [f"app-{n}: install failed" for n in range(3)]
@@ -90,10 +90,10 @@ async def test_past_the_rate_limit_one_summary_says_how_many_were_held_back(
 async def test_each_kind_goes_where_its_route_says(start, receiver) -> None:
     tree = await start(urls=(f"phone={receiver.url('phone')}", f"mail,archive={receiver.url('mail')}"),
                        routes=(("alert_raised", ("phone",)), ("state_file_damaged", ())))
-    tree.bus.publish(AlertRaised("temperature:cpu", "careful", 50.0, 45.0, "cpu at 50"))  # below min_level
-    tree.bus.publish(StateFileDamaged("/x/ports.json", None, "rebuilt"))  # routed nowhere: muted
-    tree.bus.publish(AlertRaised("throttled", "warning", 2.0, 1.0, "under-voltage now: check the power supply"))
-    tree.bus.publish(AppInstallFailed("weather", "no space left"))  # no route: every URL
+    tree.broadcast.publish(AlertRaised("temperature:cpu", "careful", 50.0, 45.0, "cpu at 50"))  # below min_level
+    tree.broadcast.publish(StateFileDamaged("/x/ports.json", None, "rebuilt"))  # routed nowhere: muted
+    tree.broadcast.publish(AlertRaised("throttled", "warning", 2.0, 1.0, "under-voltage now: check the power supply"))
+    tree.broadcast.publish(AppInstallFailed("weather", "no space left"))  # no route: every URL
     got = await receiver.wait(3)
     by_path: dict[str, list[str]] = {}
     for path, body in got:
@@ -108,8 +108,8 @@ async def test_each_kind_goes_where_its_route_says(start, receiver) -> None:
 async def test_a_receiver_that_is_down_is_an_event_and_the_notifier_carries_on(start, receiver) -> None:
     down = f"json://user:hunter2@127.0.0.1:{closed_port()}/hook"
     tree = await start(urls=(down, receiver.url()))
-    with tree.bus.subscribe(16, accept=lambda e: isinstance(e, NotificationFailed)) as failures:
-        tree.bus.publish(AppQuarantined("flappy", restarts=5, retry_in=300.0, error="boom"))
+    with tree.broadcast.subscribe(16, accept=lambda e: isinstance(e, NotificationFailed)) as failures:
+        tree.broadcast.publish(AppQuarantined("flappy", restarts=5, retry_in=300.0, error="boom"))
         failed = await failures.receive()
     assert "hunter2" not in failed.url and "127.0.0.1" in failed.url  # the URL's secret stays out
     assert failed.error and "flappy" in failed.title

@@ -94,20 +94,20 @@ async def test_settled_waits_until_the_app_leaves_a_transient_state() -> None:
 Tree = tuple[Any, Any, Supervisor, AppsView]  # registry, scanner, apps supervisor, view
 
 
-async def _registry_tree(tmp_path: Path, nursery: trio.Nursery, bus: Broadcast) -> Tree:
+async def _registry_tree(tmp_path: Path, nursery: trio.Nursery, broadcast: Broadcast) -> Tree:
     apps = tmp_path / "apps"
     make_app(apps, "lamp", {"id": "lamp", "name": "Lamp", "type": "service"})
     config = load_config(tmp_path / "state", environ={})
-    root = Supervisor("root", RestartPolicy(backoff_initial=0.01), emit=bus.publish)
-    app_sup = Supervisor("apps", emit=bus.publish)
+    root = Supervisor("root", RestartPolicy(backoff_initial=0.01), emit=broadcast.publish)
+    app_sup = Supervisor("apps", emit=broadcast.publish)
     await nursery.start(root.run)
     await nursery.start(app_sup.run)
-    ctx = AppContext(config=config, emit=bus.publish, ports=None)  # type: ignore[arg-type]
+    ctx = AppContext(config=config, emit=broadcast.publish, ports=None)  # type: ignore[arg-type]
     view = AppsView()
-    registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: Lamp(m, ctx), bus,
+    registry = root.start_child(ChildSpec("registry", lambda: Registry(app_sup, lambda m: Lamp(m, ctx), broadcast,
                                                                        tmp_path / "state" / "apps.json", view=view)))
-    scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, bus.publish)))
-    with bus.subscribe(accept=lambda e: isinstance(e, ScanApplied)) as applied:
+    scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(apps, registry, broadcast.publish)))
+    with broadcast.subscribe(accept=lambda e: isinstance(e, ScanApplied)) as applied:
         await scanner.ask(Rescan())
         with trio.fail_after(5):
             await applied.receive()  # the registry has the app and its actor
@@ -115,9 +115,9 @@ async def _registry_tree(tmp_path: Path, nursery: trio.Nursery, bus: Broadcast) 
 
 
 async def test_the_view_is_current_when_the_actor_replies(tmp_path: Path) -> None:
-    bus = Broadcast()
+    broadcast = Broadcast()
     async with trio.open_nursery() as n:
-        _registry, _scanner, app_sup, view = await _registry_tree(tmp_path, n, bus)
+        _registry, _scanner, app_sup, view = await _registry_tree(tmp_path, n, broadcast)
         reply = await app_sup.ref("lamp").ask(StartApp("lamp"))
         # no yield between the reply and the read: the events were applied as they were published
         assert reply["state"] == "running" and view.app("lamp")["state"] == "running"
@@ -126,10 +126,10 @@ async def test_the_view_is_current_when_the_actor_replies(tmp_path: Path) -> Non
 
 
 async def test_a_restarted_registry_catches_up_with_a_running_app(tmp_path: Path) -> None:
-    bus = Broadcast()
-    sub = bus.subscribe(accept=lambda e: isinstance(e, (ChildCrashed, ScanApplied)))
+    broadcast = Broadcast()
+    sub = broadcast.subscribe(accept=lambda e: isinstance(e, (ChildCrashed, ScanApplied)))
     async with trio.open_nursery() as n:
-        registry, scanner, app_sup, view = await _registry_tree(tmp_path, n, bus)
+        registry, scanner, app_sup, view = await _registry_tree(tmp_path, n, broadcast)
         await app_sup.ref("lamp").ask(StartApp("lamp"))
         await registry.tell(ApplyScan((object(),), ()))  # a bug's worth of input crashes it
         with trio.fail_after(5):

@@ -12,7 +12,7 @@ import attrs
 from homehelper.actors.scanner import scan_folder
 from homehelper.backends import ProcessBackend
 from homehelper.config import load_config
-from homehelper.messages import AppChanged, AppDiscovered, AppInvalid, AppRemoved, GetApp, ListApps, Rescan
+from homehelper.messages import AppDiscovered, AppInvalid, AppRemoved, GetApp, ListApps, ManifestChanged, Rescan
 from tests.fixtures.tree import open_tree
 
 
@@ -82,7 +82,7 @@ async def test_scan_rescan_reports_discovered_changed_removed_invalid(tmp_path: 
         # the app actors answer for themselves too
         assert (await app_sup.ref("c").ask(GetApp("c")))["state"] == "stopped"
     kinds = [type(e) for e in recorder.events]
-    assert kinds.count(AppDiscovered) == 3 and kinds.count(AppChanged) == 1
+    assert kinds.count(AppDiscovered) == 3 and kinds.count(ManifestChanged) == 1
     assert kinds.count(AppRemoved) == 1 and kinds.count(AppInvalid) == 1
     saved = json.loads((tmp_path / "state" / "registry" / "apps.json").read_text())
     assert sorted(saved) == ["a", "c"] and saved["a"]["name"] == "A renamed"

@@ -35,7 +35,7 @@ from tests.monitor.pi5_tree import build_tree
 
 @attrs.define
 class Tree:
-    bus: Broadcast
+    broadcast: Broadcast
     sup: Supervisor
     ref: ActorRef[Any]
     table: ProcessTable
@@ -71,13 +71,13 @@ def sleeper(sleepers: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
 
 
 async def start(nursery: trio.Nursery, cfg: Config, pi: PiPaths) -> Tree:
-    bus = Broadcast()
-    sup = Supervisor("root", emit=bus.publish)
+    broadcast = Broadcast()
+    sup = Supervisor("root", emit=broadcast.publish)
     await nursery.start(sup.run)
     table = ProcessTable()
-    ref = sup.start_child(ChildSpec("sensors", lambda: SensorActor(cfg, bus.publish, bus, table, pi)))
+    ref = sup.start_child(ChildSpec("sensors", lambda: SensorActor(cfg, broadcast.publish, broadcast, table, pi)))
     await trio.testing.wait_all_tasks_blocked()
-    return Tree(bus, sup, ref, table)
+    return Tree(broadcast, sup, ref, table)
 
 
 @pytest.fixture
@@ -105,14 +105,14 @@ async def test_fresh_snapshot_is_live_and_json_ready(tree: Tree) -> None:
 
 
 async def test_follows_app_processes_on_the_bus(tree: Tree, sleeper: subprocess.Popen[bytes]) -> None:
-    tree.bus.publish(AppProcessChanged("logger", sleeper.pid))
+    tree.broadcast.publish(AppProcessChanged("logger", sleeper.pid))
     await trio.testing.wait_all_tasks_blocked()
     snap = await tree.ref.ask(GetSystemSnapshot(fresh=True))
     fig = snap["apps"]["logger"]
     assert fig["source"] == "process" and fig["pid"] == sleeper.pid and fig["tasks"] == 1
     assert abs(fig["memory"] - psutil.Process(sleeper.pid).memory_info().rss) < 1024 * 1024
     assert snap["top"]["memory"][0]["app_id"] == "logger"
-    tree.bus.publish(AppStopped("logger", "user"))
+    tree.broadcast.publish(AppStopped("logger", "user"))
     await trio.testing.wait_all_tasks_blocked()
     assert (await tree.ref.ask(GetSystemSnapshot(fresh=True)))["apps"] == {}
 
@@ -183,20 +183,20 @@ async def test_a_restarted_actor_keeps_the_apps(tmp_path: Path, nothing: PiPaths
                                                 sleepers: list[subprocess.Popen[bytes]]) -> None:
     first, second = sleepers
     async with trio.open_nursery() as n:
-        bus = Broadcast()
-        sup = Supervisor("root", emit=bus.publish)
+        broadcast = Broadcast()
+        sup = Supervisor("root", emit=broadcast.publish)
         await n.start(sup.run)
-        table = ProcessTable.following(bus)  # as serve.py builds it: before any app starts
+        table = ProcessTable.following(broadcast)  # as serve.py builds it: before any app starts
 
         def make() -> SensorActor:
-            return SensorActor(config(tmp_path), bus.publish, bus, table, nothing)
+            return SensorActor(config(tmp_path), broadcast.publish, broadcast, table, nothing)
 
-        bus.publish(AppProcessChanged("early", first.pid))  # before the actor even runs
+        broadcast.publish(AppProcessChanged("early", first.pid))  # before the actor even runs
         ref = sup.start_child(ChildSpec("sensors", make))
         await trio.testing.wait_all_tasks_blocked()
         assert set((await ref.ask(GetSystemSnapshot()))["apps"]) == {"early"}
         await sup.stop_child("sensors")
-        bus.publish(AppProcessChanged("meanwhile", second.pid))  # while no sensor actor runs
+        broadcast.publish(AppProcessChanged("meanwhile", second.pid))  # while no sensor actor runs
         ref = sup.start_child(ChildSpec("sensors", make))
         await trio.testing.wait_all_tasks_blocked()
         apps = (await ref.ask(GetSystemSnapshot()))["apps"]

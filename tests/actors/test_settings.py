@@ -20,8 +20,8 @@ async def test_changes_sent_at_once_are_applied_one_after_the_other(tmp_path: Pa
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.json").write_text(json.dumps({"port": 8023, "node_id": "kitchen"}))
     config = load_config(tmp_path, environ={})
-    bus = Broadcast()
-    settings = Settings(config, bus.publish)
+    broadcast = Broadcast()
+    settings = Settings(config, broadcast.publish)
     seen: list[tuple[float, float]] = []
 
     async def follower(old: Config, new: Config) -> None:
@@ -30,7 +30,7 @@ async def test_changes_sent_at_once_are_applied_one_after_the_other(tmp_path: Pa
 
     settings.follow(follower)
     ref, inbox = open_mailbox("settings")
-    with bus.subscribe() as sub:
+    with broadcast.subscribe() as sub:
         async with trio.open_nursery() as n:
             n.start_soon(settings.run, inbox)
             async with trio.open_nursery() as clients:
@@ -71,8 +71,8 @@ async def test_a_file_damaged_while_running_is_set_aside_not_overwritten(tmp_pat
 
 
 async def test_a_follower_that_fails_does_not_keep_the_change_from_the_others(tmp_path: Path, caplog) -> None:
-    bus = Broadcast()
-    settings = Settings(load_config(tmp_path, environ={}), bus.publish)
+    broadcast = Broadcast()
+    settings = Settings(load_config(tmp_path, environ={}), broadcast.publish)
     got: list[str] = []
 
     def broken(old: Config, new: Config) -> None:
@@ -80,7 +80,7 @@ async def test_a_follower_that_fails_does_not_keep_the_change_from_the_others(tm
 
     settings.follow(broken)
     settings.follow(lambda old, new: got.append(new.log_level))
-    with bus.subscribe() as sub:
+    with broadcast.subscribe() as sub:
         await settings.change({"log_level": "ERROR"})
         assert [type(e) for e in await sub.receive_batch()] == [ConfigChanged]
     assert got == ["ERROR"] and settings.current.log_level == "ERROR"

@@ -165,10 +165,10 @@ async def test_the_server_answers_with_the_apps_after_a_garbage_registry(state_r
     config.registry_dir.mkdir(parents=True)
     (config.registry_dir / "apps.json").write_bytes(b"\x00garbage{")
     (config.registry_dir / "ports.json").write_text('["not", "a", "map"]')
-    bus = Broadcast()
-    recorder = Recorder(bus)
+    broadcast = Broadcast()
+    recorder = Recorder(broadcast)
     async with trio.open_nursery() as nursery:
-        rt = await nursery.start(partial(serve, config, overrides=Overrides(bus=bus)))
+        rt = await nursery.start(partial(serve, config, overrides=Overrides(broadcast=broadcast)))
         await recorder.wait(ScanApplied)
         async with httpx.AsyncClient(base_url=rt.url) as c:
             r = await c.get("/api/apps")

@@ -54,10 +54,10 @@ class Returner(Actor):
 
 
 async def run_child(spec: ChildSpec, policy: RestartPolicy, seconds: float) -> tuple[Supervisor, list[Any]]:
-    bus = Broadcast()
+    broadcast = Broadcast()
     seen: list[Any] = []
-    sub = bus.subscribe()
-    sup = Supervisor("t", policy, emit=bus.publish)
+    sub = broadcast.subscribe()
+    sup = Supervisor("t", policy, emit=broadcast.publish)
     async with trio.open_nursery() as n:
         await n.start(sup.run)
         sup.start_child(spec)
@@ -153,9 +153,9 @@ async def test_shutdown_runs_on_stop_and_reports_stopped() -> None:
             await trio.sleep(0.01)  # cleanup may await, even while cancelled (shielded)
             stopped.set()
 
-    bus = Broadcast()
-    sub = bus.subscribe()
-    sup = Supervisor("t", emit=bus.publish)
+    broadcast = Broadcast()
+    sub = broadcast.subscribe()
+    sup = Supervisor("t", emit=broadcast.publish)
     async with trio.open_nursery() as n:
         await n.start(sup.run)
         sup.start_child(ChildSpec("tidy", Tidy))

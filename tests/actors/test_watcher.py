@@ -17,7 +17,7 @@ import trio
 
 from homehelper.backends import ProcessBackend
 from homehelper.config import Config
-from homehelper.messages import AppChanged, AppDiscovered, AppInvalid, ListApps, Rescan, ScanApplied
+from homehelper.messages import AppDiscovered, AppInvalid, ListApps, ManifestChanged, Rescan, ScanApplied
 from homehelper.serve import Runtime, build_tree
 from tests.backends.apps import REPO, make_config
 from tests.fixtures.systemd import _stop_processes
@@ -39,8 +39,8 @@ async def running(config: Config) -> AsyncIterator[tuple[Runtime, Any]]:
         rt = await build_tree(config, nursery)
         # Answered after the scanner's start-up (watching, then the first scan): copies begin after it.
         await rt.refs["scanner"].ask(Rescan())
-        with rt.bus.subscribe(10_000, accept=lambda e: isinstance(
-                e, (ScanApplied, AppDiscovered, AppChanged, AppInvalid))) as sub:
+        with rt.broadcast.subscribe(10_000, accept=lambda e: isinstance(
+                e, (ScanApplied, AppDiscovered, ManifestChanged, AppInvalid))) as sub:
             yield rt, sub
         nursery.cancel_scope.cancel()
 
@@ -107,7 +107,7 @@ async def test_a_manifest_broken_mid_copy_is_read_again_on_its_next_change(confi
         await until(sub, lambda e: isinstance(e, ScanApplied) and e.apps == 1 and e.invalid == 0)
         # and a changed manifest is picked up too
         in_thread(lambda: (folder / "homehelper.json").write_text(json.dumps({**MANIFEST, "name": "Renamed"})))
-        changed = await until(sub, lambda e: isinstance(e, AppChanged))
+        changed = await until(sub, lambda e: isinstance(e, ManifestChanged))
         assert changed.app_id == "copied"
         apps = await rt.refs["registry"].ask(ListApps())
         assert [a["name"] for a in apps] == ["Renamed"]

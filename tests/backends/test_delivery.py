@@ -12,11 +12,11 @@ import pytest
 import trio
 
 from homehelper.actors.options import save
+from homehelper.actors.streamlit_spec import streamlit_spec
 from homehelper.backends import app_spec
 from homehelper.backends.delivery import credentials_wall, with_options
 from homehelper.backends.units import render_unit
 from homehelper.errors import UnsafeUnitValue
-from homehelper.ui import streamlit_spec
 
 from .apps import make_config, write_app
 

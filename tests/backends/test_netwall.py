@@ -18,7 +18,7 @@ import trio
 from homehelper.actors.ports import PortAllocator, port_is_free
 from homehelper.backends import SystemdBackend, app_spec, netwall
 from homehelper.backends.exposure import parse_exposure
-from homehelper.backends.health import probe
+from homehelper.backends.restarts import probe
 from homehelper.bus.acl import AppIdentities
 from homehelper.errors import BackendError
 

@@ -38,12 +38,12 @@ BASE = 1_800_000_000.0  # the wall clock at the MockClock's zero
 async def test_scheduled_backups_run_on_time_and_only_the_newest_are_kept(
         nursery: trio.Nursery, state_root: Path, autojump_clock: trio.testing.MockClock) -> None:
     config = attrs.evolve(make_root(state_root / "src"), backup=BackupConfig(schedule="every 6h", keep=2))
-    bus = Broadcast()
-    sup = Supervisor("root", emit=bus.publish)
+    broadcast = Broadcast()
+    sup = Supervisor("root", emit=broadcast.publish)
     await nursery.start(sup.run)
     done: list[tuple[float, BackupCompleted]] = []
-    with bus.subscribe(accept=lambda e: isinstance(e, (BackupCompleted, BackupFailed))) as sub:
-        sup.start_child(ChildSpec("backup", lambda: BackupActor(config, bus.publish,
+    with broadcast.subscribe(accept=lambda e: isinstance(e, (BackupCompleted, BackupFailed))) as sub:
+        sup.start_child(ChildSpec("backup", lambda: BackupActor(config, broadcast.publish,
                                                                 wall=lambda: BASE + trio.current_time())))
         async for event in sub:
             assert isinstance(event, BackupCompleted), event
@@ -61,13 +61,13 @@ async def test_a_failed_scheduled_backup_notifies_through_a_real_receiver(
     unmounted = state_root / "usb-stick"  # configured, but not there: never made on the SD card below it
     config = attrs.evolve(make_root(state_root / "src"),
                           backup=BackupConfig(dir=str(unmounted), schedule="daily 03:00"))
-    bus = Broadcast()
-    sup = Supervisor("root", emit=bus.publish)
+    broadcast = Broadcast()
+    sup = Supervisor("root", emit=broadcast.publish)
     await nursery.start(sup.run)
-    notifier = Notifier(NotifyConfig(urls=(receiver.url(),)), bus)
+    notifier = Notifier(NotifyConfig(urls=(receiver.url(),)), broadcast)
     sup.start_child(ChildSpec("notifier", lambda: notifier))
-    with bus.subscribe(accept=lambda e: isinstance(e, BackupFailed)) as sub:
-        sup.start_child(ChildSpec("backup", lambda: BackupActor(config, bus.publish,
+    with broadcast.subscribe(accept=lambda e: isinstance(e, BackupFailed)) as sub:
+        sup.start_child(ChildSpec("backup", lambda: BackupActor(config, broadcast.publish,
                                                                 wall=lambda: BASE + trio.current_time())))
         failed = await sub.receive()
     assert "does not exist (is the disk mounted?)" in failed.error and failed.reason == "scheduled"
@@ -90,10 +90,10 @@ async def test_an_app_declaring_stop_is_stopped_for_the_copy_and_its_commands_ru
                           "post": ['echo post >> "$HH_DATA_DIR/hooks.txt"']}
     manifest_file.write_text(json.dumps(manifest))
     tree.config.data_dir(app).mkdir(parents=True, exist_ok=True)
-    sup = Supervisor("backups", emit=tree.bus.publish)
+    sup = Supervisor("backups", emit=tree.broadcast.publish)
     await nursery.start(sup.run)
-    ref = sup.start_child(ChildSpec("backup", lambda: BackupActor(tree.config, tree.bus.publish, tree.apps)))
-    with tree.bus.subscribe(accept=lambda e: isinstance(e, (AppStopped, AppStarted, BackupCompleted))) as sub:
+    ref = sup.start_child(ChildSpec("backup", lambda: BackupActor(tree.config, tree.broadcast.publish, tree.apps)))
+    with tree.broadcast.subscribe(accept=lambda e: isinstance(e, (AppStopped, AppStarted, BackupCompleted))) as sub:
         with trio.fail_after(60):
             summary = await ref.ask(RunBackup(), timeout=60)
         seen = [type(e).__name__ for e in [await sub.receive() for _ in range(3)]]
@@ -115,10 +115,10 @@ async def test_a_failing_pre_command_fails_the_backup_and_starts_the_app_again(
     manifest["backup"] = {"stop": True, "pre": ["exit 7"]}
     manifest_file.write_text(json.dumps(manifest))
     tree.config.data_dir(app).mkdir(parents=True, exist_ok=True)
-    sup = Supervisor("backups", emit=tree.bus.publish)
+    sup = Supervisor("backups", emit=tree.broadcast.publish)
     await nursery.start(sup.run)
-    ref = sup.start_child(ChildSpec("backup", lambda: BackupActor(tree.config, tree.bus.publish, tree.apps)))
-    with tree.bus.subscribe(accept=lambda e: isinstance(e, BackupFailed)) as sub:
+    ref = sup.start_child(ChildSpec("backup", lambda: BackupActor(tree.config, tree.broadcast.publish, tree.apps)))
+    with tree.broadcast.subscribe(accept=lambda e: isinstance(e, BackupFailed)) as sub:
         try:
             await ref.ask(RunBackup(), timeout=60)
             raise AssertionError("the backup should have failed")
@@ -153,9 +153,9 @@ async def test_the_archive_is_written_and_read_off_the_trio_thread(
     tree = await build_tree(nursery, state_root, 1, sensors=False)
     (tree.config.data_dir("app-00")).mkdir(parents=True, exist_ok=True)
     (tree.config.data_dir("app-00") / "a.txt").write_text("a")
-    sup = Supervisor("backups", emit=tree.bus.publish)
+    sup = Supervisor("backups", emit=tree.broadcast.publish)
     await nursery.start(sup.run)
-    ref = sup.start_child(ChildSpec("backup", lambda: BackupActor(tree.config, tree.bus.publish, tree.apps)))
+    ref = sup.start_child(ChildSpec("backup", lambda: BackupActor(tree.config, tree.broadcast.publish, tree.apps)))
     summary = await ref.ask(RunBackup(), timeout=60)
     await ref.ask(RestoreAppData("app-00", summary["name"]), timeout=60)
     loop = threading.current_thread()

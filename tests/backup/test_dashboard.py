@@ -21,7 +21,7 @@ from tests.web.test_browser import _login
 def with_backups(live: Live) -> None:
     tree = live.tree
     tree.deps.backup = tree.root.start_child(ChildSpec("backup", lambda: BackupActor(
-        tree.config, tree.bus.publish, tree.apps)))
+        tree.config, tree.broadcast.publish, tree.apps)))
 
 
 async def test_backup_list_download_and_restore_over_the_api(live: Live) -> None:

@@ -25,7 +25,7 @@ FAST = (0.05, 0.2)  # reconnect backoff for tests: real time, kept short
 
 @attrs.define
 class Tree:
-    bus: Broadcast
+    broadcast: Broadcast
     root: Supervisor
     bridge: Any  # ActorRef
     events: Subscription  # everything published on the bus since the tree started
@@ -34,16 +34,16 @@ class Tree:
 
 @asynccontextmanager
 async def bridge_tree(url: str | None, **kw: Any) -> AsyncIterator[Tree]:
-    bus = Broadcast()
-    events = bus.subscribe(10_000)
-    recorder = Recorder(bus)
+    broadcast = Broadcast()
+    events = broadcast.subscribe(10_000)
+    recorder = Recorder(broadcast)
     kw.setdefault("backoff", FAST)
     async with trio.open_nursery() as nursery:
-        root = Supervisor("root", emit=bus.publish)
+        root = Supervisor("root", emit=broadcast.publish)
         await nursery.start(root.run)
-        ref = root.start_child(ChildSpec("bridge", lambda: RedisBridge(bus, url, **kw)))
-        root.start_child(ChildSpec("eventlog", lambda: EventLog(bus, 100)))
-        yield Tree(bus, root, ref, events, recorder)
+        ref = root.start_child(ChildSpec("bridge", lambda: RedisBridge(broadcast, url, **kw)))
+        root.start_child(ChildSpec("eventlog", lambda: EventLog(broadcast, 100)))
+        yield Tree(broadcast, root, ref, events, recorder)
         nursery.cancel_scope.cancel()
 
 

@@ -136,7 +136,7 @@ async def test_the_sdk_round_trip_works_for_two_apps_with_their_own_users(clean_
             sensor.status("ok")
             msg = await next_event(tree.events, lambda e: isinstance(e, BusMessage))
             assert (msg.app_id, msg.data) == ("sensor", {"c": 19})
-            tree.bus.publish(AppStarted("display", 8105))
+            tree.broadcast.publish(AppStarted("display", 8105))
             for sub in subs[1:4]:
                 ev = await until_topic(sub, "app_started")
                 assert (ev.topic, ev.app_id) == ("app_started", "display")
@@ -163,7 +163,7 @@ async def test_users_come_back_after_redis_restarts_and_go_with_their_app(clean_
         try:
             await wait_until(lambda: _can_ping(a))
             assert url_of(await ids.secrets_for("a")) == a_url  # one password per app per run
-            tree.bus.publish(AppRemoved("a"))
+            tree.broadcast.publish(AppRemoved("a"))
             await wait_until(lambda: not _can_ping(a))
             assert "hh-app.main.a" not in redis_py.Redis.from_url(redis.url, decode_responses=True).acl_users()
         finally:
@@ -196,7 +196,7 @@ async def test_homehelper_logs_in_with_a_user_and_password_and_makes_app_users(s
     ids = AppIdentities(url)
     async with bridge_tree(url, identities=ids) as tree:
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
-        tree.bus.publish(AppStarted("lamp", 8100))
+        tree.broadcast.publish(AppStarted("lamp", 8100))
         await wait_until(lambda: secured_redis.admin.xlen("homehelper:main:stream"))
         [known] = await tree.recorder.wait(BusIdentityKnown)  # learnt on connect, before any app started
         assert known.identity == ids.state == "per-app"
@@ -281,7 +281,7 @@ async def test_homehelpers_password_never_reaches_the_apps_channels(secured_redi
         with app_bus(url_of(await ids.secrets_for("spy")), "spy") as spy, spy.events() as sub:
             assert await trio.to_thread.run_sync(sub.get, 0.1) is None
             await confirmed(secured_redis.admin, {"hh-app.main.spy": (1, 0)})
-            tree.bus.publish(ConfigChanged({"redis_url": url, "log_level": "INFO"}))  # e.g. PATCH /api/config
+            tree.broadcast.publish(ConfigChanged({"redis_url": url, "log_level": "INFO"}))  # e.g. PATCH /api/config
             msg = await until_topic(sub, "config_changed")
             assert msg.data["changes"]["log_level"] == "INFO"
             assert "hh-pw" not in str(msg.data) and "hh:***@" in msg.data["changes"]["redis_url"]

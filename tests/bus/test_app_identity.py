@@ -103,7 +103,7 @@ async def test_an_adopted_app_gets_its_user_back_after_redis_lost_it(any_backend
 
 
 def test_a_streamlit_app_gets_its_secrets_and_not_homehelpers_own_url(state_root: Path, monkeypatch) -> None:
-    from homehelper.ui.launcher import streamlit_spec
+    from homehelper.actors.streamlit_spec import streamlit_spec
 
     config = make_config(state_root, redis_url="redis://hh:own-pw@127.0.0.1:6379/0")
     manifest = write_app(config.apps_dir, "dash", "pass\n")

@@ -61,7 +61,7 @@ async def test_events_reach_a_redis_cli_subscriber(redis):
         assert (await lines(6))[::3] == ["psubscribe", "psubscribe"]  # both patterns are live
         async with bridge_tree(redis.url) as tree:
             await next_event(tree.events, is_connected)
-            tree.bus.publish(AppStarted("lamp", 8101, reason="test"))
+            tree.broadcast.publish(AppStarted("lamp", 8101, reason="test"))
             got = await lines(8)
         assert got[0::4] == ["pmessage", "pmessage"]
         assert sorted(got[2::4]) == ["homehelper:main:apps:lamp:events", "homehelper:main:events:app_started"]
@@ -132,12 +132,12 @@ async def test_history_stream_and_health_hashes(redis, rc):
     r = rc
     async with bridge_tree(redis.url, history=50) as tree:
         await next_event(tree.events, is_connected)
-        tree.bus.publish(AppDiscovered("lamp", "Lamp", "service", "/apps/lamp"))
-        tree.bus.publish(AppStateChanged("lamp", "running", "starting", "user"))
-        tree.bus.publish(AppHealthChanged("lamp", False, "HTTP 500"))
-        tree.bus.publish(AppDiscovered("fan", "Fan", "service", "/apps/fan"))
+        tree.broadcast.publish(AppDiscovered("lamp", "Lamp", "service", "/apps/lamp"))
+        tree.broadcast.publish(AppStateChanged("lamp", "running", "starting", "user"))
+        tree.broadcast.publish(AppHealthChanged("lamp", False, "HTTP 500"))
+        tree.broadcast.publish(AppDiscovered("fan", "Fan", "service", "/apps/fan"))
         for i in range(120):
-            tree.bus.publish(ConfigChanged({"n": i}))
+            tree.broadcast.publish(ConfigChanged({"n": i}))
         await wait_until(lambda: r.hget("homehelper:main:health:lamp", "healthy") == "0")
         health = r.hgetall("homehelper:main:health:lamp")
         assert health["state"] == "running" and health["name"] == "Lamp" and health["health_detail"] == "HTTP 500"
@@ -156,7 +156,7 @@ async def test_history_stream_and_health_hashes(redis, rc):
         assert lamp == [] or all(e["app_id"] == "lamp" for e in lamp)  # may be trimmed already
         with pytest.raises(BadRequest):
             await tree.bridge.ask(GetEventHistory(0))
-        tree.bus.publish(AppRemoved("lamp"))
+        tree.broadcast.publish(AppRemoved("lamp"))
         await wait_until(lambda: not r.exists("homehelper:main:health:lamp"))
         assert r.smembers("homehelper:main:app-ids") == {"fan"}
 
@@ -186,13 +186,13 @@ class FakeRegistry(Actor):
 
 async def test_health_hashes_are_refilled_on_connect(redis, rc):
     r = rc
-    bus = Broadcast()
-    events = bus.subscribe(100)
+    broadcast = Broadcast()
+    events = broadcast.subscribe(100)
     async with trio.open_nursery() as nursery:
-        root = Supervisor("root", emit=bus.publish)
+        root = Supervisor("root", emit=broadcast.publish)
         await nursery.start(root.run)
         registry = root.start_child(ChildSpec("registry", FakeRegistry))
-        root.start_child(ChildSpec("bridge", lambda: RedisBridge(bus, redis.url, apps=registry, backoff=(0.05, 0.2))))
+        root.start_child(ChildSpec("bridge", lambda: RedisBridge(broadcast, redis.url, registry=registry, backoff=(0.05, 0.2))))
         await next_event(events, is_connected)
         await wait_until(lambda: r.exists("homehelper:main:health:fan"))
         assert r.hgetall("homehelper:main:health:lamp") | {"updated_at": "t"} == {
@@ -205,7 +205,7 @@ async def test_health_hashes_are_refilled_on_connect(redis, rc):
 async def test_a_burst_arrives_complete_and_in_order(redis, rc):
     async with bridge_tree(redis.url) as tree:
         await next_event(tree.events, is_connected)
-        sub = tree.bus.subscribe(10_000, accept=lambda e: isinstance(e, BusMessage))
+        sub = tree.broadcast.subscribe(10_000, accept=lambda e: isinstance(e, BusMessage))
 
         def burst() -> None:
             pipe = rc.pipeline(transaction=False)
@@ -226,8 +226,8 @@ async def test_a_refused_command_is_counted_not_retried_forever(redis, rc):
     rc.set("homehelper:main:health:lamp", "not a hash")  # someone else's key in our way
     async with bridge_tree(redis.url) as tree:
         await next_event(tree.events, is_connected)
-        tree.bus.publish(AppStateChanged("lamp", "running", "starting"))
-        tree.bus.publish(AppStarted("fan", 8102))
+        tree.broadcast.publish(AppStateChanged("lamp", "running", "starting"))
+        tree.broadcast.publish(AppStarted("fan", 8102))
         await wait_until(lambda: rc.hget("homehelper:main:health:fan", "port") == "8102")
         state = await tree.bridge.ask(GetBusState())
         assert state["refused"] == 1 and state["connected"] is True and state["buffered"] == 0

@@ -22,10 +22,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.redis]
 async def test_the_bus_line_names_a_shared_identity(browser, state_root, clean_users, acl, text) -> None:
     config = load_config(state_root, overrides={"port": free_port(), "redis_url": clean_users.url, "redis_acl": acl,
                                                 "auth": {"loopback_without_login": True}}, environ={})
-    bus = Broadcast()
-    recorder = Recorder(bus)
+    broadcast = Broadcast()
+    recorder = Recorder(broadcast)
     async with trio.open_nursery() as nursery:
-        rt = await nursery.start(partial(serve, config, overrides=Overrides(bus=bus)))
+        rt = await nursery.start(partial(serve, config, overrides=Overrides(broadcast=broadcast)))
         await recorder.wait(BusIdentityKnown, timeout=10)  # the bus state says how apps meet Redis
 
         def look(b):

@@ -13,21 +13,21 @@ from homehelper.messages import AppHeartbeat, AppStarted, AppStopped, BusMessage
 
 
 async def test_ring_keeps_the_newest_events_newest_last():
-    bus = Broadcast()
+    broadcast = Broadcast()
     async with trio.open_nursery() as nursery:
         root = Supervisor("root")
         await nursery.start(root.run)
-        ref = root.start_child(ChildSpec("eventlog", lambda: EventLog(bus, 5)))
+        ref = root.start_child(ChildSpec("eventlog", lambda: EventLog(broadcast, 5)))
         await trio.testing.wait_all_tasks_blocked()
         for i in range(8):
-            bus.publish(AppStarted(f"a{i}", 8100 + i))
-        bus.publish(AppHeartbeat("a7"))  # too frequent for history
-        bus.publish(BusMessage("c", "a7", 1))
-        bus.publish(object())  # not an event (runtime records): ignored
+            broadcast.publish(AppStarted(f"a{i}", 8100 + i))
+        broadcast.publish(AppHeartbeat("a7"))  # too frequent for history
+        broadcast.publish(BusMessage("c", "a7", 1))
+        broadcast.publish(object())  # not an event (runtime records): ignored
         got = await ref.ask(GetEventHistory(10))
         assert [e["app_id"] for e in got] == ["a3", "a4", "a5", "a6", "a7"]
         assert got[-1] == {"kind": "app_started", "app_id": "a7", "port": 8107, "reason": "user", "at": got[-1]["at"]}
-        bus.publish(AppStopped("a5", "user"))
+        broadcast.publish(AppStopped("a5", "user"))
         assert [e["kind"] for e in await ref.ask(GetEventHistory(2))] == ["app_started", "app_stopped"]
         assert [e["kind"] for e in await ref.ask(GetEventHistory(10, app_id="a5"))] == ["app_started", "app_stopped"]
         assert [e["app_id"] for e in await ref.ask(GetEventHistory(10, kind="app_stopped"))] == ["a5"]
@@ -38,23 +38,23 @@ async def test_ring_keeps_the_newest_events_newest_last():
 
 
 async def test_records_from_construction_and_across_restarts():
-    bus = Broadcast()
-    log = EventLog(bus, 3)
-    bus.publish(AppStarted("early", None))  # before the supervisor started it
+    broadcast = Broadcast()
+    log = EventLog(broadcast, 3)
+    broadcast.publish(AppStarted("early", None))  # before the supervisor started it
     async with trio.open_nursery() as nursery:
         root = Supervisor("root")
         await nursery.start(root.run)
         root.start_child(ChildSpec("eventlog", lambda: log))
         await trio.testing.wait_all_tasks_blocked()
         for i in range(100):
-            bus.publish(AppStarted(f"a{i}", None))
+            broadcast.publish(AppStarted(f"a{i}", None))
         assert log.sub.pending() == 0 and log.seq == 101  # nothing queued, no task woken per event
         assert [e["app_id"] for e in log.recent(5)] == ["a97", "a98", "a99"]
         await root.stop_child("eventlog")
-        assert bus.subscribers == 0
-        bus.publish(AppStarted("while-stopped", None))
+        assert broadcast.subscribers == 0
+        broadcast.publish(AppStarted("while-stopped", None))
         root.start_child(ChildSpec("eventlog", lambda: log))
         await trio.testing.wait_all_tasks_blocked()
-        bus.publish(AppStarted("after", None))
+        broadcast.publish(AppStarted("after", None))
         assert [e["app_id"] for e in log.recent(5)] == ["a98", "a99", "after"]  # the ring survived the restart
         nursery.cancel_scope.cancel()

@@ -24,13 +24,13 @@ CHANNEL = "homehelper:main:apps:sensor-1:pub:n"
 
 @asynccontextmanager
 async def bridge(url: str) -> AsyncIterator[tuple[RedisBridge, Any]]:
-    bus = Broadcast()
-    events = bus.subscribe(10_000)
+    broadcast = Broadcast()
+    events = broadcast.subscribe(10_000)
     made: list[RedisBridge] = []
     async with trio.open_nursery() as nursery:
-        root = Supervisor("root", emit=bus.publish)
+        root = Supervisor("root", emit=broadcast.publish)
         await nursery.start(root.run)
-        root.start_child(ChildSpec("bridge", lambda: made.append(RedisBridge(bus, url, backoff=FAST)) or made[-1]))
+        root.start_child(ChildSpec("bridge", lambda: made.append(RedisBridge(broadcast, url, backoff=FAST)) or made[-1]))
         await next_event(events, lambda e: isinstance(e, BusConnected))
         yield made[-1], events
         nursery.cancel_scope.cancel()

@@ -23,7 +23,7 @@ async def test_runs_without_redis_and_says_so():
         ev = await next_event(tree.events, lambda e: isinstance(e, BusDisconnected))
         assert ev.url == "" and "no Redis configured" in ev.error
         for i in range(20):
-            tree.bus.publish(AppStarted(f"app{i}", 8100 + i))
+            tree.broadcast.publish(AppStarted(f"app{i}", 8100 + i))
         state = await tree.bridge.ask(GetBusState())
         assert state["enabled"] is False and state["connected"] is False
         assert state["buffered"] == 0 and state["dropped"] == 0  # nothing held for a Redis that is not coming
@@ -40,7 +40,7 @@ async def test_unreachable_buffers_then_connects_when_configured(redis, rc):
         down = await next_event(tree.events, lambda e: isinstance(e, BusDisconnected))
         assert "secret" not in down.url and ":***@" in down.url  # never show the password
         for i in range(25):
-            tree.bus.publish(ConfigChanged({"i": i}))
+            tree.broadcast.publish(ConfigChanged({"i": i}))
         state = await tree.bridge.ask(GetBusState())
         # the ring holds the newest 10 of BusDisconnected + 25 events: oldest dropped first, counted
         assert (state["buffered"], state["dropped"], state["connected"]) == (10, 16, False)
@@ -50,7 +50,7 @@ async def test_unreachable_buffers_then_connects_when_configured(redis, rc):
         assert 3 <= attempts <= 12
         seen = [tree.events._queue.popleft() for _ in range(tree.events.pending())]
         assert not any(isinstance(e, BusDisconnected) for e in seen)  # one BusDisconnected per outage, not per try
-        tree.bus.publish(ConfigChanged({"redis_url": redis.url}))
+        tree.broadcast.publish(ConfigChanged({"redis_url": redis.url}))
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
         r = rc
         await wait_until(lambda: any("redis_url" in e.get("changes", {}) for e in stream(r)))
@@ -73,7 +73,7 @@ async def test_kill_9_mid_stream_then_restart(redis, rc):
         async def producer() -> None:  # a steady stream of events, Redis killed in the middle of it
             nonlocal sent
             for i in range(400):
-                tree.bus.publish(ConfigChanged({"i": i}))
+                tree.broadcast.publish(ConfigChanged({"i": i}))
                 sent = i + 1
                 if sent in reached:
                     reached[sent].set()
@@ -118,14 +118,14 @@ async def test_url_changes_at_run_time_and_threads_end(redis, rc):
     async with bridge_tree(redis.url) as tree:
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
         assert "homehelper-bridge-sub" in bridge_clients()
-        tree.bus.publish(ConfigChanged({"redis_url": None}))  # e.g. PATCH /api/config
+        tree.broadcast.publish(ConfigChanged({"redis_url": None}))  # e.g. PATCH /api/config
         down = await next_event(tree.events, lambda e: isinstance(e, BusDisconnected))
         assert "changed" in down.error
         # the subscriber thread was woken and let go of its connection: nothing lingers
         await wait_until(lambda: not bridge_clients())
         state = await tree.bridge.ask(GetBusState())
         assert (state["enabled"], state["connected"]) == (False, False)
-        tree.bus.publish(ConfigChanged({"redis_url": redis.url}))
+        tree.broadcast.publish(ConfigChanged({"redis_url": redis.url}))
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
         assert (await tree.bridge.ask(GetBusState()))["connected"] is True
     await wait_until(lambda: not bridge_clients())  # and stopping the actor lets go too
@@ -138,7 +138,7 @@ async def test_a_batch_cut_off_by_the_kill_is_sent_again(redis, rc):
     async with bridge_tree(redis.url, buffer=n + 100, history=n + 100) as tree:
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
         for i in range(n):
-            tree.bus.publish(ConfigChanged({"i": i}))
+            tree.broadcast.publish(ConfigChanged({"i": i}))
         await wait_until(lambda: rc.xlen("homehelper:main:stream") > 2000, every=0.001)
         redis.kill()  # the publisher is busy with pipelines of 512: this cuts one off
         await next_event(tree.events, lambda e: isinstance(e, BusDisconnected))

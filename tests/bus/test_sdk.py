@@ -49,17 +49,17 @@ def test_settings_defaults_and_errors():
 
 def test_without_redis_the_bus_is_off_and_says_so(caplog):
     with caplog.at_level(logging.INFO, logger="homehelper.sdk"):
-        bus = Bus(app_settings(None))
+        broadcast = Bus(app_settings(None))
     assert "HH_REDIS_URL is empty" in caplog.text
-    assert not bus.enabled
-    assert bus.publish("temperature", {"c": 20}) == 0
-    assert bus.status("ok") == 0 and bus.heartbeat() == 0
-    sub = bus.subscribe("temperature")
+    assert not broadcast.enabled
+    assert broadcast.publish("temperature", {"c": 20}) == 0
+    assert broadcast.status("ok") == 0 and broadcast.heartbeat() == 0
+    sub = broadcast.subscribe("temperature")
     assert list(sub) == [] and sub.get(timeout=0) is None
     with pytest.raises(ValueError, match="topic"):
-        bus.publish("a:b", 1)  # bad input is refused even when the bus is off
+        broadcast.publish("a:b", 1)  # bad input is refused even when the bus is off
     with pytest.raises(ValueError, match="over the"):
-        bus.publish("big", "x" * 70_000)
+        broadcast.publish("big", "x" * 70_000)
 
 
 @pytest.mark.redis
@@ -68,10 +68,10 @@ async def test_sdk_publications_reach_the_tree(redis):
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
 
         def app() -> None:
-            with Bus(app_settings(redis.url)) as bus:
-                bus.status("degraded", reason="sensor 2 offline")
-                bus.heartbeat(uptime=12)
-                bus.publish("sensors/kitchen", {"room": "kitchen", "c": 21.5})
+            with Bus(app_settings(redis.url)) as broadcast:
+                broadcast.status("degraded", reason="sensor 2 offline")
+                broadcast.heartbeat(uptime=12)
+                broadcast.publish("sensors/kitchen", {"room": "kitchen", "c": 21.5})
 
         await trio.to_thread.run_sync(app)
         st = await next_event(tree.events, lambda e: isinstance(e, AppStatusReported))
@@ -99,7 +99,7 @@ async def test_apps_talk_to_each_other_and_follow_homehelper(redis):
             msg = await trio.to_thread.run_sync(topic_sub.get, 5)
             assert (msg.app_id, msg.topic, msg.data) == ("sensor", "temperature", {"c": 19})
             assert topic_sub.get(timeout=0.1) is None
-            tree.bus.publish(AppStarted("display", 8105))
+            tree.broadcast.publish(AppStarted("display", 8105))
             ev = await trio.to_thread.run_sync(events_sub.get, 5)
             assert (ev.topic, ev.app_id, ev.data["port"]) == ("app_started", "display", 8105)
             own = await trio.to_thread.run_sync(own_sub.get, 5)
@@ -113,15 +113,15 @@ async def test_apps_talk_to_each_other_and_follow_homehelper(redis):
 
 @pytest.mark.redis
 def test_redis_outage_is_logged_not_raised(redis, caplog):
-    with Bus(app_settings(redis.url)) as bus:
-        assert bus.publish("t", 1) == 0  # connected, no subscribers
+    with Bus(app_settings(redis.url)) as broadcast:
+        assert broadcast.publish("t", 1) == 0  # connected, no subscribers
         redis.kill()
         with caplog.at_level(logging.WARNING, logger="homehelper.sdk"):
-            assert bus.publish("t", 2) == 0
-            assert bus.heartbeat() == 0
+            assert broadcast.publish("t", 2) == 0
+            assert broadcast.heartbeat() == 0
         assert caplog.text.count("Redis unavailable") == 1  # once per outage
         redis.start()
-        assert bus.publish("t", 3) == 0 and not bus._down
+        assert broadcast.publish("t", 3) == 0 and not broadcast._down
 
 
 @pytest.mark.redis

@@ -49,7 +49,7 @@ async def test_serves_with_no_redis_at_all(state_root):
 async def test_keeps_serving_while_redis_is_killed(state_root, redis):
     async with trio.open_nursery() as nursery:
         rt = await nursery.start(serve, settings(state_root, redis.url))
-        events = rt.bus.subscribe(1000)
+        events = rt.broadcast.subscribe(1000)
         state = await rt.refs["bridge"].ask(GetBusState())
         if not state["connected"]:
             await next_event(events, lambda e: isinstance(e, BusConnected))
@@ -75,10 +75,10 @@ async def test_keeps_serving_while_redis_is_killed(state_root, redis):
 async def test_the_bus_state_says_whether_apps_share_one_identity(state_root, clean_users, acl, identity):
     config = load_config(state_root, overrides={"port": free_port(), "redis_url": clean_users.url, "redis_acl": acl,
                                                 "auth": {"loopback_without_login": True}}, environ={})
-    bus = Broadcast()
-    recorder = Recorder(bus)
+    broadcast = Broadcast()
+    recorder = Recorder(broadcast)
     async with trio.open_nursery() as nursery:
-        rt = await nursery.start(partial(serve, config, overrides=Overrides(bus=bus)))
+        rt = await nursery.start(partial(serve, config, overrides=Overrides(broadcast=broadcast)))
         assert rt.ctx.identities is not None and rt.ctx.identities.mode == acl
         [known] = await recorder.wait(BusIdentityKnown, timeout=10)
         state = await rt.refs["bridge"].ask(GetBusState())

@@ -63,10 +63,10 @@ class Node:
 @asynccontextmanager
 async def open_node(config: Config, join: bool = True) -> AsyncIterator[Node]:
     """`homehelper serve` in this process, once its first scan is applied and it joined the fleet."""
-    bus = Broadcast()
-    recorder = Recorder(bus)
+    broadcast = Broadcast()
+    recorder = Recorder(broadcast)
     async with trio.open_nursery() as nursery:
-        rt = await nursery.start(partial(serve, config, overrides=Overrides(bus=bus)))
+        rt = await nursery.start(partial(serve, config, overrides=Overrides(broadcast=broadcast)))
         await recorder.wait(ScanApplied)
         if config.redis_url and join:
             await recorder.wait(FleetJoined)

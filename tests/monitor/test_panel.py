@@ -23,7 +23,7 @@ async def test_system_panel_shows_the_pi(browser, nursery: trio.Nursery, state_r
     pi = PiPaths.under(build_tree(tmp_path / "pi5"))
     tree = live.tree
     tree.deps.sensors = tree.root.start_child(
-        ChildSpec("sensors", lambda: SensorActor(tree.config, tree.bus.publish, tree.bus, None, pi)))
+        ChildSpec("sensors", lambda: SensorActor(tree.config, tree.broadcast.publish, tree.broadcast, None, pi)))
 
     async with httpx.AsyncClient() as client:
         await live.login(client)

@@ -45,7 +45,7 @@ async def test_redis_figures_move_when_redis_is_loaded(redis: Any) -> None:
     async with bridge_tree(redis.url) as tree:
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
         for i in range(20):
-            tree.bus.publish(AppStarted(f"app-{i}", 8100 + i, reason="test"))
+            tree.broadcast.publish(AppStarted(f"app-{i}", 8100 + i, reason="test"))
         before = await tree.bridge.ask(GetRedisStats())
         r, b = before["redis"], before["bridge"]
         assert before["error"] is None and b["connected"] is True
@@ -92,11 +92,11 @@ async def test_memory_near_maxmemory_raises_an_alert_and_evictions_count(redis: 
             client.config_set("maxmemory", str(used + 4 * 1024 * 1024))
             client.config_set("maxmemory-policy", "allkeys-lru")
             history = tree.root.start_child(ChildSpec("history", lambda: HistoryActor(
-                cfg, tree.bus.publish, tree.bus, tree.bridge)))
+                cfg, tree.broadcast.publish, tree.broadcast, tree.bridge)))
             await history.ask(GetHistoryState())  # started: it follows the samples from now on
             await trio.to_thread.run_sync(benchmark, redis.port, "-t", "set", "-n", "30000", "-r", "100000",
                                           "-d", "1024")
-            tree.bus.publish(SystemSampled(sample(time.time())))
+            tree.broadcast.publish(SystemSampled(sample(time.time())))
             alert = await next_event(tree.events, lambda e: isinstance(e, AlertRaised) and e.metric == "redis_memory")
             # LRU eviction keeps it below the limit, well above half of it
             assert alert.level == "warning" and 60 <= alert.value < 99.5
@@ -116,15 +116,15 @@ async def test_a_drop_alert_fires_when_the_bridge_buffer_overflows(redis: Any, t
     async with bridge_tree(redis.url, buffer=5) as tree:
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
         history = tree.root.start_child(ChildSpec("history", lambda: HistoryActor(
-            cfg, tree.bus.publish, tree.bus, tree.bridge)))
+            cfg, tree.broadcast.publish, tree.broadcast, tree.bridge)))
         await history.ask(GetHistoryState())  # started: it follows the samples from now on
         first = await history.ask(GetRedisStats())
         assert first["bridge"]["dropped"] == 0 and first["alerts"] == []
         redis.kill()  # Redis gone: events wait in the bridge's ring of 5, then the oldest are dropped
         for i in range(40):
-            tree.bus.publish(AppStarted(f"app-{i}", 8100, reason="test"))
+            tree.broadcast.publish(AppStarted(f"app-{i}", 8100, reason="test"))
         await trio.testing.wait_all_tasks_blocked()
-        tree.bus.publish(SystemSampled(sample(time.time())))
+        tree.broadcast.publish(SystemSampled(sample(time.time())))
         alert = await next_event(tree.events, lambda e: isinstance(e, AlertRaised) and e.metric == "redis_dropped")
         assert alert.level == "warning" and alert.value >= 30
         assert "buffer (5) overflowed" in alert.message
@@ -168,7 +168,7 @@ async def test_redis_is_read_once_per_history_point_however_often_the_sensors_sa
         await next_event(tree.events, lambda e: isinstance(e, BusConnected))
         made: list[HistoryActor] = []
         history = tree.root.start_child(ChildSpec("history", lambda: made.append(HistoryActor(
-            cfg, tree.bus.publish, tree.bus, tree.bridge)) or made[-1]))
+            cfg, tree.broadcast.publish, tree.broadcast, tree.bridge)) or made[-1]))
         await history.ask(GetHistoryState())
         client = redis_py.Redis.from_url(redis.url)
         try:

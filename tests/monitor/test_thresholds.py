@@ -8,7 +8,7 @@ import trio
 
 from homehelper.config import MonitorConfig
 from homehelper.messages import AlertCleared, AlertRaised
-from homehelper.monitor.thresholds import HealthMonitor, LevelTracker, temperature_thresholds
+from homehelper.monitor.thresholds import LevelTracker, MachineAlerts, temperature_thresholds
 
 
 def cpu_tracker() -> LevelTracker:
@@ -104,7 +104,7 @@ def sample(cpu: float | None = 10.0, memory: float = 20.0, disks: tuple[tuple[st
 
 
 def test_throttling_since_boot_warns_at_once() -> None:
-    h = HealthMonitor(MonitorConfig())
+    h = MachineAlerts(MonitorConfig())
     events = h.update(sample(throttled=0x50000), now=0.0)
     assert len(events) == 1 and isinstance(events[0], AlertRaised)
     ev = events[0]
@@ -117,7 +117,7 @@ def test_throttling_since_boot_warns_at_once() -> None:
 
 
 def test_status_is_the_worst_level_and_gone_metrics_clear() -> None:
-    h = HealthMonitor(MonitorConfig(min_duration=0.0))
+    h = MachineAlerts(MonitorConfig(min_duration=0.0))
     events = h.update(sample(disks=(("/", 95.0), ("/boot/firmware", 20.0)), temps=(70.0,)), now=0.0)
     assert sorted((e.metric, e.level) for e in events) == [("disk:/", "critical"),  # type: ignore[union-attr]
                                                            ("temperature:cpu-thermal", "warning")]
@@ -131,6 +131,6 @@ def test_status_is_the_worst_level_and_gone_metrics_clear() -> None:
 
 
 def test_cpu_not_measured_yet_is_skipped() -> None:
-    h = HealthMonitor(MonitorConfig(min_duration=0.0, cpu=(0.0, 0.0, 0.0)))
+    h = MachineAlerts(MonitorConfig(min_duration=0.0, cpu=(0.0, 0.0, 0.0)))
     assert h.update(sample(cpu=None), now=0.0) == []
     assert "cpu" not in h.trackers

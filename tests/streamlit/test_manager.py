@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from homehelper.errors import Unavailable
-from homehelper.messages import GetApp, GetUISlots, KeepAlive, OpenUI
+from homehelper.messages import GetApp, GetSlots, KeepAlive, OpenUI
 from tests.fixtures.streamlit import streamlit_pids
 
 
@@ -22,7 +22,7 @@ async def test_the_cap_evicts_the_least_recently_used_idle_app(make_tree, state_
         assert (await a.ask(GetApp("a")))["state"] == "running"
         assert (await c.ask(GetApp("c")))["state"] == "running"
         assert ("app_stopped", "evicted") in tree.kinds("b")
-        assert sorted(await tree.ui.ask(GetUISlots())) == ["a", "c"]
+        assert sorted(await tree.slots.ask(GetSlots())) == ["a", "c"]
         assert len(streamlit_pids(str(state_root))) == 2
         # opening the evicted one again evicts the next least recently used (a, used before c)
         await b.ask(OpenUI("b"), timeout=30)
@@ -42,7 +42,7 @@ async def test_when_every_app_is_in_use_the_open_is_refused_with_a_reason(make_t
         assert (await a.ask(GetApp("a")))["state"] == "running"  # nothing lost
         assert (await b.ask(GetApp("b")))["state"] == "stopped"
         assert len(streamlit_pids(str(state_root))) == 1
-        assert sorted(await tree.ui.ask(GetUISlots())) == ["a"]
+        assert sorted(await tree.slots.ask(GetSlots())) == ["a"]
 
 
 async def test_low_memory_evicts_idle_apps_and_refuses_new_ones(make_tree, state_root):
@@ -86,7 +86,7 @@ async def test_while_apps_run_memory_is_watched_and_idle_apps_are_evicted(make_t
         free_mb[0] = 10.0  # no open needed: the watcher finds it
         await tree.wait_event("app_stopped", "a", timeout=5, reason="evicted")
         assert streamlit_pids(str(state_root)) == []
-        assert await tree.ui.ask(GetUISlots()) == {}
+        assert await tree.slots.ask(GetSlots()) == {}
 
 
 async def test_an_open_told_at_the_cap_is_an_event_and_the_app_actor_lives_on(make_tree, state_root):

@@ -12,9 +12,9 @@ import psutil
 import trio
 
 from homehelper.actors import ChildSpec
+from homehelper.actors.streamlit_slots import StreamlitSlots
 from homehelper.backends import AppSpec, ProcessBackend
-from homehelper.messages import GetApp, GetUISlots, OpenUI
-from homehelper.ui import UIManager
+from homehelper.messages import GetApp, GetSlots, OpenUI
 from tests.fixtures.common import REPO
 from tests.fixtures.streamlit import make_app, streamlit_config, streamlit_pids
 
@@ -53,7 +53,7 @@ async def test_a_homehelper_restarted_while_an_app_runs_adopts_it_and_its_idle_t
         app = tree.apps.ref("orphan")
         snap = await app.ask(GetApp("orphan"))
         assert snap["state"] == "running" and snap["pid"] == pid and 8520 <= snap["port"] <= 8579
-        assert list(await tree.ui.ask(GetUISlots())) == ["orphan"]  # it counts against the cap
+        assert list(await tree.slots.ask(GetSlots())) == ["orphan"]  # it counts against the cap
         reply = await app.ask(OpenUI("orphan"), timeout=30)
         assert reply["state"] == "running"
         assert streamlit_pids(str(state_root)) == [pid]  # adopted, not duplicated
@@ -61,7 +61,7 @@ async def test_a_homehelper_restarted_while_an_app_runs_adopts_it_and_its_idle_t
         await tree.wait_event("app_stopped", "orphan", timeout=15, reason="idle_ttl")  # its deadlines hold too
         assert not alive(pid)
         assert streamlit_pids(str(state_root)) == []
-        assert await tree.ui.ask(GetUISlots()) == {}
+        assert await tree.slots.ask(GetSlots()) == {}
 
 
 async def test_a_restarted_ui_manager_leaves_the_apps_of_this_run_alone(make_tree, state_root):
@@ -69,9 +69,9 @@ async def test_a_restarted_ui_manager_leaves_the_apps_of_this_run_alone(make_tre
         app = tree.add_app("mine")
         await app.ask(OpenUI("mine"), timeout=30)
         pid = (await app.ask(GetApp("mine")))["pid"]
-        await tree.root.stop_child("ui")
-        fresh = tree.root.start_child(ChildSpec("ui", lambda: UIManager(tree.config, apps=tree.apps)))
-        assert list(await fresh.ask(GetUISlots())) == ["mine"]  # the running app keeps its slot
+        await tree.root.stop_child("slots")
+        fresh = tree.root.start_child(ChildSpec("slots", lambda: StreamlitSlots(tree.config, apps=tree.apps)))
+        assert list(await fresh.ask(GetSlots())) == ["mine"]  # the running app keeps its slot
         assert alive(pid)
         assert (await app.ask(GetApp("mine")))["state"] == "running"
         assert json.loads((tree.config.run_dir / "procs" / "mine.json").read_text())["pid"] == pid
@@ -92,4 +92,4 @@ async def test_a_found_process_whose_port_cannot_be_read_is_stopped_not_adopted(
         snap = await app.ask(GetApp("odd"))
         assert snap["state"] == "stopped" and snap["pid"] is None
         assert not alive(pid)
-        assert await tree.ui.ask(GetUISlots()) == {}
+        assert await tree.slots.ask(GetSlots()) == {}

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 import trio
 
+from homehelper.actors.streamlit_spec import streamlit_spec, ui_prefix, wait_ready
 from homehelper.backends.units import unit_name
 from homehelper.manifest import load_manifest
-from homehelper.messages import GetApp, GetUISlots, StopApp
-from homehelper.ui import streamlit_spec, ui_prefix
-from homehelper.ui.launcher import wait_ready
+from homehelper.messages import GetApp, GetSlots, StopApp
 from tests.fixtures.streamlit import make_app, streamlit_config
 from tests.web.test_proxy import enter_app, logged_in, open_app, rerun_until_text, ws_base, ws_connect, ws_headers
 
@@ -86,7 +85,7 @@ async def test_a_unit_left_running_by_a_killed_homehelper_is_adopted_not_started
         app = tree.apps.ref("kept")
         snap = await app.ask(GetApp("kept"))
         assert snap["state"] == "running" and snap["pid"] == before.pid and snap["port"] == 8577
-        assert list(await tree.ui.ask(GetUISlots())) == ["kept"]
+        assert list(await tree.slots.ask(GetSlots())) == ["kept"]
         client = await logged_in(tree)
         assert (await open_app(client, "kept"))["state"] == "running"
         appc = await enter_app(client, "kept")

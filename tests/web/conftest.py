@@ -31,7 +31,7 @@ from homehelper.serve import Overrides, Runtime, web_deps
 from homehelper.serve import build_tree as build_tree_of
 from homehelper.web import WebDeps, create_app
 from homehelper.web.auth import Auth, auth_file
-from homehelper.web.server import serve_app
+from homehelper.web.listener import serve_app
 from tests.fixtures.systemd import _stop_processes
 from tests.fixtures.tree import Recorder
 
@@ -133,7 +133,7 @@ def make_apps(apps_dir: Path, n: int, prefix: str = "app", service: bool = False
 @attrs.define
 class Tree:
     config: Config
-    bus: Broadcast
+    broadcast: Broadcast
     root: Supervisor
     apps: Supervisor
     deps: WebDeps
@@ -166,17 +166,17 @@ async def build_tree(nursery: trio.Nursery, root: Path, n_apps: int = 3, *, sens
     if backend is None:
         backend = ProcessBackend(config.run_dir / "procs")
         nursery.start_soon(_stop_apps_at_the_end, backend)
-    bus = Broadcast()
-    recorder = Recorder(bus)
+    broadcast = Broadcast()
+    recorder = Recorder(broadcast)
     factory = None if service else (lambda ctx: lambda m: ProcApp(m, ctx))
-    rt = await build_tree_of(config, nursery, Overrides(backend=backend, bus=bus, sensors=sensors,
+    rt = await build_tree_of(config, nursery, Overrides(backend=backend, broadcast=broadcast, sensors=sensors,
                                                         app_factory=factory))
     if auth is None:
         auth = Auth(auth_file(root), config.auth.session_hours)
         auth.ensure_password({"HOMEHELPER_PASSWORD": PASSWORD})
     deps = web_deps(rt, auth)
     await recorder.wait(ScanApplied, timeout=10)
-    return Tree(config, bus, rt.root, rt.apps, deps, app_ids, rt, recorder)
+    return Tree(config, broadcast, rt.root, rt.apps, deps, app_ids, rt, recorder)
 
 
 @attrs.define

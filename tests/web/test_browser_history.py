@@ -50,7 +50,7 @@ async def test_charts_survive_a_restart_and_open_larger_with_a_range(browser, st
         rt: Runtime = await nursery.start(serve, config(state_root, redis.url, 0.2))
         now = time.time()
         for i in range(6):  # the lamp app's figures over six seconds
-            rt.bus.publish(SystemSampled(app_sample(now + 1 + i, float(i))))
+            rt.broadcast.publish(SystemSampled(app_sample(now + 1 + i, float(i))))
         with trio.fail_after(20):
             while len(await machine_points(rt)) < 5 or (await rt.refs["history"].ask(GetHistoryState()))[  # noqa: ASYNC110
                     "flushes"] < 1:

@@ -32,12 +32,12 @@ async def test_without_a_history_the_page_is_told_plainly(tree: Tree) -> None:
 
 async def test_series_are_served_and_bad_queries_refused_by_name(tree: Tree) -> None:
     tree.deps.history = tree.root.start_child(ChildSpec("history", lambda: HistoryActor(
-        tree.config, tree.bus.publish, tree.bus)))
+        tree.config, tree.broadcast.publish, tree.broadcast)))
     client = create_app(tree.deps).test_client()
     await login(client)
     state = await (await client.get("/api/history")).get_json()
     assert state["available"] is True and state["file"].endswith("history.sqlite")
-    tree.bus.publish(SystemSampled(_sample(time.time())))
+    tree.broadcast.publish(SystemSampled(_sample(time.time())))
     r = await client.get("/api/history", query_string={"series": "machine", "range": "24h", "points": "50"})
     body = await r.get_json()
     assert r.status_code == 200 and body["resolution"] == "fine" and body["points"][-1]["cpu"] == 7.0
@@ -54,7 +54,7 @@ async def test_series_are_served_and_bad_queries_refused_by_name(tree: Tree) -> 
 
 async def test_the_system_panel_still_answers_when_the_history_does_not(tree: Tree) -> None:
     tree.deps.history = tree.root.start_child(ChildSpec("history", lambda: HistoryActor(
-        tree.config, tree.bus.publish, tree.bus)))
+        tree.config, tree.broadcast.publish, tree.broadcast)))
     client = create_app(tree.deps).test_client()
     await login(client)
     assert (await client.get("/api/history")).status_code == 200

@@ -13,7 +13,7 @@ import trio
 
 from homehelper.config import AuthConfig
 from homehelper.web import create_app
-from homehelper.web.server import ConnectionCap, serve_app
+from homehelper.web.listener import ConnectionCap, serve_app
 from tests.web.conftest import PASSWORD, build_tree, start_live
 from tests.web.test_proxy import UPGRADE
 from tests.web.wsclient import Rejected, WSClient

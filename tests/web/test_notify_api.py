@@ -30,7 +30,7 @@ async def test_the_test_button_reaches_the_receiver_and_names_a_url_that_is_down
             [(path, body)] = await receiver.wait(1)
             assert path == "/phone" and body["title"] == "HomeHelper test notification"
             # the tree's notifier follows the broadcast: a failed install reaches the receiver too
-            rt.bus.publish(AppInstallFailed("weather", "pip: no matching distribution"))
+            rt.broadcast.publish(AppInstallFailed("weather", "pip: no matching distribution"))
             got = await receiver.wait(2)
             assert "Installing app weather failed" in got[1][1]["message"]
             kinds = [e["kind"] for e in (await c.get("/api/events")).json()]

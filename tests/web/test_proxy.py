@@ -283,7 +283,7 @@ async def test_compressed_answers_are_never_inflated(state_root):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     config = Config(root=state_root, apps_dir=state_root / "apps")
-    deps = WebDeps(config=config, bus=Broadcast(), registry=None, apps=Supervisor("apps"),  # type: ignore[arg-type]
+    deps = WebDeps(config=config, broadcast=Broadcast(), registry=None, apps=Supervisor("apps"),  # type: ignore[arg-type]
                    scanner=None, view=AppsView(), auth=None)  # type: ignore[arg-type]
 
     async def inner(scope: Any, receive: Any, send: Any) -> None:

@@ -13,7 +13,7 @@ import trio
 
 from homehelper.config import AuthConfig
 from homehelper.web import create_app
-from homehelper.web.server import serve_app
+from homehelper.web.listener import serve_app
 from tests.fixtures.tree import wait_until
 from tests.web.conftest import Live, build_tree, start_live
 from tests.web.wsclient import Closed, Rejected, WSClient

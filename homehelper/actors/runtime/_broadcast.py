@@ -19,8 +19,8 @@ DEFAULT_RING = 1024
 class Subscription:
     """One subscriber's view of a Broadcast: iterate it, or take batches."""
 
-    def __init__(self, bus: Broadcast, maxlen: int, accept: Callable[[Any], bool] | None) -> None:
-        self._bus = bus
+    def __init__(self, broadcast: Broadcast, maxlen: int, accept: Callable[[Any], bool] | None) -> None:
+        self._bus = broadcast
         self._queue: deque[Any] = deque(maxlen=maxlen)
         self._lot = ParkingLot()
         self._accept = accept

@@ -1,4 +1,4 @@
-"""The UI manager: how many Streamlit apps may run at once, and who makes room.
+"""The Streamlit slots: how many Streamlit apps may run at once, and who makes room.
 
 Every StreamlitApp asks it for a slot before it spawns. At the cap, the least
 recently used idle app is stopped with reason `evicted`; if every running app
@@ -8,7 +8,7 @@ every `MEMORY_CHECK` seconds only while some Streamlit app runs).
 
 Apps found running after a HomeHelper restart are the backend's (a unit, or a
 process backend record): their actors adopt them and take their slots with
-`ReserveUI(adopted=True)`, which never evicts nor refuses. A manager restarted by
+`ReserveSlot(adopted=True)`, which never evicts nor refuses. A manager restarted by
 its supervisor asks the app actors which of them run, before it answers anything.
 """
 
@@ -24,7 +24,7 @@ import trio
 from ..actors.runtime import Actor, ActorError
 from ..config import Config
 from ..errors import BadRequest, Unavailable
-from ..messages import GetApp, GetUISlots, ReleaseUI, ReserveUI, StopApp
+from ..messages import GetApp, GetSlots, ReleaseSlot, ReserveSlot, StopApp
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ def available_mb() -> float:
     return psutil.virtual_memory().available / (1024 * 1024)
 
 
-class UIManager(Actor):
-    name = "ui"
+class StreamlitSlots(Actor):
+    name = "slots"
 
     def __init__(self, config: Config, memory: Callable[[], float] = available_mb,
                  memory_check: float = MEMORY_CHECK, apps: Any = None,
@@ -74,19 +74,19 @@ class UIManager(Actor):
 
     async def handle(self, msg: Any) -> Any:
         match msg:
-            case ReserveUI(app_id, ref, adopted=True):
+            case ReserveSlot(app_id, ref, adopted=True):
                 self.slots.setdefault(app_id, (ref, trio.current_time()))
                 self.some_running.set()
-            case ReserveUI(app_id, ref):
+            case ReserveSlot(app_id, ref):
                 async with self.lock:
                     await self._reserve(app_id, ref)
-            case ReleaseUI(app_id):
+            case ReleaseSlot(app_id):
                 self.slots.pop(app_id, None)
-            case GetUISlots():
+            case GetSlots():
                 now = trio.current_time()
                 return {a: now - t for a, (_, t) in self.slots.items()}
             case _:
-                raise BadRequest(f"ui: unknown message {type(msg).__name__}")
+                raise BadRequest(f"slots: unknown message {type(msg).__name__}")
 
     async def _reserve(self, app_id: str, ref: Any) -> None:
         if app_id in self.slots:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from homehelper.backends import app_spec
-from homehelper.backends.health import RestartTracker, startup_error
+from homehelper.backends.restarts import RestartTracker, startup_error
 from homehelper.backends.units import render_unit
 
 from .apps import make_config, write_app
@@ -50,7 +50,7 @@ def test_startup_errors_are_recognised() -> None:
 
 def test_judging_how_a_run_ended() -> None:
     from homehelper.backends.base import UnitStatus
-    from homehelper.backends.health import judge_end
+    from homehelper.backends.restarts import judge_end
 
     clean = UnitStatus(active="inactive", result="success", exit_status=0)
     crash = UnitStatus(active="failed", result="exit-code", exit_status=1)
@@ -91,7 +91,7 @@ def test_first_polls_are_quick_then_settle() -> None:
 
 def test_a_watchdog_kill_is_named_as_such() -> None:
     from homehelper.backends.base import UnitStatus
-    from homehelper.backends.health import judge_end
+    from homehelper.backends.restarts import judge_end
 
     killed = UnitStatus(active="failed", result="watchdog", exit_status=6)
     assert judge_end("exited", killed, "on-failure", "", False, 30, 15) == (

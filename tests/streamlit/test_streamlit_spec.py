@@ -9,14 +9,14 @@ import pytest
 import trio
 
 from homehelper.actors import ChildSpec
+from homehelper.actors import streamlit_spec as launcher
 from homehelper.actors.ports import PortAllocator
 from homehelper.actors.streamlit import StreamlitApp
+from homehelper.actors.streamlit_spec import PortTaken
 from homehelper.backends import ProcessBackend
 from homehelper.errors import BackendError
 from homehelper.manifest import load_manifest
-from homehelper.messages import GetApp, GetUISlots, OpenUI
-from homehelper.ui import launcher
-from homehelper.ui.launcher import PortTaken
+from homehelper.messages import GetApp, GetSlots, OpenUI
 from tests.fixtures.streamlit import make_app, streamlit_config, streamlit_pids
 
 
@@ -135,7 +135,7 @@ async def test_a_start_that_fails_says_why_and_frees_its_slot(make_tree, state_r
         snap = await app.ask(GetApp("broken"))
         assert snap["state"] == "stopped" and "exited with status" in snap["last_error"]
         assert ("app_config_error", "") in tree.kinds("broken")
-        assert await tree.ui.ask(GetUISlots()) == {}
+        assert await tree.slots.ask(GetSlots()) == {}
         assert streamlit_pids(str(state_root)) == []
 
 
