@@ -47,6 +47,7 @@ SCENARIOS: dict[str, tuple[str, list[str]]] = {
     "dashboard": ("dashboard", []),
     "monitor": ("monitor", []),
     "diskwrites": ("diskwrites", []),
+    "fleet": ("fleet", []),
     "discovery": ("load", ["--only", "discovery"]),
     "load": ("load", ["--only", "load"]),
 }

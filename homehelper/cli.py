@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--apps-dir", type=Path)
     a.add_argument("--port", type=int, help="port of the running dashboard")
     a.add_argument("--json", action="store_true", help="machine-readable output")
+    a.add_argument("--all-nodes", action="store_true", help="every node of the fleet (asks the running server)")
     ap = sub.add_parser("approve", parents=[root],
                         help="approve the permissions and devices an app asks for (asks the running server)",
                         epilog="example:\n  homehelper approve door-sensor --yes\n\n"
@@ -68,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     from .scaffold import add_commands as add_scaffold_commands
 
     add_scaffold_commands(sub, root)
+    from .clifleet import add_commands as add_fleet_commands
+
+    add_fleet_commands(sub, root)
     return p
 
 
@@ -110,11 +114,19 @@ def _main(argv: list[str]) -> int:
         return 2
     _logging(config)
     if args.command == "apps":
+        if args.all_nodes:
+            from . import clifleet
+
+            return clifleet.all_apps(config, args.json)
         return list_apps(config, as_json=args.json)
     if args.command == "approve":
         return approve(config, args.app, assume_yes=args.yes)
     if args.command == "password":
         return set_password(config)
+    if args.command == "fleet" or getattr(args, "node", None):  # status/start/stop/restart --node N
+        from . import clifleet
+
+        return clifleet.run(config, args)
     if args.command in ("start", "stop", "restart", "status", "logs", "install-app", "enable", "disable"):
         from . import clictl
 

@@ -56,12 +56,16 @@ def add_commands(sub: Any, root: argparse.ArgumentParser) -> None:
         return p
 
     for name, what in (("start", "start"), ("stop", "stop"), ("restart", "restart")):
-        command(name, f"{what} apps; each is reported").add_argument("apps", nargs="+", metavar="APP")
+        act = command(name, f"{what} apps; each is reported")
+        act.add_argument("apps", nargs="+", metavar="APP")
+        act.add_argument("--node", metavar="NODE", help="apps of another node of the fleet (docs/fleet.md)")
     command("enable", "start service apps at boot (each installed first); each is reported").add_argument(
         "apps", nargs="+", metavar="APP")
     command("disable", "no longer start service apps at boot; each is reported").add_argument(
         "apps", nargs="+", metavar="APP")
-    command("status", "show apps' state, port and last error").add_argument("app", nargs="?", metavar="APP")
+    st = command("status", "show apps' state, port and last error")
+    st.add_argument("app", nargs="?", metavar="APP")
+    st.add_argument("--node", metavar="NODE", help="another node of the fleet: its apps as it last reported them")
     lg = command("logs", "print an app's log lines")
     lg.add_argument("app", metavar="APP")
     lg.add_argument("-n", "--lines", type=int, default=50, help=f"how many lines (1-{MAX_LINES}, default 50)")

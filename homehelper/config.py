@@ -21,6 +21,7 @@ import attrs
 from .config_sections import (  # the sections' classes, re-exported: import them from here
     AuthConfig,
     BackupConfig,
+    FleetConfig,
     HistoryConfig,
     MonitorConfig,
     NotifyConfig,
@@ -56,6 +57,7 @@ class Config:
     notify: NotifyConfig = attrs.field(factory=NotifyConfig)
     backup: BackupConfig = attrs.field(factory=BackupConfig)
     history: HistoryConfig = attrs.field(factory=HistoryConfig)
+    fleet: FleetConfig = attrs.field(factory=FleetConfig)
 
     # --- layout ---
     @property
@@ -111,6 +113,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "history.step": (1, 3600), "history.keep_hours": (1, 24 * 31), "history.coarse_step": (60, 86400),
     "history.keep_days": (1, 3660), "history.flush_every": (1, 3600),
     "notify.dedup_window": (0, 7 * 86400), "notify.rate_limit": (1, 1000), "notify.rate_window": (1, 86400),
+    "fleet.interval": (0.05, 3600), "fleet.ttl": (0.1, 86400), "fleet.command_timeout": (0.5, 3600),
 }
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _NODE_ID = re.compile(r"^[A-Za-z0-9._-]{1,40}$")  # it names Redis channels

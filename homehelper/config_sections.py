@@ -72,3 +72,13 @@ class HistoryConfig:
     coarse_step: int = 600  # seconds per point of the long history
     keep_days: float = 30.0  # of the long history
     flush_every: float = 300.0  # seconds between batch writes (and at a clean stop)
+
+
+@attrs.frozen
+class FleetConfig:
+    """Several HomeHelpers over one Redis (docs/fleet.md); read at start."""
+
+    interval: float = 5.0  # seconds between presence refreshes
+    ttl: float = 15.0  # a node that stops refreshing is shown offline after this many seconds
+    command_timeout: float = 30.0  # how long an action on another node waits for its answer (then it expires)
+    address: str = ""  # the dashboard URL other nodes link to; "" = the one this node listens on

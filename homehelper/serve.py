@@ -21,6 +21,7 @@ from .actors.app import AppActor, AppContext
 from .actors.backup import BackupActor
 from .actors.bridge import RedisBridge
 from .actors.eventlog import EventLog
+from .actors.fleet import FleetActor, FleetLink, node_summary
 from .actors.history import HistoryActor
 from .actors.job import JobApp
 from .actors.notifier import Notifier
@@ -49,6 +50,7 @@ from .monitor import ProcessTable
 from .stateroot import RootLock, lock_root, prepare_root
 from .web import WebDeps, create_app, serve_app
 from .web.auth import Auth, open_auth
+from .web.fleet import performer
 from .web.logs import log_sources
 
 log = logging.getLogger("homehelper")
@@ -177,10 +179,17 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
         watch=o.watch))) if o.scan else None
     backup = root.start_child(ChildSpec("backup", lambda: BackupActor(config, broadcast.publish, apps, installer)))
     updater = root.start_child(ChildSpec("updater", lambda: Updater(config, broadcast, apps, scanner)))  # add/update
+    # Presence in the fleet's Redis, and commands from other nodes acted on like the web's own.
+    fleet_link = FleetLink(config.redis_url, config.node_id, timeout=config.fleet.command_timeout)
+    fleet_link.address = config.fleet.address
+    fleet = root.start_child(ChildSpec("fleet", _remembered(instances, "fleet", lambda: FleetActor(
+        fleet_link, partial(node_summary, fleet_link, view, sensors), performer(view, apps, sensors), broadcast.publish,
+        interval=config.fleet.interval, ttl=config.fleet.ttl))))
 
     async def follow(old: Config, new: Config) -> None:
         ctx.config = new  # app actors and the Streamlit slots read streamlit.* (and redis_url at a start) here
         installer.config = new  # monitor.min_free_disk_mb
+        fleet_link.set_url(new.redis_url)  # the fleet moves with the bridge (a no-op when unchanged)
         logging.getLogger().setLevel(new.log_level)
         if new.monitor != old.monitor and sensors is not None:
             await sensors.tell(SetMonitorConfig(new.monitor))
@@ -189,7 +198,8 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
     settings.follow(follow)
     refs = dict(backend=backend, slots=slots, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
                 sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref, view=view,
-                backup=backup, history=history, updater=updater)
+                backup=backup, history=history, updater=updater,
+                fleet=fleet, fleet_link=fleet_link)
     return Runtime(config, broadcast, root, apps, refs, ctx, settings, instances)
 
 
@@ -202,7 +212,8 @@ def web_deps(rt: Runtime, auth: Auth | None) -> WebDeps:
                    scanner=rt.refs["scanner"], view=rt.refs["view"], sensors=rt.refs["sensors"],
                    event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
                    notifier=rt.refs["notifier"], logs=log_sources(rt.refs["backend"]),
-                   backup=rt.refs["backup"], history=rt.refs["history"], updater=rt.refs.get("updater"))
+                   backup=rt.refs["backup"], history=rt.refs["history"], updater=rt.refs.get("updater"),
+                   fleet=rt.refs["fleet_link"])
     settings_ref = rt.refs["settings"]
 
     async def set_config(changes: dict[str, Any]) -> Config:
@@ -252,6 +263,7 @@ async def _serve(config: Config, notices: Sequence[Event], overrides: Overrides 
         bound: list[str] = await nursery.start(partial(serve_app, web, config.host, config.port, trio.Event(),
                                                        graceful=2.0))
         rt.url = bound[0] if bound else f"http://{config.host}:{config.port}"
+        rt.refs["fleet_link"].address = config.fleet.address or rt.url  # what the other nodes' cards link to
         rt.broadcast.publish(ServerStarted(rt.url, backend=rt.refs["backend"].name))
         log.info("HomeHelper serving %s (apps in %s, state in %s)", rt.url, config.apps_dir, config.root)
         task_status.started(rt)

@@ -52,6 +52,12 @@ LAYERS: dict[str, int] = {
     "homehelper.actors.updater": 3,  # add, update, roll back
         "homehelper.web": 4,
     "homehelper.web.history": 4,
+    "homehelper.bus.presence": 2,  # the fleet's presence keys (blocking; worker threads)
+    "homehelper.bus.commands": 2,  # the fleet's command streams (blocking; worker threads)
+    "homehelper.bus.nodeacl": 2,  # a node's own Redis user (ACL rules)
+    "homehelper.actors.fleet": 3,
+    "homehelper.web.fleet": 4,
+    "homehelper.messages._fleet": 1,
     "homehelper.serve": 5,
     "homehelper.cli": 5,
     "homehelper.clictl": 5,  # the commands that control the running server (uses backends.logsearch)
@@ -64,6 +70,7 @@ LAYERS: dict[str, int] = {
     "homehelper.clisource": 5,  # homehelper add / update
     "homehelper.scaffold": 5,  # homehelper new APP: a working app to start from
     "homehelper.sdkdoc": 5,  # docs/sdk.md from the SDK's docstrings
+    "homehelper.clifleet": 5,  # homehelper fleet, apps --all-nodes, status --node
 }
 
 

@@ -14,6 +14,7 @@ from . import (
     _apps,
     _backup,
     _bus,
+    _fleet,
     _history,
     _jobs,
     _monitor,
@@ -29,6 +30,7 @@ from ._apps import *  # noqa: F403
 from ._backup import *  # noqa: F403
 from ._base import Command, Event
 from ._bus import *  # noqa: F403
+from ._fleet import *  # noqa: F403
 from ._history import *  # noqa: F403
 from ._jobs import *  # noqa: F403
 from ._monitor import *  # noqa: F403
@@ -40,8 +42,8 @@ from ._sources import *  # noqa: F403
 from ._streamlit import *  # noqa: F403
 from ._system import *  # noqa: F403
 
-_AREAS: tuple[ModuleType, ...] = (_apps, _backup, _bus, _history, _jobs, _monitor, _notify, _options, _services,
-                                  _sources, _streamlit, _system)
+_AREAS: tuple[ModuleType, ...] = (_apps, _backup, _bus, _fleet, _history, _jobs, _monitor, _notify, _options,
+                                  _services, _sources, _streamlit, _system)
 
 
 def _messages(module: ModuleType) -> list[str]:

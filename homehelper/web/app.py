@@ -18,6 +18,7 @@ from .auth import SESSION_COOKIE, Auth, open_auth
 from .backup import register_backup
 from .deps import MAX_BODY, WebDeps, apps_origin, identify, same_origin
 from .errors import translate
+from .fleet import register as register_fleet
 from .guard import HostGuard, own_names
 from .history import register as register_history
 from .options import register_options
@@ -189,6 +190,7 @@ def create_app(deps: WebDeps) -> QuartTrio:
     register_api(app, deps)
     register_backup(app, deps)
     register_history(app, deps)
+    register_fleet(app, deps)
     register_options(app, deps)
     register_sources(app, deps)
     register_ws(app, deps)

@@ -44,6 +44,7 @@ class WebDeps:
     dashboard_port: int | None = None  # the ports really bound (serve_app sets them; port 0 in tests)
     apps_port: int | None = None
     logs: LogSources | None = None  # where each app's log is read: the journal or its files (web/logs.py)
+    fleet: Any = None  # the fleet's asking side (actors/fleet.py FleetLink): GET /api/fleet, cross-node actions
 
 
 def _origin(scope: Any, port: int) -> str:

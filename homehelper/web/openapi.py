@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .fleet import PATHS as FLEET_PATHS
 from .history import PATHS as HISTORY_PATHS
 from .sourcesdoc import openapi_paths as source_paths
 
@@ -154,6 +155,7 @@ def spec() -> dict[str, Any]:
                     **_err(403, 409, 429)})},
             **HISTORY_PATHS,
             **source_paths(_op, _ok, _err, APP_ID),
+            **FLEET_PATHS,
             "/api/tokens": {
                 "get": _op("API tokens (without their secrets)", _ok({"type": "array", "items": {
                     "$ref": "#/components/schemas/Token"}})),
