@@ -184,8 +184,15 @@ class MockWallJob(JobApp):
         return BASE + timedelta(seconds=trio.current_time())
 
 
+@pytest.fixture
+def patient_clock() -> trio.testing.MockClock:
+    """Jumps once nothing happened for 0.1 s of real time: a start's worker-thread hops finish first
+    (with 0, each hop would skip the clock to the job's next 10-second tick)."""
+    return trio.testing.MockClock(autojump_threshold=0.1)
+
+
 async def test_on_a_mock_clock_the_deadline_is_the_next_elapse_and_a_run_past_its_timeout_is_ended(
-        config: Config, installed: Manifest, autojump_clock: trio.testing.MockClock) -> None:
+        config: Config, installed: Manifest, patient_clock: trio.testing.MockClock) -> None:
     backend = ProcessBackend(config.run_dir / "procs")
     async with harness(config, backend) as h:
         ref = h.add(installed, MockWallJob)

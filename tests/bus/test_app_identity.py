@@ -127,7 +127,7 @@ def test_redis_acl_is_a_checked_config_key(state_root: Path) -> None:
 @pytest.mark.redis
 async def test_a_streamlit_app_runs_with_its_own_redis_user(make_tree: Any, clean_users: Any) -> None:
     from homehelper.messages import GetApp, OpenUI
-    from tests.streamlit.test_launcher import environ_of
+    from tests.streamlit.test_streamlit_spec import environ_of
 
     async with make_tree() as tree:
         tree.ctx.identities = AppIdentities(clean_users.url)
