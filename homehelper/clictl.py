@@ -91,12 +91,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
                 print(f"homehelper logs: -n must be from 1 to {MAX_LINES}", file=sys.stderr)
                 return USAGE
             return logs(server, args)
-    except NotRunning as exc:
-        print(f"homehelper: {exc}", file=sys.stderr)
-        return NOT_RUNNING
-    except Failed as exc:
-        print(f"homehelper: {exc}", file=sys.stderr)
-        return FAILED
+    except (NotRunning, Failed) as exc:
+        return said(exc)
     except KeyboardInterrupt:  # Ctrl-C: the end of a follow; for an action, only the waiting ends
         if args.command == "logs":
             return OK
@@ -104,6 +100,12 @@ def run(config: Config, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return FAILED
     return USAGE
+
+
+def said(exc: NotRunning | Failed, prefix: str = "homehelper") -> int:
+    """Print why a command could not be done; its exit code (3: no server answers, 1: it failed)."""
+    print(f"{prefix}: {exc}", file=sys.stderr)
+    return NOT_RUNNING if isinstance(exc, NotRunning) else FAILED
 
 
 class Server:
@@ -135,10 +137,16 @@ class Server:
         return f"{self.base} answered HTTP {status}, not as HomeHelper does: is --port right?"
 
     def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params)
+
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None,
+                timeout: float = 30.0) -> Any:
+        """One call to the server's API: its JSON answer, or NotRunning / Failed saying why not."""
         import httpx
 
         try:
-            r = httpx.get(self.base + path, headers=self.headers, params=params, timeout=30)
+            r = httpx.request(method, self.base + path, headers=self.headers, params=params, json=json,
+                              timeout=timeout)
         except (httpx.ConnectError, httpx.ConnectTimeout):
             raise self.not_running() from None
         except httpx.HTTPError as exc:

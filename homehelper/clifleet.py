@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from .clictl import FAILED, NOT_RUNNING, OK, USAGE, Failed, NotRunning, Server, safe
+from .clictl import FAILED, OK, USAGE, Failed, NotRunning, Server, safe, said
 from .config import Config
 
 EXAMPLES = ("homehelper fleet                    # every node: online, offline since, unknown\n"
@@ -40,12 +40,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
         if args.what == "credentials":
             return credentials(args.node, args.admin_url)
         return nodes(Server(config), args.json)
-    except NotRunning as exc:
-        print(f"homehelper: {exc}", file=sys.stderr)
-        return NOT_RUNNING
-    except Failed as exc:
-        print(f"homehelper: {exc}", file=sys.stderr)
-        return FAILED
+    except (NotRunning, Failed) as exc:
+        return said(exc)
 
 
 def _fleet(server: Server) -> dict[str, Any]:
@@ -101,12 +97,8 @@ def all_apps(config: Config, as_json: bool, only: str | None = None) -> int:
     server = Server(config)
     try:
         data = _fleet(server)
-    except NotRunning as exc:
-        print(f"homehelper: {exc}", file=sys.stderr)
-        return NOT_RUNNING
-    except Failed as exc:
-        print(f"homehelper: {exc}", file=sys.stderr)
-        return FAILED
+    except (NotRunning, Failed) as exc:
+        return said(exc)
     found = [n for n in data["nodes"] if only is None or n.get("node") == only]
     if only is not None and not found:
         print(f"homehelper: no node {safe(only)!r} in the fleet (see `homehelper fleet`)", file=sys.stderr)

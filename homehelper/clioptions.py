@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import attrs
 
-from .clictl import FAILED, NOT_RUNNING, OK, USAGE, Failed, NotRunning, Server, message, safe
+from .clictl import OK, USAGE, Failed, NotRunning, Server, safe, said
 from .config import Config
 from .errors import ValidationError
 from .options import Option, parse_cli
@@ -58,12 +58,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
             if opt.secret and changes.get(opt.name) == "-":
                 changes[opt.name] = _read_secret(opt.name)
         result = _put(server, path, changes)
-    except NotRunning as exc:
-        print(f"homehelper config: {exc}", file=sys.stderr)
-        return NOT_RUNNING
-    except Failed as exc:
-        print(f"homehelper config: {exc}", file=sys.stderr)
-        return FAILED
+    except (NotRunning, Failed) as exc:
+        return said(exc, "homehelper config")
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -79,19 +75,7 @@ def _read_secret(name: str) -> str:
 
 
 def _put(server: Server, path: str, changes: dict[str, Any]) -> dict[str, Any]:
-    import httpx
-
-    try:
-        r = httpx.put(server.base + path, headers=server.headers, json=changes, timeout=90)
-    except (httpx.ConnectError, httpx.ConnectTimeout):
-        raise server.not_running() from None
-    except httpx.HTTPError as exc:
-        raise Failed(f"{server.base}: {exc}") from None
-    if r.status_code == 401:
-        raise server.refused()
-    if r.status_code != 200:
-        raise Failed(message(r))
-    data = r.json()
+    data = server.request("PUT", path, json=changes, timeout=90)
     if not isinstance(data, dict):
         raise Failed(f"{server.base} answered, but not as HomeHelper does: is --port right?")
     return data

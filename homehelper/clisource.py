@@ -16,7 +16,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from .clictl import FAILED, NOT_RUNNING, OK, USAGE, Failed, NotRunning, Server, message, safe
+from .clictl import FAILED, NOT_RUNNING, OK, USAGE, Failed, NotRunning, Server, safe
 from .config import Config
 
 TIMEOUT = 3 * 3600.0  # a clone, a venv rebuilt on a Pi, a health check, perhaps a rollback
@@ -70,19 +70,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _post(server: Server, path: str, body: dict[str, Any] | None = None) -> Any:
-    import httpx
-
-    try:
-        r = httpx.post(server.base + path, headers=server.headers, json=body, timeout=TIMEOUT)
-    except (httpx.ConnectError, httpx.ConnectTimeout):
-        raise server.not_running() from None
-    except httpx.HTTPError as exc:
-        raise Failed(f"{server.base}: {exc}") from None
-    if r.status_code == 401:
-        raise server.refused()
-    if r.status_code != 200:
-        raise Failed(message(r))
-    return r.json()
+    return server.request("POST", path, json=body, timeout=TIMEOUT)
 
 
 def add(server: Server, args: argparse.Namespace) -> int:

@@ -3,17 +3,9 @@
 "use strict";
 (() => {
   const $ = (sel) => document.querySelector(sel);
-  const csrf = $('meta[name="csrf-token"]').content;
   const say = (text, cls = "muted") => { const s = $("#backup-status"); s.textContent = text; s.className = cls; };
 
-  async function call(method, path, json) {
-    const headers = { "X-CSRF-Token": csrf };
-    if (json !== undefined) headers["Content-Type"] = "application/json";
-    const r = await fetch(path, { method, headers, body: json === undefined ? undefined : JSON.stringify(json) });
-    const body = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(body.message || r.statusText);
-    return body;
-  }
+  const call = window.hhApi;  // static/api.js
 
   function size(n) { return n > 1048576 ? `${(n / 1048576).toFixed(1)} MB` : `${Math.ceil(n / 1024)} kB`; }
 

@@ -4,18 +4,10 @@
 "use strict";
 (() => {
   const $ = (sel) => document.querySelector(sel);
-  const csrf = $('meta[name="csrf-token"]').content;
   const addDialog = $("#add-dialog"), versions = $("#versions-dialog");
   let token = null, appId = null;
 
-  async function call(method, path, json) {
-    const headers = { "X-CSRF-Token": csrf };
-    if (json !== undefined) headers["Content-Type"] = "application/json";
-    const r = await fetch(path, { method, headers, body: json === undefined ? undefined : JSON.stringify(json) });
-    const body = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(body.message || r.statusText);
-    return body;
-  }
+  const call = window.hhApi;  // static/api.js
   const say = (el, text, cls = "muted") => { el.textContent = text; el.className = cls; };
   // The dashboard refreshes once a dialog that changed something closes (behind a modal dialog the
   // page is inert: its Refresh button takes no click).
