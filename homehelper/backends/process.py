@@ -34,8 +34,7 @@ STOP_TIMEOUT = 10.0  # as TimeoutStopSec in the units
 _PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME")
 
 
-# Every child started here, until it is reaped: apps outlive the backend object that started them
-# (as units outlive a HomeHelper restart), and a child dropped unreaped would linger as a zombie.
+# Every child started here, until reaped: apps outlive the backend object (as units outlive a restart).
 _children: set[trio.Process] = set()
 
 

@@ -49,12 +49,13 @@ async def test_charts_survive_a_restart_and_open_larger_with_a_range(browser, st
     async with trio.open_nursery() as nursery:
         rt: Runtime = await nursery.start(serve, config(state_root, redis.url, 0.2))
         now = time.time()
-        for i in range(6):  # the lamp app's figures over six seconds
-            rt.broadcast.publish(SystemSampled(app_sample(now + 1 + i, float(i))))
-        with trio.fail_after(20):
-            while len(await machine_points(rt)) < 5 or (await rt.refs["history"].ask(GetHistoryState()))[  # noqa: ASYNC110
-                    "flushes"] < 1:
-                await trio.sleep(0.1)  # real samples every 0.2 s: nothing to wait on but time
+        with rt.broadcast.subscribe(accept=lambda e: isinstance(e, SystemSampled)) as sampled:
+            for i in range(6):  # the lamp app's figures over six seconds
+                rt.broadcast.publish(SystemSampled(app_sample(now + 1 + i, float(i))))
+            with trio.fail_after(20):
+                while len(await machine_points(rt)) < 5 or (
+                        await rt.refs["history"].ask(GetHistoryState()))["flushes"] < 1:
+                    await sampled.receive()  # the sensors' next real sample (every 0.2 s)
         nursery.cancel_scope.cancel()
     # 2. Started again, sampling nothing new: whatever the charts show came from the file.
     async with trio.open_nursery() as nursery:
