@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from homehelper.backends import proctree
+from tests.fixtures.common import end_process
 from tests.fixtures.redis import free_port
 
 from .apps import HEALTHY_APP, REPO, write_app
@@ -78,12 +79,8 @@ class Server:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        if self.proc is not None:
+            end_process(self.proc, 30)
 
 
 def _spawned(hh: int) -> bool:

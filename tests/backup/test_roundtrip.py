@@ -24,6 +24,7 @@ from tests.backends.apps import write_app
 from tests.backup.helpers import listing
 from tests.cli.test_approve import _kill_apps
 from tests.cli.test_cli import REPO, hh
+from tests.fixtures.common import end_process
 from tests.fixtures.redis import free_port
 
 PASSWORD = "restore me, please"
@@ -70,11 +71,7 @@ def serving(root: Path, apps: Path, port: int, **env: str) -> Iterator[subproces
                 time.sleep(0.2)
             yield proc
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            end_process(proc, 10)
             _kill_apps(root)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from homehelper.backends import ProcessBackend
 from tests.backends.apps import HEALTHY_APP, write_app
 from tests.cli.test_cli import REPO, free_port, hh
 from tests.cli.test_start import Served
+from tests.fixtures.common import end_process
 from tests.fixtures.systemd import _stop_processes
 
 
@@ -29,11 +29,7 @@ def serving(root: Path, apps: Path, port: int) -> Iterator[subprocess.Popen[str]
             Served(proc).wait_for("HomeHelper serving", timeout=30)  # it says so once it listens
             yield proc
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            end_process(proc, 10)
             _kill_apps(root)
 
 

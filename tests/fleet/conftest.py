@@ -24,6 +24,7 @@ from homehelper.actors.ports import port_is_free
 from homehelper.config import Config, load_config
 from homehelper.messages import FleetJoined, ScanApplied
 from homehelper.serve import Overrides, Runtime, serve
+from tests.fixtures.common import end_process
 from tests.fixtures.redis import free_port
 from tests.fixtures.tree import Recorder, wait_until
 
@@ -113,12 +114,8 @@ class ChildNode:
             self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        if self.proc is not None:
+            end_process(self.proc, 30)
 
 
 async def get_fleet(url: str) -> dict[str, Any]:
