@@ -119,8 +119,11 @@ async def test_unknown_app_is_not_loaded(any_backend: Any) -> None:
 
 
 async def _not_running(backend: Any, app_id: str):
+    """The status once the app has ended and its unit has settled: under systemd the main process
+    has exited while the unit is still "deactivating" (its log stamper drains, the rest of the
+    cgroup is stopped); the final state and result come only after that."""
     status = await backend.status(app_id)
-    return None if status.running else status
+    return None if status.running or status.active == "deactivating" else status
 
 
 def _gone(pid: int) -> bool:
