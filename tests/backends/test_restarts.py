@@ -98,9 +98,10 @@ def test_a_watchdog_kill_is_named_as_such() -> None:
         "crashed", "watchdog: no heartbeat in time (stopped by systemd)")
 
 
-def test_an_app_up_in_t_is_seen_healthy_by_about_one_and_a_half_t() -> None:
-    """The first health polls of a start: an app that serves after t seconds is polled healthy soon
-    after (the issue's 55 ms app was seen at 150 ms with doubling from 50 ms)."""
+def test_an_app_up_in_t_is_seen_healthy_by_about_one_and_a_fifth_t() -> None:
+    """The first checks of a start: an app that serves after t seconds is seen soon after (the issue's
+    55 ms app was seen at 150 ms with doubling from 50 ms; a 40 ms app at 50 ms growing by half from
+    20 ms). Until the port accepts, a check is a bare connect, so twenty-odd in a second are cheap."""
     import itertools
 
     from homehelper.actors.service_health import startup_probes
@@ -110,8 +111,8 @@ def test_an_app_up_in_t_is_seen_healthy_by_about_one_and_a_half_t() -> None:
     while t < 10:
         t += next(delays)
         polls.append(t)
-    for up in (0.03, 0.055, 0.1, 0.2, 0.35, 0.7):
+    for up in (0.01, 0.03, 0.04, 0.055, 0.1, 0.2, 0.35):
         seen = next(p for p in polls if p >= up)
-        assert seen <= 1.5 * up + 0.02, (up, seen)
-    assert len([p for p in polls if p < 1.0]) <= 10  # still few polls in the first second
+        assert seen <= 1.2 * up + 0.005, (up, seen)
+    assert len([p for p in polls if p < 1.0]) <= 25  # bounded: a slow app is not hammered
     assert abs(max(b - a for a, b in itertools.pairwise(polls)) - 0.5) < 1e-9  # then every cap
