@@ -51,7 +51,7 @@ async def http_health(app: ServiceApp, scope: trio.CancelScope) -> None:
         while True:
             await trio.sleep(h.interval if app.healthy else min(next(first_polls), h.interval))
             url = f"http://127.0.0.1:{app.port}{h.path}"
-            if listening or app.healthy is not None or (listening := await _listening(app.port)):
+            if listening or app.healthy is not None or app.port is None or (listening := await _listening(app.port)):
                 ok, detail = await probe(client, url)
             else:
                 ok, detail = False, f"nothing listens on port {app.port} yet"
