@@ -39,7 +39,6 @@ MAX_IN_FLIGHT = 8  # requests one socket may have running at once
 MAX_PER_CLIENT = 8
 MAX_SOCKETS = 64
 MAX_TOTAL = 256
-OUTBOX = 64  # messages queued to a slow client before its requests wait
 PING_INTERVAL = 25.0
 PING_TIMEOUT = 60.0  # nothing heard for this long: the peer is gone
 TYPES = ("refresh", "action", "rescan", "logs.follow", "logs.unfollow", "ping", "pong")
@@ -110,7 +109,10 @@ class Connection:
         self.deps = deps
         self.shared = shared or SharedRefresh()
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
-        self.out_send, self.out_recv = trio.open_memory_channel[str](OUTBOX)
+        # Sent by the task that has the reply, one at a time: no queue and no sender task to hop
+        # through (each hop is a scheduler pass, and with twenty busy dashboards a pass is the
+        # cost). A slow client holds up only its own tasks (at most MAX_IN_FLIGHT of them).
+        self._sending = trio.Lock()
         self.in_flight = 0
         self.last_heard = trio.current_time()
         self.follow_scope: trio.CancelScope | None = None
@@ -118,7 +120,6 @@ class Connection:
     async def run(self) -> None:
         async with trio.open_nursery() as n:
             self.nursery = n
-            n.start_soon(self._sender)
             n.start_soon(self._pinger)
             try:
                 while True:
@@ -129,10 +130,10 @@ class Connection:
                 n.cancel_scope.cancel()
 
     async def send(self, msg: dict[str, Any]) -> None:
-        await self.out_send.send(_dumps(msg))
+        await self.send_text(_dumps(msg))
 
-    async def _sender(self) -> None:
-        async for text in self.out_recv:
+    async def send_text(self, text: str) -> None:
+        async with self._sending:
             await websocket.send(text)
 
     async def _pinger(self) -> None:
@@ -174,7 +175,10 @@ class Connection:
             if self.in_flight >= MAX_IN_FLIGHT:
                 raise TooManyRequests(f"at most {MAX_IN_FLIGHT} requests at once on one socket")
             self.in_flight += 1
-            self.nursery.start_soon(self._request, req_id, kind, msg)
+            if kind == "refresh":  # answered here, in the receive loop: no task to start and wait for
+                await self._request(req_id, kind, msg)
+            else:  # actions and follows last; this socket's other requests go on meanwhile
+                self.nursery.start_soon(self._request, req_id, kind, msg)
         except Exception as exc:
             await self._error(req_id, exc)
 
@@ -187,7 +191,7 @@ class Connection:
             if kind == "refresh" and msg.get("what", "all") in SHARED:
                 # serialised once for every client asking at once: each gets its id and what it lacks
                 parts = await self.shared.text(msg.get("what", "all"), lambda: self._refresh(msg))
-                await self.out_send.send(parts.reply(req_id, msg.get("have")))
+                await self.send_text(parts.reply(req_id, msg.get("have")))
                 return
             if kind == "refresh":
                 data = await self._refresh(msg)
