@@ -154,7 +154,6 @@ async def test_a_crash_tail_waits_for_a_stamper_that_lags(state_root: Path) -> N
 
     import trio
 
-    from homehelper.backends import stamping
     from homehelper.backends.journal import run_output
 
     config = make_config(state_root)
@@ -165,8 +164,9 @@ async def test_a_crash_tail_waits_for_a_stamper_that_lags(state_root: Path) -> N
     log = config.logs_dir("dying") / "app.log"
     since = time.time()
     await backend.start("dying")
-    stamper = stamping._by_log[log]
-    os.kill(stamper.pid, signal.SIGSTOP)  # whatever the app writes now waits in the pipe
+    stamper = backend.stamper.pid
+    assert stamper is not None
+    os.kill(stamper, signal.SIGSTOP)  # whatever the app writes now waits in the pipe
     status = await backend.status("dying")
     assert status.pid is not None
     await backend.wait_exit(status)  # it printed its last words and exited
@@ -175,7 +175,7 @@ async def test_a_crash_tail_waits_for_a_stamper_that_lags(state_root: Path) -> N
     async with trio.open_nursery() as nursery:
         async def let_go() -> None:
             await trio.testing.wait_all_tasks_blocked()  # the report is waiting for the stamper
-            os.kill(stamper.pid, signal.SIGCONT)
+            os.kill(stamper, signal.SIGCONT)
 
         nursery.start_soon(let_go)
         tail = await run_output(backend, "dying", log, 0, since)
