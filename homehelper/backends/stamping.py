@@ -78,6 +78,7 @@ class Stamper:
         self._sock: socket.socket | None = None
         self._lock = trio.Lock()  # one connect (or start) at a time
         self._reading = trio.Lock()  # one task waits for replies at a time
+        self._waiting: trio.CancelScope | None = None  # its wait, ended when a start reads the replies
         self._prefix = secrets.token_hex(4)  # stream ids unique among every HomeHelper it serves
         self._count = 0
         self._latest: dict[Path, str] = {}  # log file -> its newest stream the stamper has not finished
@@ -143,9 +144,12 @@ class Stamper:
                 async with self._reading:
                     if self._latest.get(path) == sid and self._sock is not None:
                         try:
-                            await trio.lowlevel.wait_readable(self._sock)
+                            with trio.CancelScope() as self._waiting:
+                                await trio.lowlevel.wait_readable(self._sock)
                         except trio.ClosedResourceError:  # dropped meanwhile: nothing more comes
                             return
+                        finally:
+                            self._waiting = None
                         self._take_replies()
 
     def close(self) -> None:
@@ -214,6 +218,8 @@ class Stamper:
             if not msg:
                 self._drop()
                 return
+            if self._waiting is not None:  # what drained() waits for may be in this reply
+                self._waiting.cancel()
             if msg.startswith(b"done ") and msg.endswith(b"\n"):
                 sid = msg[5:-1].decode("ascii", "replace")
                 path = self._paths.pop(sid, None)
@@ -225,6 +231,8 @@ class Stamper:
         sock, self._sock = self._sock, None
         self._latest.clear()
         self._paths.clear()
+        if self._waiting is not None:
+            self._waiting.cancel()
         if sock is not None:
             try:
                 trio.lowlevel.notify_closing(sock)  # a drained() waiting on it wakes up

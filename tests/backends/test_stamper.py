@@ -5,8 +5,12 @@ replaced. Real processes, pipes and sockets."""
 from __future__ import annotations
 
 import os
+import select
 import signal
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -221,3 +225,59 @@ async def test_a_killed_stamper_is_replaced_at_the_next_start(state_root: Path) 
         await backend.stop("before")
         await backend.stop("after")
         backend.stamper.close()
+
+
+def _read_until(fd: int, needle: bytes, timeout: float = 15) -> bytes:
+    """What `fd` (a pipe) gives until `needle` is in it; select() wakes on each piece."""
+    got = b""
+    end = time.monotonic() + timeout
+    while needle not in got:
+        assert select.select([fd], [], [], max(0.0, end - time.monotonic()))[0], got
+        piece = os.read(fd, 65536)
+        assert piece, got
+        got += piece
+    return got
+
+
+def test_a_log_that_refuses_writes_holds_up_no_other_stream(state_root: Path) -> None:
+    """`--serve` on its own: one stream's log is full (/dev/full: ENOSPC on every write), its pieces
+    are dropped at once and the other stream is served meanwhile, without a pause per failure;
+    each stream's end is told; with no control connection and no stream left it exits."""
+    path = state_root / "s.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(str(path))
+    listener.listen()
+    ctl = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ctl.connect(str(path))
+    ctl.settimeout(15)
+    proc = subprocess.Popen([sys.executable, "-I", "-S", str(STAMPER), "--serve"], stdin=listener.fileno())
+    listener.close()
+    try:
+        full = os.open("/dev/full", os.O_WRONLY)
+        out_r, out_w = os.pipe()  # the other stream's "log": read here as it is written
+        full_r, full_w = os.pipe()
+        good_r, good_w = os.pipe()
+        socket.send_fds(ctl, [b"stream full.1\n"], [full_r, full])
+        socket.send_fds(ctl, [b"stream good.1\n"], [good_r, out_w])
+        socket.send_fds(ctl, [b"not a stream\n"], [os.open(os.devnull, os.O_RDONLY)])  # closed, ignored
+        for fd in (full, full_r, good_r, out_w):
+            os.close(fd)
+        began = time.monotonic()
+        for i in range(50):  # each round, a write to the full log fails before the good line is read
+            os.write(full_w, b"lost line, no room for it\n")
+            os.write(good_w, b"kept %d\n" % i)
+            got = _read_until(out_r, b"kept %d\n" % i)
+            assert stamp_of(got.decode().splitlines()[-1]) is not None
+        assert time.monotonic() - began < 2.5  # a 0.1 s pause per failed write would take 5 s
+        os.close(full_w)
+        os.close(good_w)
+        assert {ctl.recv(64), ctl.recv(64)} == {b"done full.1\n", b"done good.1\n"}
+        assert os.read(out_r, 100) == b""  # the stamper closed its copy of the log at the end
+        os.close(out_r)
+        ctl.close()
+        assert proc.wait(timeout=15) == 0
+    finally:
+        ctl.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
