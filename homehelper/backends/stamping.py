@@ -76,7 +76,6 @@ class Stamper:
         self.address = _address(self.folder / "stamper.sock")
         self.pid: int | None = None  # the stamper this object started, if it did
         self._sock: socket.socket | None = None
-        self._lock = trio.Lock()  # one connect (or start) at a time
         self._reading = trio.Lock()  # one task waits for replies at a time
         self._waiting: trio.CancelScope | None = None  # its wait, ended when a start reads the replies
         self._prefix = secrets.token_hex(4)  # stream ids unique among every HomeHelper it serves
@@ -92,16 +91,13 @@ class Stamper:
         """Connected to a stamper, started if none answers (cheap to call early: a start then
         pays nothing). False, with a warning, where none can run."""
         self._take_replies()
-        if self._sock is not None:
-            return True
-        async with self._lock:
-            if self._sock is None:
-                try:
-                    self._attach(self._connect() or self._spawn())
-                except OSError as exc:
-                    log.warning("cannot start the log stamper at %s (%s); app output goes to the "
-                                "log files without timestamps", self.folder, exc)
-                    return False
+        if self._sock is None:  # (no await from here on: no other start can come between)
+            try:
+                self._attach(self._connect() or self._spawn())
+            except OSError as exc:
+                log.warning("cannot start the log stamper at %s (%s); app output goes to the "
+                            "log files without timestamps", self.folder, exc)
+                return False
         return True
 
     async def log_fd(self, app_id: str, path: Path) -> int:
