@@ -26,7 +26,7 @@ from ..storage import atomic_write_json, read_json
 from . import proctree
 from .base import AppSpec, UnitStatus, wait_pid_exit, writable_dir
 from .notify import NotifyListener
-from .stamping import drained, stamped_log
+from .stamping import Stamper
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ _children: set[trio.Process] = set()
 
 
 def _reap() -> None:
-    for proc in [p for p in _children if p.poll() is not None]:
-        _children.discard(proc)
+    _children.difference_update([p for p in _children if p.poll() is not None])
 
 
 def _signal_status(code: int) -> tuple[str, str, int | None]:
@@ -69,6 +68,7 @@ class ProcessBackend:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
+        self.stamper = Stamper(state_dir)  # one log stamper for every app, started at the first start
         self._specs: dict[str, AppSpec] = {}
         self._runs: dict[str, _Run] = {}
         self._last: dict[str, UnitStatus] = {}
@@ -262,7 +262,7 @@ class ProcessBackend:
             env["NOTIFY_SOCKET"] = self._listen().address
             if spec.watchdog_sec:
                 env["WATCHDOG_USEC"] = str(int(spec.watchdog_sec * 1_000_000))
-        fd = await stamped_log(app_id, spec.log_file)  # each line timestamped as it arrives
+        fd = await self.stamper.log_fd(app_id, spec.log_file)  # each line timestamped as it arrives
         try:
             proc = await trio.lowlevel.open_process(
                 list(spec.argv), cwd=str(spec.cwd), env=env, stdin=subprocess.DEVNULL, stdout=fd,
@@ -343,7 +343,7 @@ class ProcessBackend:
         """Until the app's last lines reached its log file (its stamper finished; 2 s at most)."""
         spec, run = self._specs.get(app_id), self._runs.get(app_id)
         if spec is not None and (run is None or not self._alive(run)):  # a live app is still writing
-            await drained(spec.log_file)
+            await self.stamper.drained(spec.log_file)
 
     async def status(self, app_id: str) -> UnitStatus:
         enabled = bool((await self._read(app_id)).get("enabled", False))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from homehelper.backends import ProcessBackend, app_spec
 from homehelper.backends.logsearch import stamp_of
-from homehelper.backends.stamp import STAMP, copy
+from homehelper.backends.stamp import STAMP, Lines, copy
 from homehelper.backends.stamping import STAMPER
 
 from .apps import make_config, wait_until, write_app
@@ -60,6 +60,19 @@ def test_a_line_that_arrives_in_pieces_is_stamped_once_when_it_began() -> None:
     assert len(lines) == 2 and lines[0].endswith(" partial and more than forty bytes in all, written slowly")
     assert lines[0].count("T") >= 1 and lines[0].index("partial") < 40
     assert stamp_of(lines[0]) <= stamp_of(lines[1])  # type: ignore[operator]
+
+
+def test_a_streams_lines_hold_a_lone_line_start_until_its_deadline() -> None:
+    """The per-stream line logic both modes share: a short start without a newline waits (for HEAD
+    bytes or HEAD_WAIT), and is stamped with the time it came, not when it was decided."""
+    stamps = iter([b"S1 ", b"S2 ", b"S3 "])
+    lines = Lines(lambda: next(stamps))
+    assert lines.feed(b"pa") == b"" and lines.deadline is not None  # held back, its stamp taken now
+    assert lines.feed(b"rt") == b""
+    assert lines.expire() == b"S1 part" and lines.deadline is None  # nothing more came: decided
+    assert lines.feed(b" one\n2026-11-28T10:00:00Z own\nnext") == b" one\n2026-11-28T10:00:00Z own\n"
+    assert lines.eof() == b"S3 next"  # an unfinished last line, stamped when it began
+    assert lines.eof() == b""
 
 
 def test_binary_and_long_lines_pass_through(state_root: Path) -> None:
@@ -154,7 +167,6 @@ async def test_a_crash_tail_waits_for_a_stamper_that_lags(state_root: Path) -> N
 
     import trio
 
-    from homehelper.backends import stamping
     from homehelper.backends.journal import run_output
 
     config = make_config(state_root)
@@ -165,8 +177,9 @@ async def test_a_crash_tail_waits_for_a_stamper_that_lags(state_root: Path) -> N
     log = config.logs_dir("dying") / "app.log"
     since = time.time()
     await backend.start("dying")
-    stamper = stamping._by_log[log]
-    os.kill(stamper.pid, signal.SIGSTOP)  # whatever the app writes now waits in the pipe
+    stamper = backend.stamper.pid
+    assert stamper is not None
+    os.kill(stamper, signal.SIGSTOP)  # whatever the app writes now waits in the pipe
     status = await backend.status("dying")
     assert status.pid is not None
     await backend.wait_exit(status)  # it printed its last words and exited
@@ -175,7 +188,7 @@ async def test_a_crash_tail_waits_for_a_stamper_that_lags(state_root: Path) -> N
     async with trio.open_nursery() as nursery:
         async def let_go() -> None:
             await trio.testing.wait_all_tasks_blocked()  # the report is waiting for the stamper
-            os.kill(stamper.pid, signal.SIGCONT)
+            os.kill(stamper, signal.SIGCONT)
 
         nursery.start_soon(let_go)
         tail = await run_output(backend, "dying", log, 0, since)
