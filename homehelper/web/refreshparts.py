@@ -28,11 +28,14 @@ def _digest(text: str) -> str:
 class Parts:
     """The JSON text of one snapshot; for a dict, each section's text and digest too."""
 
-    __slots__ = ("digests", "sections", "whole")
+    __slots__ = ("_bodies", "digests", "sections", "whole")
 
     def __init__(self, data: Any) -> None:
         self.sections: dict[str, str] | None = None
         self.digests: dict[str, str] = {}
+        # reply bodies by the sections they carry: twenty dashboards that showed the same snapshot
+        # lack the same sections, so one body is joined for all of them (at most 2^sections)
+        self._bodies: dict[tuple[str, ...], str] = {}
         if isinstance(data, dict) and all(isinstance(k, str) for k in data):
             self.sections = {k: _dumps(v) for k, v in data.items()}
             self.digests = {k: _digest(t) for k, t in self.sections.items()}
@@ -45,5 +48,9 @@ class Parts:
         head = f'{{"type":"reply","id":{_dumps(req_id)},"ok":true,"data":'
         if self.sections is None or not isinstance(have, dict) or len(have) > MAX_HAVE:
             return f"{head}{self.whole}}}"
-        changed = ",".join(f"{_dumps(k)}:{t}" for k, t in self.sections.items() if have.get(k) != self.digests[k])
-        return f'{head}{{{changed}}},"digests":{_dumps(self.digests)}}}'
+        lacking = tuple(k for k in self.sections if have.get(k) != self.digests[k])
+        body = self._bodies.get(lacking)
+        if body is None:
+            changed = ",".join(f"{_dumps(k)}:{self.sections[k]}" for k in lacking)
+            body = self._bodies[lacking] = f'{{{changed}}},"digests":{_dumps(self.digests)}}}'
+        return head + body
