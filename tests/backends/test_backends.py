@@ -36,7 +36,8 @@ async def test_start_gives_a_running_process_with_its_environment(running) -> No
     status = await backend.status("web")
     assert status.running and status.active == "active"
     alive = config.data_dir("web") / "alive"
-    await wait_until(alive.exists)
+    # the app opens the file, then writes its pid: wait for the pid, not for the empty file
+    await wait_until(lambda: alive.exists() and alive.read_text() != "")
     assert alive.read_text() == str(status.pid)
     await wait_until(lambda: "up on" in (config.logs_dir("web") / "app.log").read_text())
     log = (config.logs_dir("web") / "app.log").read_text()
