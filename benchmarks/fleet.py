@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,24 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import redis
 
+from tests.fixtures.redis import free_port  # a port whose next one is free too: a node serves app pages there
+
 REPO = Path(__file__).resolve().parents[1]
 APP = "import time\nwhile True:\n    time.sleep(3600)\n"
 
 
 class NotAvailable(Exception):
     """No redis-server here: the runner skips this benchmark."""
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as s, socket.socket() as after:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-            try:
-                after.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
 
 
 class RedisServer:

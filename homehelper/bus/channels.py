@@ -17,7 +17,9 @@ lets several HomeHelpers share one Redis. Stdlib only: apps import this freely.
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from ..appid import ID_RE
 
@@ -126,3 +128,15 @@ class Channels:
         if pattern != expected or not APP_RE.fullmatch(app_id):
             return None
         return app_id, what, topic
+
+
+def stored_object(text: Any, limit: int | None = None) -> dict[str, Any] | None:
+    """A JSON object HomeHelper stored under one of these names (a node's summary, a command's
+    result), or None when it is missing, damaged, not an object, or over `limit` characters."""
+    if not isinstance(text, str) or (limit is not None and len(text) > limit):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 import redis
 
-from .channels import PREFIX, check_app, check_name
+from .channels import PREFIX, check_app, check_name, stored_object
 
 GROUP = "homehelper"
 ACTIONS = ("start", "stop", "restart", "approve")
@@ -142,14 +142,7 @@ def read(client: Any, node: str, *, pending: bool, block_ms: int, count: int = 1
 
 def already(client: Any, node: str, cmd_id: str) -> dict[str, Any] | None:
     """The stored result of a command this node handled before (a redelivery), else None."""
-    text = client.get(done_key(node, cmd_id))
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    return stored_object(client.get(done_key(node, cmd_id)))
 
 
 def finish(client: Any, node: str, entry_id: str, cmd: FleetCommand | None, result: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ import math
 import time
 from typing import Any
 
-from .channels import PREFIX, check_name
+from .channels import PREFIX, check_name, stored_object
 
 NODES = f"{PREFIX}:_fleet:nodes"
 MAX_SUMMARY = 64 * 1024  # bytes: a summary is small; a larger one was not written by a node
@@ -51,13 +51,7 @@ def leave(client: Any, node: str) -> None:
 
 
 def _load(text: Any) -> dict[str, Any] | None:
-    if not isinstance(text, str) or len(text) > MAX_SUMMARY:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    return stored_object(text, MAX_SUMMARY)
 
 
 def read(client: Any, now: float | None = None) -> list[dict[str, Any]]:
