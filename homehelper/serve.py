@@ -25,6 +25,7 @@ from .actors.eventlog import EventLog
 from .actors.fleet import FleetActor, FleetLink, node_summary
 from .actors.history import HistoryActor
 from .actors.job import JobApp
+from .actors.machineview import MachineView
 from .actors.notifier import Notifier
 from .actors.ports import PortAllocator
 from .actors.readmodel import AppsView
@@ -144,8 +145,9 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
     notifier_ref = root.start_child(ChildSpec("notifier", lambda: notifier))
     # Before any app actor starts, so the sensors see every AppProcessChanged.
     procs = ProcessTable.following(broadcast)
-    sensors = root.start_child(ChildSpec("sensors", _remembered(
-        instances, "sensors", lambda: SensorActor(live(), broadcast.publish, broadcast, procs)))) if o.sensors else None
+    machine = MachineView()  # the sensors' and the history's read model, read by the web; one across restarts
+    sensors = root.start_child(ChildSpec("sensors", _remembered(instances, "sensors", lambda: SensorActor(
+        live(), broadcast.publish, broadcast, procs, view=machine)))) if o.sensors else None
     backend = o.backend if o.backend is not None else await choose_backend(config)  # says which at start
     await nursery.start(backend.run)  # batches systemctl calls; up before any app actor
     installer = Installer(config, sandbox=backend if isinstance(backend, SystemdBackend) else None)
@@ -174,7 +176,7 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
         identities=identities))))
     # Keeps the sensors' samples and Redis's figures in <root>/history.sqlite (batched writes).
     history = root.start_child(ChildSpec("history", _remembered(instances, "history", lambda: HistoryActor(
-        live(), broadcast.publish, broadcast, bridge))))
+        live(), broadcast.publish, broadcast, bridge, view=machine))))
     scanner = root.start_child(ChildSpec("scanner", lambda: Scanner(
         config.apps_dir, registry, broadcast.publish, follow=broadcast if o.scanner_follows else None,
         watch=o.watch))) if o.scan else None
@@ -184,8 +186,8 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
     fleet_link = FleetLink(config.redis_url, config.node_id, timeout=config.fleet.command_timeout)
     fleet_link.address = config.fleet.address
     fleet = root.start_child(ChildSpec("fleet", _remembered(instances, "fleet", lambda: FleetActor(
-        fleet_link, partial(node_summary, fleet_link, view, sensors), performer(view, apps, sensors), broadcast.publish,
-        interval=config.fleet.interval, ttl=config.fleet.ttl))))
+        fleet_link, partial(node_summary, fleet_link, view, sensors), performer(view, apps, sensors, machine),
+        broadcast.publish, interval=config.fleet.interval, ttl=config.fleet.ttl))))
 
     async def follow(old: Config, new: Config) -> None:
         ctx.config = new  # app actors and the Streamlit slots read streamlit.* (and redis_url at a start) here
@@ -199,7 +201,7 @@ async def build_tree(config: Config, nursery: trio.Nursery, overrides: Overrides
     settings.follow(follow)
     refs = dict(backend=backend, slots=slots, bridge=bridge, ports=ports, ttl=ttl, registry=registry, scanner=scanner,
                 sensors=sensors, eventlog=eventlog, settings=settings_ref, notifier=notifier_ref, view=view,
-                backup=backup, history=history, updater=updater,
+                machine=machine, backup=backup, history=history, updater=updater,
                 fleet=fleet, fleet_link=fleet_link)
     return Runtime(config, broadcast, root, apps, refs, ctx, settings, instances)
 
@@ -214,7 +216,8 @@ def web_deps(rt: Runtime, auth: Auth | None) -> WebDeps:
                    event_log=rt.refs["eventlog"], bridge=rt.refs["bridge"], auth=auth,
                    notifier=rt.refs["notifier"], logs=log_sources(rt.refs["backend"]),
                    backup=rt.refs["backup"], history=rt.refs["history"], updater=rt.refs.get("updater"),
-                   fleet=rt.refs["fleet_link"])
+                   fleet=rt.refs["fleet_link"], machine=rt.refs["machine"],
+                   bus_state=lambda: rt.instances["bridge"].state())  # plain reads: no hop per refresh
     settings_ref = rt.refs["settings"]
 
     async def set_config(changes: dict[str, Any]) -> Config:

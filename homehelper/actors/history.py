@@ -7,6 +7,8 @@ in memory and are written as one transaction every `history.flush_every` seconds
 by default) and at a clean stop, by one worker thread at a time: an SD card sees a few pages
 written per batch, the trio thread never waits for SQLite. Reads merge the file with what still
 waits, so a chart shows the newest point and, after a restart, everything written before it.
+The points read are kept in the machine's read model (machineview.py) until a sample or a write
+changes them: a dashboard's refresh reads its chart there, and the file once per change.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..messages import (
 from ..monitor.history import COARSE, FINE, Bucketer, HistoryStore, Row, mean_rows, sample_rows
 from ..monitor.redisstats import RedisHealth, history_row
 from . import Actor, ActorRef, Broadcast
+from .machineview import MachineView
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +50,14 @@ class HistoryActor(Actor):
     name = "history"
 
     def __init__(self, config: Config, emit: Callable[[object], None], broadcast: Broadcast,
-                 bridge: ActorRef[Any] | None = None) -> None:
+                 bridge: ActorRef[Any] | None = None, view: MachineView | None = None) -> None:
         self.config = config
         self.hc = config.history
         self.emit = emit
         self.broadcast = broadcast
         self.bridge = bridge
+        self.view = view if view is not None else MachineView()  # serve.py's: the web reads the charts there
+        self.changes = 0  # bumped whenever what a query answers may change: a read during one is not kept
         self.store: HistoryStore | None = None
         self.bucketer = Bucketer(self.hc.step)
         self.pending: list[Row] = []
@@ -72,6 +77,7 @@ class HistoryActor(Actor):
     # --- lifecycle ---------------------------------------------------------
     async def on_start(self, nursery: trio.Nursery) -> None:
         self.sub = self.broadcast.subscribe(64, accept=lambda e: isinstance(e, SystemSampled))
+        self.view.charts_changed()  # a restarted actor: what its predecessor read may not hold
         if self.hc.enabled:
             hc = self.hc
             store = HistoryStore(self.config.history_file, step=hc.step, coarse_step=hc.coarse_step,
@@ -120,8 +126,13 @@ class HistoryActor(Actor):
             if stats is not None and stats.get("enabled"):
                 self.pending.extend(self.bucketer.add(at, [("redis", history_row(stats))]))
         self._trim()
+        self._changed()
         if self.pending:
             self._wake.set()
+
+    def _changed(self) -> None:
+        self.changes += 1
+        self.view.charts_changed()
 
     async def redis_stats(self) -> dict[str, Any] | None:
         """The bridge's figures now, with their alert levels (alerts are emitted here)."""
@@ -173,6 +184,7 @@ class HistoryActor(Actor):
             finally:
                 self._report_damage(store)
             self.flushes += 1
+            self._changed()  # the write also dropped what fell out of the kept span
             self.flushed.set()
             self.flushed = trio.Event()
             return len(rows)
@@ -218,6 +230,11 @@ class HistoryActor(Actor):
             raise BadRequest(f"range must be one of {', '.join(RANGES)}, got {str(range_)[:20]!r}", param="range")
         if not isinstance(points, int) or isinstance(points, bool) or not 2 <= points <= MAX_POINTS:
             raise BadRequest(f"points must be an integer from 2 to {MAX_POINTS}", param="points")
+        key = (series, range_, points)
+        kept = self.view.chart(key)
+        if kept is not None:
+            return kept
+        changes = self.changes
         span = RANGES[range_]
         since = time.time() - span
         res = FINE if span <= self.hc.keep_hours * 3600 else COARSE
@@ -240,8 +257,11 @@ class HistoryActor(Actor):
         merged = dict(stored)
         merged.update(waiting)
         ordered = sorted(merged.items())
-        return {"series": series, "range": range_, "resolution": "fine" if res == FINE else "coarse",
-                "step": step, "points": downsample(ordered, points)}
+        chart = {"series": series, "range": range_, "resolution": "fine" if res == FINE else "coarse",
+                 "step": step, "points": downsample(ordered, points)}
+        if changes == self.changes:  # nothing changed while the file was read
+            self.view.keep_chart(key, chart)
+        return chart
 
 
 def downsample(rows: list[tuple[int, dict[str, Any]]], limit: int) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ It samples in the background every `monitor.interval` seconds (alerts and the
 history ring need a steady series) and takes a fresh sample when asked (a
 refresh click). It follows AppProcessChanged / AppStopped / AppRemoved on the
 broadcast to know each app's process or cgroup, and measures the CPU its own
-sampling costs. It never writes to disk.
+sampling costs. It never writes to disk. Each reading, as the panel shows it,
+goes to the machine's read model (machineview.py), which the web reads.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ from ..messages import (
 from ..monitor.apps import ProcessTable
 from ..monitor.metrics import install_space
 from ..monitor.pi import PiPaths
-from ..monitor.system import SystemSampler, history_dicts, history_point
+from ..monitor.system import SystemSampler, history_point
 from ..monitor.thresholds import MachineAlerts
 from . import Actor, Broadcast, Subscription
+from .machineview import MachineView
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,8 @@ class SensorActor(Actor):
     sampler: SystemSampler  # built in on_start: its first CPU reading is the baseline
 
     def __init__(self, config: Config, emit: Callable[[object], None], broadcast: Broadcast | None = None,
-                 table: ProcessTable | None = None, pi: PiPaths | None = None, proc: Path = Path("/proc")) -> None:
+                 table: ProcessTable | None = None, pi: PiPaths | None = None, proc: Path = Path("/proc"),
+                 view: MachineView | None = None) -> None:
         self.config = config
         self.monitor: MonitorConfig = config.monitor
         self.emit = emit
@@ -57,6 +60,7 @@ class SensorActor(Actor):
         self.table = table if table is not None else ProcessTable()
         self.pi_paths = pi
         self.proc = proc
+        self.view = view if view is not None else MachineView()  # serve.py's outlives a restarted actor
         self.health = MachineAlerts(self.monitor)
         self.history: deque[tuple[Any, ...]] = deque(maxlen=max(1, self.monitor.history))
         self.last: dict[str, Any] | None = None
@@ -108,21 +112,29 @@ class SensorActor(Actor):
         self.last, self.last_at = data, trio.current_time()
         if background:
             self.history.append(history_point(data))
+            self.view.show_ring(tuple(self.history))
             for event in self._timed(lambda: self.health.update(data, self.last_at)):
                 log.log(logging.INFO if event.kind == "alert_cleared" else logging.WARNING, "%s", event)
                 self.emit(event)
-            # A plain record (not an Event): the history actor keeps it on disk; tests wait on it.
+        self._show()
+        if background:  # a plain record (not an Event): the history actor keeps it on disk; tests wait on it
             self.emit(SystemSampled(data, self.samples, len(self.history)))
         return data
 
+    def _show(self) -> None:
+        """The last reading as the panel shows it, with the alerts and install space as of now."""
+        if self.last is not None:
+            self.view.show({**self.last, "status": self.health.status(), "levels": self.health.levels(),
+                            "alerts": self.health.alerts(self.last_at), "installs": install_space(self.config),
+                            "monitor": self.self_cost()}, self.last_at)
+
     def snapshot(self, fresh: bool) -> dict[str, Any]:
         take = fresh or self.last is None
-        data = self.sample(background=False) if take or self.last is None else self.last
-        now = trio.current_time()
-        return {**data, "fresh": take, "age_s": round(now - self.last_at, 1),
-                "status": self.health.status(), "levels": self.health.levels(), "alerts": self.health.alerts(now),
-                "installs": install_space(self.config),
-                "monitor": self.self_cost()}
+        if take:
+            self.sample(background=False)
+        reading = self.view.reading()
+        assert reading is not None  # _show wrote it
+        return {**reading, "fresh": take}
 
     def self_cost(self) -> dict[str, Any]:
         """What the monitor costs: its own sampling CPU, and the whole HomeHelper process."""
@@ -146,7 +158,7 @@ class SensorActor(Actor):
             case GetSystemSnapshot(fresh):
                 return self.snapshot(fresh)
             case GetHistory():
-                return {"interval": self.monitor.interval, "points": history_dicts(self.history)}
+                return {"interval": self.monitor.interval, "points": self.view.ring()}
             case SetMonitorConfig(monitor):
                 self.apply_config(monitor)
             case AppProcessChanged() | AppStopped() | AppRemoved():
@@ -161,5 +173,7 @@ class SensorActor(Actor):
         self.health.config = monitor
         if monitor.history != old.history:
             self.history = deque(self.history, maxlen=max(1, monitor.history))
+            self.view.show_ring(tuple(self.history))
+        self._show()  # install space against the new minimum
         if monitor.interval != old.interval:
             self._reschedule.set()

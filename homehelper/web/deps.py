@@ -12,6 +12,7 @@ import attrs
 
 from ..actors import ActorRef, Broadcast, Supervisor
 from ..actors.eventlog import EventLog
+from ..actors.machineview import MachineView
 from ..actors.readmodel import AppsView
 from ..config import Config
 from ..errors import Unauthorized
@@ -32,7 +33,11 @@ class WebDeps:
     scanner: ActorRef[Any]
     view: AppsView  # the registry's read model of every app: what the web shows and acts on
     sensors: ActorRef[Any] | None = None
-    bridge: ActorRef[Any] | None = None  # the Redis bridge: GetBusState for the dashboard
+    # the sensors' and the history's read model (serve.py's is fed by them): a refresh reads it, no ask
+    machine: MachineView = attrs.field(factory=MachineView)
+    bridge: ActorRef[Any] | None = None  # the Redis bridge: its stream's history (GetEventHistory)
+    # the bridge's state, read in memory with no mailbox hop (serve.py: the running bridge's); None: ask it
+    bus_state: Callable[[], dict[str, Any]] | None = None
     # the event log: serve.py hands the instance (read directly, no mailbox hop), tests may hand its ref
     event_log: EventLog | ActorRef[Any] | None = None
     notifier: ActorRef[Any] | None = None  # answers SendTestNotification (POST /api/notify/test)

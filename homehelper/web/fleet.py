@@ -16,6 +16,7 @@ from quart_trio import QuartTrio
 
 from ..actors import ActorRef, Supervisor
 from ..actors.fleet import FleetLink
+from ..actors.machineview import MachineView
 from ..actors.readmodel import AppsView
 from ..bus.commands import ACTIONS, FleetCommand
 from ..errors import Conflict
@@ -23,9 +24,9 @@ from . import ops
 from .deps import WebDeps
 
 
-def performer(view: AppsView, apps: Supervisor, sensors: ActorRef[Any] | None) -> Any:
+def performer(view: AppsView, apps: Supervisor, sensors: ActorRef[Any] | None, machine: MachineView) -> Any:
     """How this node acts on a command from another node: as the web acts (ops.act / ops.approve)."""
-    deps: Any = SimpleNamespace(view=view, apps=apps, sensors=sensors)
+    deps: Any = SimpleNamespace(view=view, apps=apps, sensors=sensors, machine=machine)
 
     async def perform(cmd: FleetCommand) -> dict[str, Any]:
         if cmd.action == "approve":

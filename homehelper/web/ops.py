@@ -27,7 +27,6 @@ from ..messages import (
     EnableApp,
     GetBusState,
     GetEventHistory,
-    GetHistory,
     GetMetricHistory,
     GetSystemSnapshot,
     InstallApp,
@@ -55,6 +54,7 @@ ACTION_TIMEOUT = {"install": 900.0, "start": 300.0, "restart": 300.0, "open": 12
 SETTLE_TIMEOUT = 120.0  # how long an action waits for its app to leave starting/stopping/installing
 MAX_EVENTS = 1000
 FRESH_ENOUGH = 1.0  # seconds: how old a system sample a refresh may show
+MACHINE_CHART = ("machine", "1h", 120)  # the system panel's charts: the last hour in 120 points
 
 
 def check_app_id(app_id: Any) -> str:
@@ -72,6 +72,8 @@ def _resources(system: dict[str, Any] | None, app_id: str) -> dict[str, Any] | N
 async def _last_sample(deps: WebDeps) -> dict[str, Any] | None:
     if deps.sensors is None:
         return None
+    if (reading := deps.machine.reading()) is not None:
+        return reading
     try:
         snap = await deps.sensors.ask(GetSystemSnapshot(fresh=False), timeout=5)
     except Exception:  # resources are a bonus on the app list; never fail the list for them
@@ -99,21 +101,24 @@ async def get_app(deps: WebDeps, app_id: Any) -> dict[str, Any]:
 async def system(deps: WebDeps, history: bool = True) -> dict[str, Any]:
     if deps.sensors is None:
         return {"available": False, "now": None, "history": []}
+    machine = deps.machine
     # Readings at most FRESH_ENOUGH old: a person's click never needs newer, and rapid or concurrent
-    # refreshes (twenty phones on the LAN) then share one sample instead of taking twenty.
-    now = await deps.sensors.ask(GetSystemSnapshot(fresh=False), timeout=10)
-    if not isinstance(now, dict) or not isinstance(now.get("age_s"), (int, float)) or now["age_s"] > FRESH_ENOUGH:
+    # refreshes (twenty phones on the LAN) then share one sample instead of taking twenty. Read from
+    # the machine's read model: only a stale reading or an unread chart costs an ask.
+    now = machine.reading(FRESH_ENOUGH)
+    if now is None:
         now = await deps.sensors.ask(GetSystemSnapshot(fresh=True), timeout=10)
-    hist: Any = None
-    if history and deps.history is not None:  # the history on disk: the charts outlive a restart
+    if not history:
+        return {"available": True, "now": now, "history": []}
+    hist: Any = machine.chart(MACHINE_CHART)
+    if hist is None and deps.history is not None:  # the history on disk: the charts outlive a restart
         try:
-            hist = await deps.history.ask(GetMetricHistory("machine", "1h", 120), timeout=10)
+            hist = await deps.history.ask(GetMetricHistory(*MACHINE_CHART), timeout=10)
         except (HomeHelperError, ActorError):  # a stalled card: this run's ring instead, not a failed refresh
             hist = None
     points = hist.get("points", []) if isinstance(hist, dict) else []
-    if len(points) < 2 and history:  # no history yet (a fresh root, its first step): this run's samples
-        ring = await deps.sensors.ask(GetHistory(), timeout=10)
-        points = ring.get("points", []) if isinstance(ring, dict) else list(ring)
+    if len(points) < 2:  # no history yet (a fresh root, its first step): this run's samples
+        points = machine.ring()
     return {"available": True, "now": now, "history": points[-120:]}
 
 
@@ -154,6 +159,8 @@ async def snapshot(deps: WebDeps) -> dict[str, Any]:
 
 async def bus_state(deps: WebDeps) -> dict[str, Any] | None:
     """Whether events reach Redis or stay on the in-process bus (the dashboard says which)."""
+    if deps.bus_state is not None:
+        return deps.bus_state()
     if deps.bridge is None:
         return None
     try:

@@ -89,6 +89,10 @@ class SharedRefresh:
     async def _build(self, what: str, build: Any) -> Parts:
         flight = self._flights[what] = _Flight()
         try:
+            # One pass of the scheduler before building: the refreshes that arrived with this one
+            # (read in the same pass) join it. A build has no other wait in it (the read models
+            # need no ask), so without this every click would build alone.
+            await trio.lowlevel.checkpoint()
             flight.text = Parts(await build())
             self.builds += 1
             self.last_bytes = len(flight.text.whole)

@@ -104,6 +104,33 @@ async def test_a_restart_keeps_the_charts_data(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_a_chart_is_read_from_the_file_once_per_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twenty dashboards refreshing read the chart from the read model; a sample or a write that
+    changes it makes the next query read the file again, and never shows what it was before."""
+    reads: list[str] = []
+    real = HistoryStore.read
+    monkeypatch.setattr(HistoryStore, "read", lambda self, series, *a: reads.append(series) or real(self, series, *a))
+    now = time.time()
+    async with trio.open_nursery() as nursery:
+        broadcast, _, ref, (actor,) = await start(nursery, config(tmp_path))
+        broadcast.publish(SystemSampled(sample(now - 90, 1.0)))
+        await trio.testing.wait_all_tasks_blocked()
+        first = await ref.ask(GetMetricHistory("machine", "1h", 120))
+        for _ in range(20):
+            assert await ref.ask(GetMetricHistory("machine", "1h", 120)) == first
+        assert actor.view.chart(("machine", "1h", 120)) == first and reads == ["machine"]
+        broadcast.publish(SystemSampled(sample(now - 30, 2.0)))  # a new point: the kept chart is dropped
+        await trio.testing.wait_all_tasks_blocked()
+        assert actor.view.chart(("machine", "1h", 120)) is None
+        after = await ref.ask(GetMetricHistory("machine", "1h", 120))
+        assert [p["cpu"] for p in after["points"]] == [1.0, 2.0] and reads == ["machine"] * 2
+        assert await ref.ask(FlushHistory()) == 2  # written: read again from the file, the same points
+        assert actor.view.chart(("machine", "1h", 120)) is None
+        assert (await ref.ask(GetMetricHistory("machine", "1h", 120)))["points"] == after["points"]
+        assert reads == ["machine"] * 3
+        nursery.cancel_scope.cancel()
+
+
 async def test_the_file_is_only_touched_off_the_trio_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     trio_thread = threading.get_ident()
     seen: list[str] = []
