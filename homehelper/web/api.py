@@ -136,9 +136,9 @@ def register_api(app: QuartTrio, deps: WebDeps) -> None:
         name = body.get("name")
         if not isinstance(name, str):
             raise BadRequest("'name' must be a string")
-        return auth.create_token(name), 201
+        return await auth.create_token_saved(name), 201
 
     @app.delete("/api/tokens/<token_id>")
     async def delete_token(token_id: str) -> Any:
-        auth.delete_token(token_id)
+        await auth.delete_token_saved(token_id)
         return {"deleted": token_id}

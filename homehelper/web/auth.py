@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -21,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import trio
 
 from ..errors import HomeHelperError, NotFound, TooManyRequests, Unauthorized, ValidationError
-from ..storage import atomic_write_json, atomic_write_text, read_json
+from ..storage import atomic_write_bytes, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +135,7 @@ class Auth:
         self.hashed = 0  # password checks run (scrypt: 16 MiB each), for tests and diagnostics
         self.data: dict[str, Any] = {}
         self._stamp: tuple[int, int] | None = None
+        self._writes = trio.Lock()  # fair: the server's writes of auth.json go out in the order made
         self._reload()
 
     def _reload(self) -> None:
@@ -189,9 +192,22 @@ class Auth:
         self.epoch += 1
 
     def _save(self) -> None:
-        atomic_write_json(self.path, self.data, mode=0o600)
+        self._write(self._encoded())
+
+    def _encoded(self) -> bytes:
+        return (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode()
+
+    def _write(self, body: bytes) -> None:
+        atomic_write_bytes(self.path, body, mode=0o600)
         st = self.path.stat()
         self._stamp = (st.st_mtime_ns, st.st_ino)
+
+    async def _saved(self) -> None:
+        """Write auth.json from a worker thread: the state as of this call, one write at a time.
+        (An fsync on an SD card must not stall every socket of the server.)"""
+        body = self._encoded()
+        async with self._writes:
+            await trio.to_thread.run_sync(self._write, body)
 
     # --- login and sessions ---------------------------------------------------
     def login(self, password: str, client: str) -> Session:
@@ -282,6 +298,17 @@ class Auth:
         return [{k: t[k] for k in ("id", "name", "created")} for t in self.data.get("tokens", [])]
 
     def create_token(self, name: str) -> dict[str, Any]:
+        made = self._new_token(name)
+        self._save()
+        return made
+
+    async def create_token_saved(self, name: str) -> dict[str, Any]:
+        """create_token for the server: the file is written off the trio thread."""
+        made = self._new_token(name)
+        await self._saved()
+        return made
+
+    def _new_token(self, name: str) -> dict[str, Any]:
         if not isinstance(name, str) or not 1 <= len(name.strip()) <= 64:
             raise ValidationError("a token needs a name of 1-64 characters", ["name: 1-64 characters"])
         tokens = self.data.setdefault("tokens", [])
@@ -291,16 +318,16 @@ class Auth:
         entry = {"id": secrets.token_hex(6), "name": name.strip(), "created": round(self.clock()),
                  "hash": _token_hash(token)}
         tokens.append(entry)
-        self._save()
         return {"id": entry["id"], "name": entry["name"], "created": entry["created"], "token": token}
 
-    def delete_token(self, token_id: str) -> None:
+    async def delete_token_saved(self, token_id: str) -> None:
+        """Revoke a token (at once, in memory) and write the file off the trio thread."""
         tokens = self.data.get("tokens", [])
         kept = [t for t in tokens if t["id"] != token_id]
         if len(kept) == len(tokens):
             raise NotFound(f"no API token with id {token_id!r}", token=token_id)
         self.data["tokens"] = kept
-        self._save()
+        await self._saved()
 
     def ensure_cli_token(self, path: Path) -> None:
         """A token for `homehelper apps` on this machine, in a file only this user reads.

@@ -162,6 +162,29 @@ async def test_api_tokens_for_scripts(client, tree: Tree) -> None:
     assert (await script.get("/api/apps", headers=bearer)).status_code == 401
 
 
+async def test_a_token_made_or_revoked_writes_auth_json_off_the_trio_thread(client, tree: Tree,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from homehelper import storage
+    from homehelper.web import auth as auth_module
+
+    trio_thread, writes = threading.get_ident(), []
+    real = storage.atomic_write_bytes
+
+    def spy(path, data, mode=0o644) -> None:  # type: ignore[no-untyped-def]
+        writes.append((path.name, threading.get_ident() == trio_thread))
+        real(path, data, mode)
+
+    monkeypatch.setattr(storage, "atomic_write_bytes", spy)
+    monkeypatch.setattr(auth_module, "atomic_write_bytes", spy)
+    csrf = await login(client)
+    made = await (await client.post("/api/tokens", headers={"X-CSRF-Token": csrf}, json={"name": "cron"})).get_json()
+    assert (await client.delete(f"/api/tokens/{made['id']}", headers={"X-CSRF-Token": csrf})).status_code == 200
+    assert writes == [("auth.json", False), ("auth.json", False)]  # both written, neither on the event loop
+    assert "cron" not in auth_module.auth_file(tree.deps.config.root).read_text()
+
+
 # The process backend dates each line of an app's output (backends/stamp.py).
 STAMPED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d .+")
 

@@ -80,17 +80,18 @@ def test_new_password_logs_everyone_out(state_root) -> None:
         auth.login("long enough", "c")
 
 
-def test_tokens(state_root) -> None:
+async def test_tokens(state_root) -> None:
     auth = Auth(auth_file(state_root), 1)
     made = auth.create_token("backup script")
     assert made["token"].startswith("hh_") and auth.check_token(made["token"])
     assert made["token"] not in auth_file(state_root).read_text()  # only its hash is stored
     assert [t["name"] for t in Auth(auth_file(state_root), 1).tokens()] == ["backup script"]
     assert not auth.check_token(made["token"] + "x")
-    auth.delete_token(made["id"])
+    await auth.delete_token_saved(made["id"])
     assert not auth.check_token(made["token"])
+    assert [t["name"] for t in Auth(auth_file(state_root), 1).tokens()] == []  # written
     with pytest.raises(NotFound):
-        auth.delete_token(made["id"])
+        await auth.delete_token_saved(made["id"])
     with pytest.raises(ValidationError):
         auth.create_token("")
 
@@ -120,7 +121,7 @@ def test_login_rate_limited_even_with_right_password(state_root) -> None:
     assert auth.login("long enough", "10.0.0.10").sid
 
 
-def test_cli_token_written_once_and_renewed_when_revoked(state_root) -> None:
+async def test_cli_token_written_once_and_renewed_when_revoked(state_root) -> None:
     path = state_root / "run" / "cli-token"
     auth = Auth(auth_file(state_root), 1)
     auth.ensure_cli_token(path)
@@ -129,7 +130,7 @@ def test_cli_token_written_once_and_renewed_when_revoked(state_root) -> None:
     mtime = path.stat().st_mtime_ns
     Auth(auth_file(state_root), 1).ensure_cli_token(path)  # a restart: still valid, nothing written
     assert path.stat().st_mtime_ns == mtime
-    auth.delete_token(auth.tokens()[0]["id"])
+    await auth.delete_token_saved(auth.tokens()[0]["id"])
     auth.ensure_cli_token(path)
     assert path.read_text().strip() != token and auth.check_token(path.read_text().strip())
     assert len(auth.tokens()) == 1  # the old one does not pile up
