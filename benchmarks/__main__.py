@@ -45,6 +45,7 @@ SCENARIOS: dict[str, tuple[str, list[str]]] = {
     "startup": ("startup", []),
     "streamlit_ui": ("streamlit_ui", []),
     "dashboard": ("dashboard", []),
+    "starting": ("starting", []),
     "monitor": ("monitor", []),
     "diskwrites": ("diskwrites", []),
     "fleet": ("fleet", []),

@@ -30,6 +30,7 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,11 @@ def make_apps(apps_dir: Path, n: int) -> None:
         (folder / "main.py").write_text("print('hi')\n")
 
 
-async def build(nursery: trio.Nursery, root: Path) -> tuple[Any, str]:
+async def build(nursery: trio.Nursery, root: Path,
+                write_apps: Callable[[Path], None] | None = None) -> tuple[Any, str]:
+    """serve's tree and web app on a real port, with APPS registered apps (`write_apps` writes others)."""
     config = Config(root=root, apps_dir=root / "apps")
-    make_apps(config.apps_dir, APPS)
+    (write_apps or (lambda apps_dir: make_apps(apps_dir, APPS)))(config.apps_dir)
     broadcast = Broadcast()
     scanned = broadcast.subscribe(4, accept=lambda e: isinstance(e, ScanApplied))
     # serve's tree (its apps never started here: nothing needs a backend's process)

@@ -44,6 +44,7 @@ DOCS_END = "<!-- end of the generated section -->"
 ISSUE_17 = (("start to healthy, 1 app,", "startup"), ("start to healthy, 20 apps", "startup"),
             ("dashboard refresh p99 vs echo p99, 20 clients, 20 apps", "dashboard"),
             ("dashboard refresh p99 vs echo p99, 20 clients, 40 apps", "dashboard"),
+            ("refresh p99 while 20 apps start", "starting"),
             ("bus inbound cost", "bus"), ("bus unloaded p99", "bus"), ("actor ask", "actors"))
 
 
