@@ -24,7 +24,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness import NotAvailable
 from homehelper.actors import Broadcast
 from homehelper.backends import SystemdBackend, netwall
-from homehelper.backends.restarts import probe
+from homehelper.backends.httpprobe import probe
 from homehelper.messages import GetApp, ScanApplied, StartApp, StopApp
 from homehelper.serve import Overrides, build_tree
 from tests.backends.apps import HEALTHY_APP, make_config, write_app
@@ -89,14 +88,13 @@ async def _bench(n: int, rounds: int, env: dict[str, str], root: Path) -> dict[s
                 """Every app answers /health: stop is measured on running apps, not ones still booting."""
                 if not app_ports:
                     app_ports.extend([(await r.ask(GetApp(r.name)))["port"] for r in refs])
-                async with httpx.AsyncClient(timeout=1, verify=False, trust_env=False) as client:
-                    for port in app_ports:
-                        with trio.fail_after(30):
-                            while True:
-                                ok, _ = await probe(client, f"http://127.0.0.1:{port}/health")
-                                if ok:
-                                    break
-                                await trio.sleep(0.05)
+                for port in app_ports:
+                    with trio.fail_after(30):
+                        while True:
+                            ok, _ = await probe(port, "/health", 1.0)
+                            if ok:
+                                break
+                            await trio.sleep(0.05)
 
             async def ctl(verb: str) -> float:
                 names = units if verb == "start" else [*units, *companions]  # a start pulls the socket in

@@ -100,7 +100,7 @@ async def _launch_bare(job: dict[str, Any]) -> float:
             os.makedirs(env["HH_DATA_DIR"], exist_ok=True)
             procs.append(await trio.lowlevel.open_process(
                 [sys.executable, job["code"]], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL))
+                stderr=subprocess.DEVNULL, start_new_session=True))  # a session each, as HomeHelper starts them
         async with httpx.AsyncClient(timeout=1.0, trust_env=False) as http:
             async def healthy(port: int) -> None:
                 while True:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections import deque
 
 import attrs
-import httpx
 
 from .base import UnitStatus
 
@@ -91,14 +90,3 @@ class RestartTracker:
         delay = self.delay
         self.delay = min(self.delay * 2, self.backoff_max)
         return "backoff", delay
-
-
-async def probe(client: httpx.AsyncClient, url: str) -> tuple[bool, str]:
-    """One GET of the health URL: (healthy, why not)."""
-    try:
-        resp = await client.get(url)
-    except httpx.HTTPError as exc:
-        return False, f"{type(exc).__name__}: {exc}"[:200]
-    if 200 <= resp.status_code < 300:
-        return True, ""
-    return False, f"HTTP {resp.status_code}: {resp.text[:120]}"

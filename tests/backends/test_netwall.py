@@ -18,7 +18,7 @@ import trio
 from homehelper.actors.ports import PortAllocator, port_is_free
 from homehelper.backends import SystemdBackend, app_spec, netwall
 from homehelper.backends.exposure import parse_exposure
-from homehelper.backends.restarts import probe
+from homehelper.backends.httpprobe import probe
 from homehelper.bus.acl import AppIdentities
 from homehelper.errors import BackendError
 
@@ -114,7 +114,7 @@ async def test_a_walled_app_reaches_no_other_port_but_is_reached_and_speaks_on_t
             # HomeHelper's side: the dashboard proxy and health checks reach both apps on their ports.
             async with httpx.AsyncClient(timeout=5) as client:
                 for app_id, port in (("ant", port_a), ("bee", port_b)):
-                    ok, why = await probe(client, f"http://127.0.0.1:{port}/health")
+                    ok, why = await probe(port, "/health")
                     assert ok, (app_id, why)
                     assert (await client.get(f"http://127.0.0.1:{port}/")).text == app_id
         finally:
