@@ -40,15 +40,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks import dashboard  # noqa: E402
+from benchmarks.harness.apps import StartAll, all_healthy  # noqa: E402
 from benchmarks.harness.stats import percentile  # noqa: E402
-from homehelper.messages import AppHealthChanged, StartApp, StopApp  # noqa: E402
 from tests.backends.apps import HEALTHY_APP, write_app  # noqa: E402
 from tests.web.wsclient import WSClient  # noqa: E402
 
 APPS = 20
 CLIENTS = 20
 TARGET = 1.5
-POLL = 0.005
 BOOT = 3.0  # seconds the client processes get to start and connect before the first window
 BASELINE = ("the same 20 app files spawned by a launcher process of their own (same environment, /health polled "
             "every 5 ms), while the same 20 clients refresh: the machine's load of 20 starting apps without "
@@ -102,19 +101,8 @@ async def _launch_bare(job: dict[str, Any]) -> float:
                 [sys.executable, job["code"]], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=True))  # a session each, as HomeHelper starts them
         async with httpx.AsyncClient(timeout=1.0, trust_env=False) as http:
-            async def healthy(port: int) -> None:
-                while True:
-                    try:
-                        if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                            return
-                    except httpx.TransportError:
-                        pass
-                    await trio.sleep(POLL)
-
             with trio.fail_after(60):
-                async with trio.open_nursery() as polls:
-                    for port in job["ports"]:
-                        polls.start_soon(healthy, port)
+                await all_healthy(http, job["ports"])
         return time.perf_counter() - t0
     finally:
         for p in procs:
@@ -140,33 +128,14 @@ async def run(quick: bool) -> dict[str, Any]:
             app, url = await dashboard.build(nursery, root, lambda apps_dir: [
                 write_app(apps_dir, a, HEALTHY_APP) for a in ids])
             deps = app.extensions["homehelper"]
-            healthy: set[str] = set()
-            changed = trio.Event()
-
-            def seen(ev: Any) -> bool:
-                nonlocal changed
-                if isinstance(ev, AppHealthChanged) and ev.healthy:
-                    healthy.add(ev.app_id)
-                    changed.set()
-                return False
-
-            deps.broadcast.subscribe(1, accept=seen)
+            every = StartAll(deps.broadcast, deps.apps, ids)  # as 20 clicks would, to the app actors
 
             async def homehelper_window() -> None:
-                nonlocal changed
-                healthy.clear()
                 t0 = time.time()
-                async with trio.open_nursery() as asks:
-                    for a in ids:
-                        asks.start_soon(lambda a=a: deps.apps.ref(a).ask(StartApp(a), timeout=120))
                 with trio.fail_after(120):
-                    while len(healthy) < APPS:
-                        changed = trio.Event()
-                        await changed.wait()
+                    await every.start()
                 windows.append(("homehelper", t0, time.time()))
-                async with trio.open_nursery() as asks:
-                    for a in ids:
-                        asks.start_soon(lambda a=a: deps.apps.ref(a).ask(StopApp(a), timeout=60))
+                await every.stop()
 
             async def bare_window() -> None:
                 job = {"ports": [base_port + i for i in range(APPS)], "code": str(code), "data": str(root / "bare")}

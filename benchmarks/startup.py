@@ -40,16 +40,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.harness import NotAvailable  # noqa: E402
+from benchmarks.harness.apps import StartAll, all_healthy  # noqa: E402
 from homehelper.actors import Broadcast  # noqa: E402
 from homehelper.backends import ProcessBackend, SystemdBackend  # noqa: E402
-from homehelper.messages import AppHealthChanged, GetApp, ScanApplied, StartApp, StopApp  # noqa: E402
+from homehelper.messages import GetApp, ScanApplied  # noqa: E402
 from homehelper.serve import Overrides, build_tree  # noqa: E402
 from tests.backends.apps import HEALTHY_APP, make_config, write_app  # noqa: E402
 from tests.fixtures.systemd import _cleanup, _stop_processes  # noqa: E402
 
 BASELINE = ("the same app file spawned directly with the same environment (python main.py), its /health "
             "polled every 5 ms until it answers 200; all N spawned at once")
-POLL = 0.005
 TARGET = 1.5
 
 
@@ -60,22 +60,6 @@ def _stage(what: str | Callable[[], str]) -> Iterator[None]:
         yield
     except trio.TooSlowError:
         raise RuntimeError(what if isinstance(what, str) else what()) from None
-
-
-async def _all_healthy(http: httpx.AsyncClient, ports: list[int]) -> None:
-    """Until each port's /health answers 200, polled every POLL seconds (the baselines' readiness)."""
-    async def healthy(port: int) -> None:
-        while True:
-            try:
-                if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await trio.sleep(POLL)
-
-    async with trio.open_nursery() as polls:
-        for port in ports:
-            polls.start_soon(healthy, port)
 
 
 async def _homehelper_rounds(root: Path, n: int, rounds: int, manager: Any = None,
@@ -96,38 +80,18 @@ async def _homehelper_rounds(root: Path, n: int, rounds: int, manager: Any = Non
             broadcast = Broadcast()
             scanned = broadcast.subscribe(4, accept=lambda e: isinstance(e, ScanApplied))
             rt = await build_tree(config, nursery, Overrides(broadcast=broadcast, backend=backend))
-            healthy: set[str] = set()
-            changed = trio.Event()
-
-            def seen(ev: Any) -> bool:
-                nonlocal changed
-                if isinstance(ev, AppHealthChanged) and ev.healthy:
-                    healthy.add(ev.app_id)
-                    changed.set()
-                return False
-
-            rt.broadcast.subscribe(1, accept=seen)
+            every = StartAll(rt.broadcast, rt.apps, ids)
             with _stage(f"the first scan did not register {n} apps within 30 s"), trio.fail_after(30):
                 await scanned.receive()  # the first scan applied: every app has its actor
 
             async def start_all() -> float:
-                nonlocal changed
-                healthy.clear()
                 t0 = time.perf_counter()
-                async with trio.open_nursery() as asks:
-                    for app_id in ids:
-                        asks.start_soon(lambda a=app_id: rt.apps.ref(a).ask(StartApp(a), timeout=300))
-                with _stage(lambda: f"{len(healthy)} of {n} apps healthy after 120 s: not "
-                                    f"{sorted(set(ids) - healthy)[:5]}"), trio.fail_after(120):
-                    while len(healthy) < n:
-                        changed = trio.Event()
-                        await changed.wait()
+                with _stage(lambda: f"after 120 s {every.missing()}"), trio.fail_after(120):
+                    await every.start()
                 return time.perf_counter() - t0
 
             async def stop_all() -> None:
-                async with trio.open_nursery() as asks:
-                    for app_id in ids:
-                        asks.start_soon(lambda a=app_id: rt.apps.ref(a).ask(StopApp(a), timeout=60))
+                await every.stop()
                 for app_id in ids:
                     assert (await rt.apps.ref(app_id).ask(GetApp(app_id)))["state"] == "stopped"
 
@@ -137,7 +101,7 @@ async def _homehelper_rounds(root: Path, n: int, rounds: int, manager: Any = Non
                     t0 = time.perf_counter()
                     await trio.run_process(["systemctl", "--user", "start", *units], env=manager.env)
                     with _stage(f"{n} units started by systemctl: not all healthy within 60 s"), trio.fail_after(60):
-                        await _all_healthy(http, ports)
+                        await all_healthy(http, ports)
                     took = time.perf_counter() - t0
                 await trio.run_process(["systemctl", "--user", "stop", f"{backend.prefix}*"], env=manager.env)
                 return took
@@ -174,7 +138,7 @@ async def _bare_round(root: Path, n: int, base_port: int) -> float:
                     [sys.executable, str(code)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     stdin=subprocess.DEVNULL))
             with _stage(f"{n} apps spawned bare: not all healthy within 60 s"), trio.fail_after(60):
-                await _all_healthy(http, [base_port + i for i in range(n)])
+                await all_healthy(http, [base_port + i for i in range(n)])
             return time.perf_counter() - t0
     finally:
         with trio.CancelScope(shield=True):
