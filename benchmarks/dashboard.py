@@ -114,6 +114,13 @@ async def sessions(url: str, n: int) -> list[str]:
     return [await login(url) for _ in range(n)]
 
 
+def digests(reply: str) -> dict[str, str]:
+    """The section digests a refresh reply ends with, as the dashboard keeps them for its next
+    refresh (a substring, not a parse of the whole reply: the client's work is not the server's)."""
+    parsed: dict[str, str] = json.loads(reply[reply.rindex(',"digests":') + 11:-1])
+    return parsed
+
+
 async def client(url: str, cookie: str, rounds: int, refresh: list[float], echo: list[float], sizes: list[int],
                  fresh: list[int], spacing: float | None = None, offset: float = 0.0,
                  opens: list[float] | None = None) -> None:
@@ -132,7 +139,7 @@ async def client(url: str, cookie: str, rounds: int, refresh: list[float], echo:
         reply = await ws.recv()
         if opens is not None:
             opens.append(time.perf_counter() - t)
-        have = json.loads(reply[reply.rindex(',"digests":') + 11:-1])
+        have = digests(reply)
         for i in range(rounds):
             if spacing is not None and i:
                 await trio.sleep(spacing)  # a person's next click, past the sample's freshness window
@@ -146,7 +153,7 @@ async def client(url: str, cookie: str, rounds: int, refresh: list[float], echo:
             # server the clients share a thread with (and the echo is never parsed)
             if '"fresh":true' in reply:
                 fresh.append(1)
-            have = json.loads(reply[reply.rindex(',"digests":') + 11:-1])  # the digests close the reply
+            have = digests(reply)
             t = time.perf_counter()
             await eco.send(req)
             await eco.recv()

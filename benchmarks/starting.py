@@ -59,7 +59,7 @@ async def _clicker(url: str, cookie: str, begin: float, stop: trio.Event, out: l
     async with await WSClient.connect(url.replace("http://", "ws://") + "/ws", headers) as ws:
         await ws.send(json.dumps({"type": "refresh", "id": "open", "what": "all", "have": {}}))
         reply = await ws.recv()
-        have = json.loads(reply[reply.rindex(',"digests":') + 11:-1])
+        have = dashboard.digests(reply)
         await trio.sleep(max(0.0, begin - time.time()))
         i = 0
         while not stop.is_set():
@@ -68,7 +68,7 @@ async def _clicker(url: str, cookie: str, begin: float, stop: trio.Event, out: l
             await ws.send(json.dumps({"type": "refresh", "id": i, "what": "all", "have": have}))
             reply = await ws.recv()
             out.append((sent, time.perf_counter() - t))
-            have = json.loads(reply[reply.rindex(',"digests":') + 11:-1])
+            have = dashboard.digests(reply)
             i += 1
 
 

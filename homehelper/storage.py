@@ -49,8 +49,13 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
     atomic_write_bytes(path, text.encode(), mode)
 
 
+def json_bytes(data: Any) -> bytes:
+    """How HomeHelper's JSON files are written: indented, keys sorted, a final newline."""
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
 def atomic_write_json(path: Path, data: Any, mode: int = 0o644) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), mode)
+    atomic_write_bytes(path, json_bytes(data), mode)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

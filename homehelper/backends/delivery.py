@@ -15,7 +15,6 @@ worker thread.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -28,7 +27,7 @@ import trio
 from .. import options as opts
 from ..config import Config
 from ..manifest import Manifest
-from ..storage import atomic_write_bytes
+from ..storage import atomic_write_bytes, json_bytes
 from .base import AppSpec
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ def prepare_files(config: Config, manifest: Manifest) -> tuple[Path | None, tupl
     folder = options_dir(config, app_id)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "options.json"
-    _write_if_changed(path, (json.dumps(values, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    _write_if_changed(path, json_bytes(values), 0o644)
     return path, tuple(sorted(have))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import os
 import secrets
@@ -25,7 +24,7 @@ import attrs
 import trio
 
 from ..errors import HomeHelperError, NotFound, TooManyRequests, Unauthorized, ValidationError
-from ..storage import atomic_write_bytes, atomic_write_text, read_json
+from ..storage import atomic_write_bytes, atomic_write_text, json_bytes, read_json
 
 log = logging.getLogger(__name__)
 
@@ -192,10 +191,7 @@ class Auth:
         self.epoch += 1
 
     def _save(self) -> None:
-        self._write(self._encoded())
-
-    def _encoded(self) -> bytes:
-        return (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode()
+        self._write(json_bytes(self.data))
 
     def _write(self, body: bytes) -> None:
         atomic_write_bytes(self.path, body, mode=0o600)
@@ -205,7 +201,7 @@ class Auth:
     async def _saved(self) -> None:
         """Write auth.json from a worker thread: the state as of this call, one write at a time.
         (An fsync on an SD card must not stall every socket of the server.)"""
-        body = self._encoded()
+        body = json_bytes(self.data)
         async with self._writes:
             await trio.to_thread.run_sync(self._write, body)
 

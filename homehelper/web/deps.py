@@ -36,7 +36,7 @@ class WebDeps:
     # the sensors' and the history's read model (serve.py's is fed by them): a refresh reads it, no ask
     machine: MachineView = attrs.field(factory=MachineView)
     bridge: ActorRef[Any] | None = None  # the Redis bridge: its stream's history (GetEventHistory)
-    # the bridge's state, read in memory with no mailbox hop (serve.py: the running bridge's); None: ask it
+    # the bridge's state, read in memory with no mailbox hop (serve.py: the running bridge's)
     bus_state: Callable[[], dict[str, Any]] | None = None
     # the event log: serve.py hands the instance (read directly, no mailbox hop), tests may hand its ref
     event_log: EventLog | ActorRef[Any] | None = None
