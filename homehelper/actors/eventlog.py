@@ -29,7 +29,9 @@ class EventLog(Actor):
 
     def __init__(self, broadcast: Broadcast, size: int = 1000) -> None:
         self.broadcast = broadcast
-        self.ring: deque[Event] = deque(maxlen=max(size, 1))
+        # Each event with its JSON form, made at its first read and kept: the dashboard shows the
+        # last 50 at every refresh, and events do not change (frozen).
+        self.ring: deque[list[Any]] = deque(maxlen=max(size, 1))
         self.seq = 0  # events recorded since construction: lets a reader tell how many it missed
         # Recording starts now, not when the supervisor gets round to on_start, so the
         # events of the actors started just before are kept too. The filter records each
@@ -46,16 +48,19 @@ class EventLog(Actor):
     def _record(self, event: Any) -> bool:
         if isinstance(event, Event) and event.kind not in NOT_HISTORY:
             self.seq += 1
-            self.ring.append(event)
+            self.ring.append([event, None])
         return False
 
     def recent(self, n: int = 100, app_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         """The newest `n` events (matching the filters) as dicts, newest last."""
         events = self.ring
         out: list[dict[str, Any]] = []
-        for event in reversed(events):
+        for entry in reversed(events):
+            event = entry[0]
             if (app_id is None or event.subject == app_id) and (kind is None or event.kind == kind):
-                out.append(event.to_json())
+                if entry[1] is None:
+                    entry[1] = event.to_json()
+                out.append(dict(entry[1]))  # a copy: what a reader changes is not kept
                 if len(out) >= n:
                     break
         out.reverse()

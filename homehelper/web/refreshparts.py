@@ -28,17 +28,28 @@ def _digest(text: str) -> str:
 class Parts:
     """The JSON text of one snapshot; for a dict, each section's text and digest too."""
 
-    __slots__ = ("_bodies", "digests", "sections", "whole")
+    __slots__ = ("_bodies", "data", "digests", "sections", "whole")
 
-    def __init__(self, data: Any) -> None:
+    def __init__(self, data: Any, previous: Parts | None = None) -> None:
+        """`previous`: the last snapshot of the same kind; a section equal to its own is not
+        serialised and hashed again (comparing is several times cheaper, and most refreshes
+        change one section or none)."""
+        self.data = data
         self.sections: dict[str, str] | None = None
         self.digests: dict[str, str] = {}
         # reply bodies by the sections they carry: twenty dashboards that showed the same snapshot
         # lack the same sections, so one body is joined for all of them (at most 2^sections)
         self._bodies: dict[tuple[str, ...], str] = {}
         if isinstance(data, dict) and all(isinstance(k, str) for k in data):
-            self.sections = {k: _dumps(v) for k, v in data.items()}
-            self.digests = {k: _digest(t) for k, t in self.sections.items()}
+            before = previous.data if previous is not None and previous.sections is not None else {}
+            self.sections, self.digests = {}, {}
+            for k, v in data.items():
+                if k in before and before[k] == v:
+                    assert previous is not None and previous.sections is not None
+                    self.sections[k], self.digests[k] = previous.sections[k], previous.digests[k]
+                else:
+                    self.sections[k] = text = _dumps(v)
+                    self.digests[k] = _digest(text)
             self.whole = "{" + ",".join(f"{_dumps(k)}:{t}" for k, t in self.sections.items()) + "}"
         else:
             self.whole = _dumps(data)

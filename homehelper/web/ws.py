@@ -63,12 +63,14 @@ class SharedRefresh:
     """Refreshes asked for in the same moment share one build and one serialisation (single-flight).
 
     Twenty dashboards clicking at once cost one snapshot, not twenty: a refresh that comes while
-    one of its kind is being built waits for that build and gets the same JSON text. Nothing is
-    kept afterwards: the next refresh builds anew (no cache to go stale).
+    one of its kind is being built waits for that build and gets the same JSON text. The next
+    refresh builds anew (no cache to go stale); only the last snapshot of each kind is kept, so
+    that the sections a build finds unchanged are not serialised again.
     """
 
     def __init__(self) -> None:
         self._flights: dict[str, _Flight] = {}
+        self._last: dict[str, Parts] = {}
         self.builds = 0
         self.joined = 0  # refreshes that shared another's build
         self.last_bytes = 0  # the size of the last snapshot sent (what a refresh costs on the wire)
@@ -93,7 +95,7 @@ class SharedRefresh:
             # (read in the same pass) join it. A build has no other wait in it (the read models
             # need no ask), so without this every click would build alone.
             await trio.lowlevel.checkpoint()
-            flight.text = Parts(await build())
+            flight.text = self._last[what] = Parts(await build(), self._last.get(what))
             self.builds += 1
             self.last_bytes = len(flight.text.whole)
             return flight.text

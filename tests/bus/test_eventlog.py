@@ -58,3 +58,25 @@ async def test_records_from_construction_and_across_restarts():
         broadcast.publish(AppStarted("after", None))
         assert [e["app_id"] for e in log.recent(5)] == ["a98", "a99", "after"]  # the ring survived the restart
         nursery.cancel_scope.cancel()
+
+
+def test_each_events_json_is_made_once_and_a_reader_cannot_change_the_ring(monkeypatch):
+    made = []
+    to_json = AppStarted.to_json
+
+    def counted(self):
+        made.append(self.app_id)
+        return to_json(self)
+
+    monkeypatch.setattr(AppStarted, "to_json", counted)
+    broadcast = Broadcast()
+    log = EventLog(broadcast, 10)
+    for i in range(3):
+        broadcast.publish(AppStarted(f"a{i}", None))
+    first = log.recent(50)
+    first[0]["app_id"] = "changed by a reader"
+    again = log.recent(50)
+    assert [e["app_id"] for e in again] == ["a0", "a1", "a2"]
+    assert made == ["a2", "a1", "a0"]  # once each, at the first read; the second read made none
+    broadcast.publish(AppStarted("a3", None))
+    assert [e["app_id"] for e in log.recent(2)] == ["a2", "a3"] and made[-1] == "a3" and len(made) == 4

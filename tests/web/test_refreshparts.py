@@ -28,3 +28,19 @@ def test_sections_the_client_has_are_left_out_and_all_digests_go_back() -> None:
 def test_a_snapshot_that_is_not_a_dict_is_sent_whole() -> None:
     parts = Parts([{"id": "a"}])
     assert json.loads(parts.reply(1, {"apps": "x"})) == {"type": "reply", "id": 1, "ok": True, "data": [{"id": "a"}]}
+
+
+def test_a_section_equal_to_the_last_snapshots_is_not_serialised_again() -> None:
+    first = Parts({"apps": [{"id": "a", "state": "running"}], "events": [1, 2], "system": {"t": 1}})
+    second = Parts({"apps": [{"id": "a", "state": "running"}], "events": [1, 2, 3], "system": {"t": 1}}, first)
+    assert first.sections is not None and second.sections is not None
+    assert second.sections["apps"] is first.sections["apps"]  # the same text: reused, not made again
+    assert second.sections["system"] is first.sections["system"]
+    assert json.loads(second.sections["events"]) == [1, 2, 3]
+    assert second.digests["events"] != first.digests["events"] and second.digests["apps"] == first.digests["apps"]
+    assert json.loads(second.whole) == {"apps": [{"id": "a", "state": "running"}], "events": [1, 2, 3],
+                                        "system": {"t": 1}}
+    # a changed app is serialised anew, and what the client lacks follows from it
+    third = Parts({"apps": [{"id": "a", "state": "stopped"}], "events": [1, 2, 3], "system": {"t": 1}}, second)
+    assert json.loads(third.reply(1, json.loads(second.reply(0, {}))["digests"]))["data"] == {
+        "apps": [{"id": "a", "state": "stopped"}]}
