@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
+import trio
+
 from homehelper.messages import SystemSampled
-from homehelper.web import create_app
+from homehelper.monitor.system import history_dicts
+from homehelper.web import create_app, ops
 from tests.web.conftest import Tree
 
 from .test_api import login
@@ -60,3 +63,20 @@ async def test_the_system_panel_still_answers_when_the_history_does_not(tree: Tr
     assert r.status_code == 200 and (await r.get_json())["available"] is True  # this run's ring instead
     r = await client.get("/api/history", query_string={"series": "machine"})
     assert r.status_code == 503
+
+
+async def test_the_panel_charts_the_longer_series_the_files_or_this_runs(tree: Tree) -> None:
+    """A fresh root's file has a step or two (the first without the CPU, which needs two readings),
+    while this run's ring has more: the ring is charted. After a restart the file is the longer."""
+    machine = tree.deps.machine
+    machine.show({"cpu": {"percent": 5.0}}, trio.current_time())  # a reading fresh enough: no ask, no wait
+
+    def points(n: int, first_cpu: float | None) -> tuple[tuple, ...]:
+        return tuple((1000.0 + 30 * i, first_cpu if i == 0 else 10.0 + i, 40.0, None, 50.0, None, 0.1, 0.0, 0.0)
+                     for i in range(n))
+
+    machine.show_ring(points(5, 3.0))
+    machine.keep_chart(ops.MACHINE_CHART, {"points": history_dicts(points(2, None))})
+    assert [p["cpu"] for p in (await ops.system(tree.deps))["history"]] == [3.0, 11.0, 12.0, 13.0, 14.0]
+    machine.keep_chart(ops.MACHINE_CHART, {"points": history_dicts(points(8, None))})
+    assert len((await ops.system(tree.deps))["history"]) == 8
