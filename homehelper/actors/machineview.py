@@ -62,8 +62,12 @@ class MachineView:
         return {**self._reading, "fresh": False, "age_s": round(age, 1)}
 
     def ring(self) -> list[dict[str, Any]]:
-        """This run's background samples, oldest first (the charts before the history has two points)."""
+        """This run's background samples, oldest first (charted while the history file has fewer)."""
         return history_dicts(self._ring)
+
+    def ring_size(self) -> int:
+        """How many samples ring() would give, without making them."""
+        return len(self._ring)
 
     def chart(self, key: tuple[str, str, int]) -> dict[str, Any] | None:
         """The points the history actor last read for `key`, while they still hold."""

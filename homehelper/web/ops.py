@@ -116,12 +116,11 @@ async def system(deps: WebDeps, history: bool = True) -> dict[str, Any]:
         except (HomeHelperError, ActorError):  # a stalled card: this run's ring instead, not a failed refresh
             hist = None
     points = hist.get("points", []) if isinstance(hist, dict) else []
-    ring = machine.ring()
     # The longer series: after a restart the file's (the charts outlive it); in a fresh root's first
     # minutes this run's samples, where the file has one or two steps (its first may lack the CPU,
     # which needs two readings, and a chart of one point draws nothing).
-    if len(points) < len(ring):
-        points = ring
+    if len(points) < machine.ring_size():
+        points = machine.ring()
     return {"available": True, "now": now, "history": points[-120:]}
 
 

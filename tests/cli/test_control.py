@@ -154,7 +154,7 @@ def test_logs_follow_prints_a_new_line(server: Server) -> None:
         assert server.run("start", "echo").returncode == 0
     port = server.status("echo")["port"]
     env = {**os.environ, "HOMEHELPER_ROOT": str(server.root)}
-    # Started as a terminal starts it, with Ctrl-C's default: twice in a full run the runner's process
+    # Started as a terminal starts it, with Ctrl-C's default: in three full runs the runner's process
     # ignored SIGINT and SIGQUIT at the moment (a system() in some thread, by the signature), the
     # CLI inherited that, and Python then installs no handler for Ctrl-C.
     with subprocess.Popen([sys.executable, "-m", "homehelper", "logs", "echo", "-f", "-n", "2", "--grep", "said",
