@@ -8,7 +8,8 @@ digests they have, as the dashboard does) through the whole run, recording when 
 sent. Each round has two windows, measured from the first start until the last app answers
 /health: **HomeHelper** (StartApp asked of all 20 app actors at once, as 20 clicks would; healthy
 by HomeHelper's own checks) and **bare** (a separate launcher process spawns the same file 20 times
-with the same environment and polls /health every 5 ms). Both put the same 20 interpreters on the
+with the same environment, in sessions of their own at the same nice value as HomeHelper's apps,
+`app_nice`, and polls /health every 5 ms). Both put the same 20 interpreters on the
 machine's 2 cores; what differs is the work HomeHelper's start path puts on the server's one
 thread: actor messages, ports, spawns, state files (written from worker threads, never fsync-ed
 on the event loop), the log stamper, health checks. A quiet window, with nothing starting, is
@@ -42,6 +43,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks import dashboard  # noqa: E402
 from benchmarks.harness.apps import StartAll, all_healthy  # noqa: E402
 from benchmarks.harness.stats import percentile  # noqa: E402
+from homehelper.backends.proctree import lower_priority  # noqa: E402
 from tests.backends.apps import HEALTHY_APP, write_app  # noqa: E402
 from tests.web.wsclient import WSClient  # noqa: E402
 
@@ -49,24 +51,30 @@ APPS = 20
 CLIENTS = 20
 TARGET = 1.5
 BOOT = 3.0  # seconds the client processes get to start and connect before the first window
-BASELINE = ("the same 20 app files spawned by a launcher process of their own (same environment, /health polled "
-            "every 5 ms), while the same 20 clients refresh: the machine's load of 20 starting apps without "
-            "HomeHelper's start path on the server's thread")
+BASELINE = ("the same 20 app files spawned by a launcher process of their own (same environment and nice value, "
+            "/health polled every 5 ms), while the same 20 clients refresh: the machine's load of 20 starting apps "
+            "without HomeHelper's start path on the server's thread")
+
+
+async def _reply(ws: WSClient) -> str:
+    """The next message that is not the server's keep-alive ping (sent to a socket quiet for a while)."""
+    while (message := await ws.recv()) == '{"type":"ping"}':
+        pass
+    return message
 
 
 async def _clicker(url: str, cookie: str, begin: float, stop: trio.Event, out: list[tuple[float, float]]) -> None:
     headers = [("Origin", url), ("Cookie", cookie)]
     async with await WSClient.connect(url.replace("http://", "ws://") + "/ws", headers) as ws:
         await ws.send(json.dumps({"type": "refresh", "id": "open", "what": "all", "have": {}}))
-        reply = await ws.recv()
-        have = dashboard.digests(reply)
+        have = dashboard.digests(await _reply(ws))
         await trio.sleep(max(0.0, begin - time.time()))
         i = 0
         while not stop.is_set():
             sent = time.time()
             t = time.perf_counter()
             await ws.send(json.dumps({"type": "refresh", "id": i, "what": "all", "have": have}))
-            reply = await ws.recv()
+            reply = await _reply(ws)
             out.append((sent, time.perf_counter() - t))
             have = dashboard.digests(reply)
             i += 1
@@ -100,6 +108,7 @@ async def _launch_bare(job: dict[str, Any]) -> float:
             procs.append(await trio.lowlevel.open_process(
                 [sys.executable, job["code"]], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=True))  # a session each, as HomeHelper starts them
+            lower_priority(procs[-1].pid, job["nice"])  # and at the priority HomeHelper gives them
         async with httpx.AsyncClient(timeout=1.0, trust_env=False) as http:
             with trio.fail_after(60):
                 await all_healthy(http, job["ports"])
@@ -138,7 +147,8 @@ async def run(quick: bool) -> dict[str, Any]:
                 await every.stop()
 
             async def bare_window() -> None:
-                job = {"ports": [base_port + i for i in range(APPS)], "code": str(code), "data": str(root / "bare")}
+                job = {"ports": [base_port + i for i in range(APPS)], "code": str(code), "data": str(root / "bare"),
+                       "nice": deps.config.app_nice}
                 t0 = time.time()
                 proc = await trio.run_process([sys.executable, __file__, "--bare-child", json.dumps(job)],
                                               capture_stdout=True, cwd=REPO)

@@ -51,6 +51,9 @@ class Config:
     node_id: str = "main"
     log_level: str = "INFO"
     event_history: int = 1000
+    # Apps run at this nice value (0-19), below HomeHelper: booting or busy apps, however many, then
+    # cannot starve the dashboard and the supervision of the CPU. 0: the same as HomeHelper.
+    app_nice: int = 10
     streamlit: StreamlitConfig = attrs.field(factory=StreamlitConfig)
     monitor: MonitorConfig = attrs.field(factory=MonitorConfig)
     auth: AuthConfig = attrs.field(factory=AuthConfig)
@@ -100,7 +103,7 @@ _PERCENT = (0.0, 100.0)
 # Inclusive bounds of numbers, by dotted key ([i] items of a list by the list's key).
 _BOUNDS: dict[str, tuple[float, float]] = {
     "port": _PORT, "service_ports": _PORT, "streamlit_ports": _PORT,
-    "event_history": (1, 100_000),
+    "event_history": (1, 100_000), "app_nice": (0, 19),
     "streamlit.ttl": (1, 7 * 86400), "streamlit.max_lifetime": (1, 30 * 86400), "streamlit.max_running": (1, 64),
     "streamlit.min_available_mb": (0, 1 << 20), "streamlit.start_timeout": (1, 3600),
     "streamlit.stop_grace": (0.1, 300), "streamlit.busy_window": (0, 86400),

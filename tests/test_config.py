@@ -61,6 +61,7 @@ NONSENSE = [
     ({"streamlit": {"max_running": 0}}, "streamlit.max_running", "HOMEHELPER_STREAMLIT__MAX_RUNNING", "0"),
     ({"redis_url": "notaurl"}, "redis_url", "HOMEHELPER_REDIS_URL", "notaurl"),
     ({"event_history": 10**12}, "event_history", "HOMEHELPER_EVENT_HISTORY", str(10**12)),
+    ({"app_nice": 20}, "app_nice", "HOMEHELPER_APP_NICE", "-5"),  # no app above HomeHelper
     ({"monitor": {"interval": "nan"}}, "monitor.interval", "HOMEHELPER_MONITOR__INTERVAL", "inf"),
     ({"monitor": {"cpu": [50, 90, 101]}}, "monitor.cpu[2]", "HOMEHELPER_MONITOR__CPU", "50,90,101"),
     ({"node_id": "a b/c"}, "node_id", "HOMEHELPER_NODE_ID", "a b/c"),

@@ -38,6 +38,7 @@ class AppSpec:
     memory_mb: int = 256
     cpu_percent: int = 50
     tasks: int = 64
+    nice: int = 0  # config.app_nice: apps below HomeHelper on the CPU
     permissions: tuple[str, ...] = ()  # approved manifest permissions (homehelper.manifest.PERMISSIONS)
     devices: tuple[str, ...] = ()  # approved device paths or /dev/serial/by-id/ globs, unresolved
     # Environment the app needs but nobody else may read (its Redis password): never in the
@@ -181,6 +182,7 @@ def app_spec(manifest: Manifest, config: Config, port: int, python: Path | None 
         memory_mb=manifest.resources.memory_mb,
         cpu_percent=manifest.resources.cpu_percent,
         tasks=manifest.resources.tasks,
+        nice=config.app_nice,
         permissions=manifest.permissions,
         devices=manifest.devices,
         secrets=secrets,

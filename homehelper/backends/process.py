@@ -6,7 +6,7 @@ ends the whole tree as systemd's cgroup does, even a double-forked daemon. Apps
 outlive a HomeHelper restart like a systemd unit does: a small state file lets
 the next HomeHelper adopt them. The token is written before the spawn, so a
 HomeHelper killed mid-start leaves a record the next one adopts or ends.
-Resource limits and the sandbox are systemd's; this backend has neither.
+Limits and the sandbox are systemd's: here only the apps' nice (proctree.lower_priority).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 10.0  # as TimeoutStopSec in the units
 _PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME")
-
 
 # Every child started here, until reaped: apps outlive the backend object (as units outlive a restart).
 _children: set[trio.Process] = set()
@@ -74,9 +73,8 @@ class ProcessBackend:
         self._last: dict[str, UnitStatus] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._file_locks: dict[str, trio.Lock] = {}  # one writer per state file
-        # What each state file holds, read once: this backend is its only writer, so a start or a
-        # status need not read it again (each read a trip to a worker thread).
-        self._known: dict[str, dict[str, Any]] = {}
+        self._known: dict[str, dict[str, Any]] = {}  # each state file, read once: we are its one writer
+        self._spawns = trio.Lock()  # one at a time: twenty are twenty threads taking the GIL from the loop
         self._starting: set[str] = set()  # apps this backend is spawning now (token on disk, PID not yet)
         self._searched: dict[str, str] = {}  # app -> token already searched for in vain
         # Watchdog apps speak sd_notify to HomeHelper's own socket: made when the first one is prepared.
@@ -245,7 +243,8 @@ class ProcessBackend:
             token = proctree.new_token()
             self._starting.add(app_id)
             try:
-                await self._spawn(app_id, spec, token)
+                async with self._spawns:
+                    await self._spawn(app_id, spec, token)
             finally:
                 self._starting.discard(app_id)
 
@@ -272,6 +271,7 @@ class ProcessBackend:
             raise BackendError(f"{app_id}: cannot run {spec.argv[0]}: {exc.strerror}", app=app_id) from None
         finally:
             os.close(fd)
+        proctree.lower_priority(proc.pid, spec.nice)
         try:
             created = psutil.Process(proc.pid).create_time()
         except psutil.Error:

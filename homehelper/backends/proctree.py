@@ -36,6 +36,22 @@ def _environ_has(pid: int, needle: bytes) -> bool:
     return data.startswith(needle) or b"\0" + needle in data
 
 
+def lower_priority(session: int, nice: int) -> None:
+    """Put a new session (an app just started, its leader's PID) at `nice`: its processes, and the
+    session's CPU group where the kernel has one (autogroup: HomeHelper run from a terminal, not in a
+    cgroup of its own). Without the group's, each app's session weighs as much as all of HomeHelper,
+    and twenty booting apps leave the dashboard a twenty-first of the CPU. Raising a nice value
+    needs no privilege; a process already gone or a kernel without autogroup is no fault."""
+    if nice <= 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PGRP, session, nice)
+        with open(f"/proc/{session}/autogroup", "w") as f:  # procfs, not a disk
+            f.write(str(nice))
+    except OSError:
+        pass
+
+
 def members(token: str | None, session: int | None = None) -> set[int]:
     """Live (non-zombie) PIDs of the tree: in `session` (a process group id), or carrying `token`."""
     needle = f"{TOKEN_VAR}={token}\0".encode() if token else None

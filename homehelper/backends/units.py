@@ -202,6 +202,7 @@ def exec_properties(spec: AppSpec, nodes: Sequence[Node] = (), setup: bool = Fal
         f"MemoryHigh={max(spec.memory_mb * 9 // 10, 1)}M",
         f"CPUQuota={spec.cpu_percent}%",
         f"TasksMax={spec.tasks}",
+        f"Nice={spec.nice}",
         *BASE,
         *proc(spec),
         *network(spec),

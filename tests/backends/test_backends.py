@@ -44,6 +44,26 @@ async def test_start_gives_a_running_process_with_its_environment(running) -> No
     assert f"up on {config.service_ports[0]} data {config.data_dir('web')}" in log
 
 
+async def test_an_app_runs_below_homehelper_on_the_cpu(running) -> None:
+    """At config.app_nice (10); under the process backend its session's CPU group too, where the
+    kernel groups sessions (autogroup): else each booting app weighs as much as all of HomeHelper."""
+    backend, config, _ = running
+    pid = (await backend.status("web")).pid
+    assert config.app_nice == 10 and os.getpriority(os.PRIO_PROCESS, 0) == 0
+    assert psutil.Process(pid).nice() == 10
+    if isinstance(backend, ProcessBackend) and _autogroup("self") is not None:
+        assert _autogroup(pid) == ["nice", "10"]
+
+
+def _autogroup(pid: int | str) -> list[str] | None:
+    """The session group's nice, as /proc shows it ("/autogroup-42 nice 10"); None without autogroup."""
+    try:
+        with open(f"/proc/{pid}/autogroup") as f:
+            return f.read().split()[-2:]
+    except FileNotFoundError:
+        return None
+
+
 async def test_stop_ends_the_process_and_is_idempotent(running) -> None:
     backend, _, _ = running
     pid = (await backend.status("web")).pid
