@@ -38,7 +38,7 @@ class AppSpec:
     memory_mb: int = 256
     cpu_percent: int = 50
     tasks: int = 64
-    nice: int = 0  # config.app_nice: apps below HomeHelper on the CPU
+    nice: int = 0  # config.app_nice: apps below HomeHelper on the CPU (and `cpu_weight` under systemd)
     permissions: tuple[str, ...] = ()  # approved manifest permissions (homehelper.manifest.PERMISSIONS)
     devices: tuple[str, ...] = ()  # approved device paths or /dev/serial/by-id/ globs, unresolved
     # Environment the app needs but nobody else may read (its Redis password): never in the
@@ -117,6 +117,13 @@ def write_secrets(path: Path, text: str | None) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
     atomic_write_text(path, text, mode=0o600)
+
+
+def cpu_weight(nice: int) -> int:
+    """The unit's CPUWeight= (100: a default unit's) for a nice value. Under cgroup v2 each unit is a
+    group of its own, where its processes' nice weighs nothing against HomeHelper's unit; the kernel
+    weighs nice n at about 1.25^-n of nice 0, so the app's unit gets the share its nice would."""
+    return max(1, round(100 / 1.25 ** nice))
 
 
 def probe_delays(first: float = 0.05, cap: float = 0.5, factor: float = 2.0) -> Iterator[float]:

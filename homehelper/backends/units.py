@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import UnsafeUnitValue
 from ..manifest import ID_RE
-from .base import AppSpec
+from .base import AppSpec, cpu_weight
 from .sandbox import BASE, Node, groups_for, network, private_tmp_problem, proc, walls
 
 UNIT_PREFIX = "hh-"
@@ -203,6 +203,7 @@ def exec_properties(spec: AppSpec, nodes: Sequence[Node] = (), setup: bool = Fal
         f"CPUQuota={spec.cpu_percent}%",
         f"TasksMax={spec.tasks}",
         f"Nice={spec.nice}",
+        f"CPUWeight={cpu_weight(spec.nice)}",
         *BASE,
         *proc(spec),
         *network(spec),

@@ -47,6 +47,8 @@ def test_unit_for_version_252_has_no_newer_keys(state_root: Path) -> None:
     assert "User=" not in service and "WantedBy=default.target" in text
     assert "User=pi\n" in render_unit(app_spec(manifest, config, 8100), user="pi")
     assert re.search(r"^MemoryMax=256M$", service, re.M) and re.search(r"^CPUQuota=50%$", service, re.M)
+    # below HomeHelper on the CPU: the processes' nice, and the unit's cgroup as a nice-10 process weighs
+    assert re.search(r"^Nice=10$", service, re.M) and re.search(r"^CPUWeight=11$", service, re.M)
 
 
 def test_generated_units_verify(systemd_user, state_root: Path) -> None:
