@@ -1,6 +1,6 @@
 """Start to healthy: N small HTTP service apps started through HomeHelper (the real tree of
 `homehelper serve` without the web server) until each reports healthy, beside the same apps
-started bare (the same Python file, spawned directly, /health polled every 5 ms), in interleaved
+started bare (the same Python file, spawned directly, /health polled every 5 ms by a bare HTTP/1.0 GET), in interleaved
 rounds of the same run. Run for 1 and 20 apps (--apps 1,10,40 for scaling), on the process
 backend and on a real systemd user manager (with a real journald where one can run beside it,
 as on a Pi: units log to the journal). Under systemd a second baseline is printed: the same
@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import httpx
 import trio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +48,7 @@ from tests.backends.apps import HEALTHY_APP, make_config, write_app  # noqa: E40
 from tests.fixtures.systemd import _cleanup, _stop_processes  # noqa: E402
 
 BASELINE = ("the same app file spawned directly with the same environment (python main.py), its /health "
-            "polled every 5 ms until it answers 200; all N spawned at once")
+            "polled every 5 ms (a bare HTTP/1.0 GET) until it answers 200; all N spawned at once")
 TARGET = 1.5
 
 
@@ -97,12 +96,11 @@ async def _homehelper_rounds(root: Path, n: int, rounds: int, manager: Any = Non
 
             async def units_round() -> float:
                 units = [backend.unit(a) for a in ids]
-                async with httpx.AsyncClient(timeout=1.0, trust_env=False) as http:
-                    t0 = time.perf_counter()
-                    await trio.run_process(["systemctl", "--user", "start", *units], env=manager.env)
-                    with _stage(f"{n} units started by systemctl: not all healthy within 60 s"), trio.fail_after(60):
-                        await all_healthy(http, ports)
-                    took = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                await trio.run_process(["systemctl", "--user", "start", *units], env=manager.env)
+                with _stage(f"{n} units started by systemctl: not all healthy within 60 s"), trio.fail_after(60):
+                    await all_healthy(ports)
+                took = time.perf_counter() - t0
                 await trio.run_process(["systemctl", "--user", "stop", f"{backend.prefix}*"], env=manager.env)
                 return took
 
@@ -128,18 +126,17 @@ async def _bare_round(root: Path, n: int, base_port: int) -> float:
     code = root / "bare_main.py"
     code.write_text(HEALTHY_APP)
     try:
-        async with httpx.AsyncClient(timeout=1.0, trust_env=False) as http:
-            t0 = time.perf_counter()
-            for i in range(n):
-                data = root / f"bare-data-{i}"
-                data.mkdir(exist_ok=True)
-                env = {**os.environ, "HH_PORT": str(base_port + i), "HH_HOST": "127.0.0.1", "HH_DATA_DIR": str(data)}
-                procs.append(await trio.lowlevel.open_process(
-                    [sys.executable, str(code)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    stdin=subprocess.DEVNULL))
-            with _stage(f"{n} apps spawned bare: not all healthy within 60 s"), trio.fail_after(60):
-                await all_healthy(http, [base_port + i for i in range(n)])
-            return time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for i in range(n):
+            data = root / f"bare-data-{i}"
+            data.mkdir(exist_ok=True)
+            env = {**os.environ, "HH_PORT": str(base_port + i), "HH_HOST": "127.0.0.1", "HH_DATA_DIR": str(data)}
+            procs.append(await trio.lowlevel.open_process(
+                [sys.executable, str(code)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL))
+        with _stage(f"{n} apps spawned bare: not all healthy within 60 s"), trio.fail_after(60):
+            await all_healthy([base_port + i for i in range(n)])
+        return time.perf_counter() - t0
     finally:
         with trio.CancelScope(shield=True):
             for p in procs:
