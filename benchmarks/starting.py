@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks import dashboard  # noqa: E402
 from benchmarks.harness.apps import StartAll, all_healthy  # noqa: E402
+from benchmarks.harness.procs import free_range  # noqa: E402
 from benchmarks.harness.stats import percentile  # noqa: E402
 from homehelper.actors.service import ServiceApp  # noqa: E402
 from homehelper.actors.service_health import startup_probes  # noqa: E402
@@ -112,7 +113,7 @@ async def _launch_bare(job: dict[str, Any]) -> float:
                 stderr=subprocess.DEVNULL, start_new_session=True))  # a session each, as HomeHelper starts them
             lower_priority(procs[-1].pid, job["nice"])  # and at the priority HomeHelper gives them
         with trio.fail_after(60):  # checked as HomeHelper checks: from 5 ms, each pause a fifth longer
-            await all_healthy(job["ports"], lambda: startup_probes(ServiceApp.first_probe_every))
+            await all_healthy(job["ports"], lambda: startup_probes(ServiceApp.first_probe_every), procs)
         return time.perf_counter() - t0
     finally:
         for p in procs:
@@ -131,7 +132,6 @@ async def run(quick: bool) -> dict[str, Any]:
     ids = [f"svc-{i:02d}" for i in range(APPS)]
     code = root / "bare_main.py"
     code.write_text(HEALTHY_APP)
-    base_port = 31000 + (os.getpid() % 100) * 50
     windows: list[tuple[str, float, float]] = []
     try:
         async with trio.open_nursery() as nursery:
@@ -148,7 +148,8 @@ async def run(quick: bool) -> dict[str, Any]:
                 await every.stop()
 
             async def bare_window() -> None:
-                job = {"ports": [base_port + i for i in range(APPS)], "code": str(code), "data": str(root / "bare"),
+                lo, hi = free_range(APPS)
+                job = {"ports": list(range(lo, hi + 1)), "code": str(code), "data": str(root / "bare"),
                        "nice": deps.config.app_nice}
                 t0 = time.time()
                 proc = await trio.run_process([sys.executable, __file__, "--bare-child", json.dumps(job)],

@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.harness import NotAvailable  # noqa: E402
 from benchmarks.harness.apps import StartAll, all_healthy  # noqa: E402
+from benchmarks.harness.procs import free_range  # noqa: E402
 from homehelper.actors import Broadcast  # noqa: E402
 from homehelper.backends import ProcessBackend, SystemdBackend  # noqa: E402
 from homehelper.messages import GetApp, ScanApplied  # noqa: E402
@@ -121,21 +122,23 @@ async def _homehelper_rounds(root: Path, n: int, rounds: int, manager: Any = Non
     return times
 
 
-async def _bare_round(root: Path, n: int, base_port: int) -> float:
+async def _bare_round(root: Path, n: int) -> float:
     procs: list[trio.Process] = []
     code = root / "bare_main.py"
     code.write_text(HEALTHY_APP)
+    lo, hi = free_range(n)
+    ports = list(range(lo, hi + 1))
     try:
         t0 = time.perf_counter()
-        for i in range(n):
+        for i, port in enumerate(ports):
             data = root / f"bare-data-{i}"
             data.mkdir(exist_ok=True)
-            env = {**os.environ, "HH_PORT": str(base_port + i), "HH_HOST": "127.0.0.1", "HH_DATA_DIR": str(data)}
+            env = {**os.environ, "HH_PORT": str(port), "HH_HOST": "127.0.0.1", "HH_DATA_DIR": str(data)}
             procs.append(await trio.lowlevel.open_process(
                 [sys.executable, str(code)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 stdin=subprocess.DEVNULL))
         with _stage(f"{n} apps spawned bare: not all healthy within 60 s"), trio.fail_after(60):
-            await all_healthy([base_port + i for i in range(n)])
+            await all_healthy(ports, procs=procs)
         return time.perf_counter() - t0
     finally:
         with trio.CancelScope(shield=True):
@@ -152,10 +155,9 @@ async def bench(n: int, rounds: int, manager: Any = None) -> dict[str, Any]:
         hh: list[float] = []
         bare: list[float] = []
         unit: list[float] = []
-        base_port = 30000 + (os.getpid() % 200) * 100
-        await _bare_round(root, n, base_port)  # warm-up
+        await _bare_round(root, n)  # warm-up
         for _ in range(rounds):  # alternate: the machine is shared and noisy
-            bare.append(await _bare_round(root, n, base_port))
+            bare.append(await _bare_round(root, n))
             hh += await _homehelper_rounds(root / f"hh-{len(hh)}", n, 1, manager, unit if manager else None)
         hh_ms, bare_ms = statistics.median(hh) * 1000, statistics.median(bare) * 1000
         base_ms = statistics.median(unit) * 1000 if unit else bare_ms  # the target's baseline

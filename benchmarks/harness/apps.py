@@ -5,7 +5,7 @@ schedule given) with the cheapest correct check, one HTTP/1.0 GET on a bare sock
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import trio
@@ -69,15 +69,18 @@ def every_poll() -> Iterator[float]:
     return itertools.repeat(POLL)
 
 
-async def all_healthy(ports: list[int], pauses: Callable[[], Iterator[float]] = every_poll) -> None:
+async def all_healthy(ports: list[int], pauses: Callable[[], Iterator[float]] = every_poll,
+                      procs: Sequence[trio.Process] = ()) -> None:
     """Until each port's /health answers 200, polled every POLL seconds or after each of `pauses()`
-    (the baselines' readiness)."""
-    async def healthy(port: int) -> None:
+    (the baselines' readiness). `procs[i]` serves `ports[i]`: one that exits first is an error."""
+    async def healthy(i: int, port: int) -> None:
         for pause in pauses():
             if await answers_200(port):
                 return
+            if i < len(procs) and procs[i].poll() is not None:
+                raise RuntimeError(f"the bare app on port {port} exited ({procs[i].returncode}) before it answered")
             await trio.sleep(pause)
 
     async with trio.open_nursery() as polls:
-        for port in ports:
-            polls.start_soon(healthy, port)
+        for i, port in enumerate(ports):
+            polls.start_soon(healthy, i, port)
