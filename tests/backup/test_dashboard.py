@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from homehelper.backup.archive import backup_folder
 from homehelper.messages import GetApp, StartApp
+from tests.backup.helpers import flipped_bytes
 from tests.fixtures.browser import screenshot
 from tests.web.conftest import Live
 from tests.web.test_browser import _login
@@ -48,9 +49,7 @@ async def test_backup_list_download_and_restore_over_the_api(live: Live) -> None
         assert (await live.tree.apps.ref(app).ask(GetApp(app)))["state"] == "running"
 
         bad = backup_folder(live.tree.config) / name.replace(".tar.gz", "-9.tar.gz")
-        raw = bytearray(on_disk)
-        raw[len(raw) // 2] ^= 0xFF
-        bad.write_bytes(bytes(raw))
+        bad.write_bytes(flipped_bytes(on_disk))
         r = await client.post(f"/api/apps/{app}/restore", json={"archive": bad.name}, headers=headers)
         assert r.status_code == 400 and r.json()["error"] == "archive_refused"
         assert "nothing was changed" in r.json()["message"]

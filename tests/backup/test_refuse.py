@@ -15,7 +15,7 @@ import pytest
 from homehelper.backup.archive import write_archive
 from homehelper.backup.restore import MAX_MEMBER, restore_app_data, restore_root
 from homehelper.errors import ArchiveRefused
-from tests.backup.helpers import add_listed, listing, make_root, manifests, members, rewrite, with_member
+from tests.backup.helpers import add_listed, flipped_bytes, listing, make_root, manifests, members, rewrite, with_member
 
 
 @pytest.fixture
@@ -27,9 +27,7 @@ def good(state_root: Path) -> Path:
 
 
 def flipped(good: Path, out: Path) -> Path:
-    data = bytearray(good.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    out.write_bytes(bytes(data))
+    out.write_bytes(flipped_bytes(good.read_bytes()))
     return out
 
 
