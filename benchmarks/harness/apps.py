@@ -1,6 +1,8 @@
 """Starting a tree's service apps all at once and waiting until each is healthy, as the startup
 and starting benchmarks both do; and the bare side's wait: /health polled every 5 ms (or on a
-schedule given) with the cheapest correct check, one HTTP/1.0 GET on a bare socket."""
+schedule given) with the cheapest correct check, HomeHelper's own (backends/httpprobe.probe: one
+HTTP/1.0 GET on a bare socket; an httpx request costs its caller about 2 ms of CPU, and a baseline
+polling twenty apps with it every 5 ms would spend a core the measured side does not)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 import trio
 
+from homehelper.backends.httpprobe import probe
 from homehelper.messages import AppHealthChanged, StartApp, StopApp
 
 POLL = 0.005
@@ -49,33 +52,18 @@ class StartAll:
                 asks.start_soon(lambda a=app_id: self.apps.ref(a).ask(StopApp(a), timeout=60))
 
 
-async def answers_200(port: int) -> bool:
-    """GET /health on 127.0.0.1:port: a connect, one send, the status line read. An httpx request
-    costs its caller about 2 ms of CPU; a baseline polling twenty apps with it every 5 ms would
-    spend a core the measured side does not."""
-    data = b""
-    with trio.socket.socket() as sock:
-        try:
-            await sock.connect(("127.0.0.1", port))
-            await sock.send(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            while len(data) < 12 and (chunk := await sock.recv(64)):
-                data += chunk
-        except OSError:
-            return False
-    return data[:5] == b"HTTP/" and data[9:12] == b"200"
-
-
 def every_poll() -> Iterator[float]:
     return itertools.repeat(POLL)
 
 
 async def all_healthy(ports: list[int], pauses: Callable[[], Iterator[float]] = every_poll,
                       procs: Sequence[trio.Process] = ()) -> None:
-    """Until each port's /health answers 200, polled every POLL seconds or after each of `pauses()`
-    (the baselines' readiness). `procs[i]` serves `ports[i]`: one that exits first is an error."""
+    """Until each port's /health answers a 2xx (as HomeHelper's check), polled every POLL seconds or
+    after each of `pauses()` (the baselines' readiness). `procs[i]` serves `ports[i]`: one that exits
+    first is an error."""
     async def healthy(i: int, port: int) -> None:
         for pause in pauses():
-            if await answers_200(port):
+            if (await probe(port, "/health", timeout=1.0))[0]:
                 return
             if i < len(procs) and procs[i].poll() is not None:
                 raise RuntimeError(f"the bare app on port {port} exited ({procs[i].returncode}) before it answered")
