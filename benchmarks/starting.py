@@ -57,8 +57,8 @@ TARGET = 1.5
 BOOT = 3.0  # seconds the client processes get to start and connect before the first window
 BASELINE = ("the same 20 app files spawned by a launcher process of their own (same environment and nice value, "
             "/health polled as HomeHelper polls, from 5 ms, by a bare HTTP/1.0 GET; timed from its first spawn), "
-            "while the same 20 clients "
-            "refresh: the machine's load of 20 starting apps without HomeHelper's start path on the server's thread")
+            "while the same 20 clients refresh: the machine's load of 20 starting apps without HomeHelper's start "
+            "path on the server's thread")
 
 
 async def _reply(ws: WSClient) -> str:

@@ -168,6 +168,7 @@ class AppRecord:
 # What the API shows of a record: all but the parsed manifest and the deadlines on trio's clock.
 _SHOWN = tuple(a.name for a in attrs.fields(AppRecord) if a.name not in ("manifest", "idle_due", "life_due"))
 
+
 class AppsView:
     """Every app's record, and the folders whose manifest is invalid; read by the web as it is."""
 

@@ -41,12 +41,12 @@ class Parts:
         # lack the same sections, so one body is joined for all of them (at most 2^sections)
         self._bodies: dict[tuple[str, ...], str] = {}
         if isinstance(data, dict) and all(isinstance(k, str) for k in data):
-            old_sections = previous.sections if previous is not None else None
-            old_data = previous.data if previous is not None and old_sections is not None else {}
+            old_data, old_sections, old_digests = ({}, {}, {}) if previous is None or previous.sections is None \
+                else (previous.data, previous.sections, previous.digests)
             self.sections, self.digests = {}, {}
             for k, v in data.items():
-                if old_sections is not None and previous is not None and k in old_data and old_data[k] == v:
-                    self.sections[k], self.digests[k] = old_sections[k], previous.digests[k]
+                if k in old_sections and old_data[k] == v:
+                    self.sections[k], self.digests[k] = old_sections[k], old_digests[k]
                 else:
                     self.sections[k] = text = _dumps(v)
                     self.digests[k] = _digest(text)
