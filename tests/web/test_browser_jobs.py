@@ -14,6 +14,17 @@ from tests.web.test_approval import config_for, running
 
 pytestmark = [pytest.mark.browser]
 
+# Runs before any page script: notes, for each websocket the page opens, whether every deferred script
+# had run by then (DOMContentLoaded fires after the last of them).
+RECORD_SOCKETS = """
+document.addEventListener("DOMContentLoaded", () => { window.__hhScriptsIn = true; }, { once: true });
+window.__hhSockets = [];
+const Plain = window.WebSocket;
+window.WebSocket = class extends Plain {
+  constructor(...args) { super(...args); window.__hhSockets.push(window.__hhScriptsIn === true); }
+};
+"""
+
 
 def refreshed(page) -> bool:
     page.click("#refresh")
@@ -63,3 +74,26 @@ async def test_a_job_card_shows_its_schedule_and_runs_now(browser, state_root: P
                 ctx.close()
 
         await browser.run(card_and_run)
+
+
+async def test_the_dashboard_connects_only_once_every_script_has_run(browser, state_root: Path) -> None:
+    """Regression: app.js connected as soon as it ran, before jobs.js (deferred after it); on a busy
+    machine the first refresh's reply was drawn before jobs.js arrived, so a job card showed no
+    schedule until the next click (CI, stop 23). Whichever script arrives last, the socket waits for it."""
+    config = config_for(state_root)
+    write_job(config.apps_dir, "meter-read", "Mon..Fri 07:00", timeout=45)
+    async with running(config) as (rt, _client):
+        def load(b):
+            ctx = b.new_context()
+            try:
+                page = ctx.new_page()
+                page.add_init_script(RECORD_SOCKETS)
+                page.goto(rt.url + "/")
+                card = page.locator('.card[data-app="meter-read"]')
+                card.wait_for()
+                expect(card.locator(".job-schedule")).to_have_text("Mon..Fri 07:00 · timeout 45 s")
+                return page.evaluate("window.__hhSockets")
+            finally:
+                ctx.close()
+
+        assert await browser.run(load) == [True]

@@ -369,5 +369,7 @@
   });
   const logout = $("#logout");
   if (logout) logout.addEventListener("click", async () => { await post("/logout").catch(() => {}); location.href = "/login"; });
-  connect();
+  // Connect once every deferred script has run: the first refresh's cards need jobs.js and the others,
+  // and a fast reply would otherwise be drawn before a slow script arrives (and stay so until the next click).
+  document.addEventListener("DOMContentLoaded", connect, { once: true });
 })();
