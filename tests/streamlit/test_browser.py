@@ -26,8 +26,9 @@ def drive(browser: Any, url: str) -> dict[str, Any]:
         frame.get_by_text("Humidity (%)").wait_for(timeout=30_000)  # the app's own content, rendered
         frame.get_by_text("Temperature", exact=True).wait_for(timeout=10_000)
         ttl = page.locator("#ui-ttl").inner_text()
-        page.click("#ui-keepalive")
-        page.wait_for_timeout(500)
+        with page.expect_response(lambda r: r.url.endswith("/keepalive")) as keepalive:
+            page.click("#ui-keepalive")
+        assert keepalive.value.ok  # answered: the server has counted it as use
         return {"ttl": ttl, "src": page.locator("#ui-frame").get_attribute("src"),
                 "shot": screenshot(page, "streamlit-modal"),
                 "frame_url": next(f.url for f in page.frames if "/apps/" in f.url)}
