@@ -40,11 +40,15 @@ async def test_open_ui_modal_with_time_left_and_keep_alive(browser, make_tree) -
                 assert frame_url.startswith("http://127.0.0.1:") and not frame_url.startswith(url + "/")
                 left = page.inner_text("#ui-ttl")
                 assert re.fullmatch(r"stops in \d+ s if idle", left), left
-                # the local countdown runs down without asking the server
-                until(page, lambda: int(page.inner_text("#ui-ttl").split()[2]) < int(left.split()[2]))
-                later = int(page.inner_text("#ui-ttl").split()[2])
+
+                def seconds() -> int:  # "stops in N s if idle" -> N
+                    return int(page.inner_text("#ui-ttl").split()[2])
+
+                first = seconds()
+                until(page, lambda: seconds() < first)  # the local countdown runs down without asking the server
+                later = seconds()
                 page.click("#ui-keepalive")
-                until(page, lambda: int(page.inner_text("#ui-ttl").split()[2]) > later)
+                until(page, lambda: seconds() > later)
                 screenshot(page, "dashboard-streamlit-modal")
                 page.click("#ui-dialog [data-close]")
                 # closing the modal unloads the app's page (its websocket goes, so it can idle out)
